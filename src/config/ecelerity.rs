@@ -1,0 +1,1 @@
+//! Reader for Momentum's ecelerity.conf syntax (to be written).

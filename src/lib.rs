@@ -1,0 +1,3 @@
+//! eccluster: a cluster engine for mail servers.
+
+pub mod config;
