@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn nearest_finds_misspellings_but_not_strangers() {
         let opts = ["heartbeats_per_sec", "heartbeat_start_delay", "nodename"];
-        assert_eq!(nearest("hearbeats_per_sec", opts), Some("heartbeats_per_sec"));
+        assert_eq!(
+            nearest("hearbeats_per_sec", opts),
+            Some("heartbeats_per_sec")
+        );
         assert_eq!(nearest("NODENAM", opts), Some("nodename"));
         assert_eq!(nearest("interface", opts), None);
     }
