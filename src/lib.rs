@@ -1,3 +1,8 @@
 //! eccluster: a cluster engine for mail servers.
 
 pub mod config;
+pub mod core;
+pub mod io;
+pub mod node;
+
+pub use node::{HookOrder, Identity, Node, NodeError};

@@ -1,0 +1,37 @@
+//! What the host says about itself: its name, the `EC_*` environment
+//! variables, and what a name resolves to. [`crate::core::identity`] decides
+//! what to make of it.
+
+use std::net::{IpAddr, ToSocketAddrs};
+
+/// The environment variable `ec_ctl` exports with the node name.
+pub const ENV_NODE_NAME: &str = "EC_NODE_NAME";
+/// The environment variable `ec_ctl` exports with the subcluster.
+pub const ENV_SUB_CLUSTER: &str = "EC_SUB_CLUSTER";
+
+/// The system host name, if it can be read and is UTF-8.
+pub fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is a valid writable buffer of the length passed; gethostname
+    // writes at most that many bytes and does not keep the pointer.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    std::str::from_utf8(&buf[..end]).ok().map(str::to_string)
+}
+
+/// An environment variable, if set and UTF-8.
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The addresses `name` resolves to (empty when it does not resolve).
+pub fn resolve(name: &str) -> Vec<IpAddr> {
+    (name, 0u16)
+        .to_socket_addrs()
+        .map(|addrs| addrs.map(|a| a.ip()).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,7 @@
+//! The shell around the pure core: threads, sockets, the host's name and
+//! environment, signals. It turns the world into inputs and carries out
+//! outputs; it decides nothing.
+
+pub mod control;
+pub mod host;
+pub mod signals;
