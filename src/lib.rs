@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod core;
+pub mod ffi;
 pub mod io;
 pub mod node;
 

@@ -68,7 +68,10 @@ pub enum NodeError {
     /// hook returned an invalid name). The node's state is unchanged.
     Identity(String),
     /// An operating-system resource could not be set up; the node stays stopped.
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     /// The call is not allowed in the node's current state; nothing changed.
     InvalidState(&'static str),
 }
@@ -139,12 +142,20 @@ impl Node {
     }
 
     /// Adds a `cluster_nodename` hook. Only while stopped.
-    pub fn register_nodename_hook(&self, order: HookOrder, hook: IdentityHook) -> Result<(), NodeError> {
+    pub fn register_nodename_hook(
+        &self,
+        order: HookOrder,
+        hook: IdentityHook,
+    ) -> Result<(), NodeError> {
         self.register_hook(order, hook, |h| &mut h.nodename)
     }
 
     /// Adds a `cluster_subcluster` hook. Only while stopped.
-    pub fn register_subcluster_hook(&self, order: HookOrder, hook: IdentityHook) -> Result<(), NodeError> {
+    pub fn register_subcluster_hook(
+        &self,
+        order: HookOrder,
+        hook: IdentityHook,
+    ) -> Result<(), NodeError> {
         self.register_hook(order, hook, |h| &mut h.subcluster)
     }
 
@@ -192,12 +203,13 @@ impl Node {
             Some(inner) => inner.exec(line),
             None => Err("the node is gone".into()),
         });
-        let control = ControlServer::start(&control_cfg.path, control_cfg.mode, exec).map_err(|source| {
-            NodeError::Io {
-                what: format!("console socket {}", control_cfg.path.display()),
-                source,
-            }
-        })?;
+        let control =
+            ControlServer::start(&control_cfg.path, control_cfg.mode, exec).map_err(|source| {
+                NodeError::Io {
+                    what: format!("console socket {}", control_cfg.path.display()),
+                    source,
+                }
+            })?;
         *running = Some(Running { identity, control });
         Ok(())
     }
@@ -253,8 +265,10 @@ impl Inner {
             host::hostname().as_deref(),
         )
         .map_err(NodeError::Identity)?;
-        let (sub, sub_origin) =
-            identity::choose_subcluster(cluster.subcluster.as_deref(), host::env(host::ENV_SUB_CLUSTER).as_deref());
+        let (sub, sub_origin) = identity::choose_subcluster(
+            cluster.subcluster.as_deref(),
+            host::env(host::ENV_SUB_CLUSTER).as_deref(),
+        );
         let hooks = self.hooks.read();
         let (nodename, nodename_origin) = run_hooks(&hooks.nodename, name, name_origin);
         let (subcluster, subcluster_origin) = run_hooks(&hooks.subcluster, sub, sub_origin);
@@ -273,7 +287,8 @@ impl Inner {
             AddrSource::Known(..) => Vec::new(),
         };
         let (nodeaddr, nodeaddr_origin) =
-            identity::choose_nodeaddr(source, &resolved, &nodename, peers).map_err(NodeError::Identity)?;
+            identity::choose_nodeaddr(source, &resolved, &nodename, peers)
+                .map_err(NodeError::Identity)?;
         Ok(Identity {
             nodename,
             nodename_origin,
@@ -300,31 +315,66 @@ fn identity_or_err(inner: &Inner) -> Result<Identity, String> {
     inner.identity().map_err(|e| e.to_string())
 }
 
+/// A built-in console command: words, usage, help, handler.
+type Builtin = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Inner, &[String], Mode) -> Result<String, String>,
+);
+
 fn register_builtin_commands(console: &mut Console<Inner>) {
-    let commands: [(&str, &str, &str, fn(&Inner, &[String], Mode) -> Result<String, String>); 4] = [
-        ("cluster nodename", "", "Show the name of the local node.", |inner, _, mode| {
-            Ok(reports::value("nodename", &identity_or_err(inner)?.nodename, mode))
-        }),
-        ("cluster nodeaddr", "", "Show the cluster protocol service address.", |inner, _, mode| {
-            Ok(reports::nodeaddr(identity_or_err(inner)?.service_addr(), mode))
-        }),
-        ("cluster info", "", "Display the current operating status and parameters.", |inner, _, mode| {
-            let id = identity_or_err(inner)?;
-            let pid = std::process::id();
-            let cluster = &inner.config.cluster;
-            let view = InfoView {
-                cluster_port: id.cluster_port,
-                main_private_name: reports::private_name(0, pid, &id.nodename),
-                shared_private_name: reports::private_name(1, pid, &id.nodename),
-                control_group: cluster.control_group.clone(),
-                cluster_group: cluster.cluster_group.clone(),
-                // A node alone in its view leads it.
-                leader: Some(id.nodename.clone()),
-                log_group: cluster.log_group.clone(),
-            };
-            Ok(reports::info(&view, mode))
-        }),
-        ("version", "", "Show the eccluster version.", |_, _, mode| Ok(reports::version(VERSION, mode))),
+    let commands: [Builtin; 4] = [
+        (
+            "cluster nodename",
+            "",
+            "Show the name of the local node.",
+            |inner, _, mode| {
+                Ok(reports::value(
+                    "nodename",
+                    &identity_or_err(inner)?.nodename,
+                    mode,
+                ))
+            },
+        ),
+        (
+            "cluster nodeaddr",
+            "",
+            "Show the cluster protocol service address.",
+            |inner, _, mode| {
+                Ok(reports::nodeaddr(
+                    identity_or_err(inner)?.service_addr(),
+                    mode,
+                ))
+            },
+        ),
+        (
+            "cluster info",
+            "",
+            "Display the current operating status and parameters.",
+            |inner, _, mode| {
+                let id = identity_or_err(inner)?;
+                let pid = std::process::id();
+                let cluster = &inner.config.cluster;
+                let view = InfoView {
+                    cluster_port: id.cluster_port,
+                    main_private_name: reports::private_name(0, pid, &id.nodename),
+                    shared_private_name: reports::private_name(1, pid, &id.nodename),
+                    control_group: cluster.control_group.clone(),
+                    cluster_group: cluster.cluster_group.clone(),
+                    // A node alone in its view leads it.
+                    leader: Some(id.nodename.clone()),
+                    log_group: cluster.log_group.clone(),
+                };
+                Ok(reports::info(&view, mode))
+            },
+        ),
+        (
+            "version",
+            "",
+            "Show the eccluster version.",
+            |_, _, mode| Ok(reports::version(VERSION, mode)),
+        ),
     ];
     for (words, usage, help, handler) in commands {
         if let Err(e) = console.register(words, usage, help, handler) {

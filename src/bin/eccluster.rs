@@ -1,1 +1,239 @@
-fn main() {}
+//! The `eccluster` command: run a node, talk to a node's console, check a
+//! configuration, and run the demo.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use eccluster::config::{Format, LoadedConfig};
+use eccluster::io::control::ControlClient;
+use eccluster::io::{host, signals};
+use eccluster::node::{Node, VERSION};
+
+const USAGE: &str = "\
+usage:
+  eccluster node --config FILE          run a node in the foreground (SIGTERM/SIGINT stop it)
+  eccluster console [--socket PATH] [COMMAND...]
+                                        run a console command on a node (no command: interactive)
+  eccluster check-config FILE           print the effective configuration, or its errors
+  eccluster demo                        start a node from a built-in configuration and use its console
+  eccluster version
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("node") => cmd_node(&args[1..]),
+        Some("console") => cmd_console(&args[1..]),
+        Some("check-config") => cmd_check_config(&args[1..]),
+        Some("demo") => cmd_demo(),
+        Some("version" | "--version" | "-V") => {
+            println!("eccluster {VERSION}");
+            Ok(())
+        }
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command '{other}'\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("eccluster: {}", message.trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--name VALUE` from an argument list, and the arguments left over.
+fn take_flag(args: &[String], name: &str) -> Result<(Option<String>, Vec<String>), String> {
+    let mut value = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == name {
+            value = Some(
+                it.next()
+                    .ok_or_else(|| format!("{name} needs a value"))?
+                    .clone(),
+            );
+        } else if let Some(v) = a.strip_prefix(&format!("{name}=")) {
+            value = Some(v.to_string());
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    Ok((value, rest))
+}
+
+fn load(path: &str) -> Result<LoadedConfig, String> {
+    LoadedConfig::load(Path::new(path)).map_err(|e| format!("configuration errors:\n{e}"))
+}
+
+fn cmd_node(args: &[String]) -> Result<(), String> {
+    let (config, rest) = take_flag(args, "--config")?;
+    let config = config.ok_or("node needs --config FILE")?;
+    if !rest.is_empty() {
+        return Err(format!("unexpected arguments: {}", rest.join(" ")));
+    }
+    let loaded = load(&config)?;
+    // Before any thread starts, so every thread inherits the blocked mask.
+    signals::block_termination().map_err(|e| format!("cannot block signals: {e}"))?;
+    let node = Node::new(loaded.config);
+    node.start().map_err(|e| format!("cannot start: {e}"))?;
+    let id = node.identity().map_err(|e| e.to_string())?;
+    let console = node.console_path().unwrap_or_default();
+    println!(
+        "ready node={} subcluster={} nodeaddr={} console={}",
+        id.nodename,
+        id.subcluster,
+        id.service_addr(),
+        console.display()
+    );
+    std::io::stdout().flush().map_err(|e| e.to_string())?;
+    let signal = signals::wait_for_termination().map_err(|e| e.to_string())?;
+    node.stop();
+    eprintln!("eccluster: {signal}: node {} stopped", id.nodename);
+    Ok(())
+}
+
+fn cmd_console(args: &[String]) -> Result<(), String> {
+    let (socket, rest) = take_flag(args, "--socket")?;
+    let socket = PathBuf::from(socket.unwrap_or_else(|| "/tmp/2025".into()));
+    let mut client = ControlClient::connect(&socket).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        let command = rest.join(" ");
+        return match client.exec(&command).map_err(|e| e.to_string())? {
+            Ok(out) => {
+                print!("{out}");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+    }
+    interactive(&mut client, &socket)
+}
+
+/// The reference's prompt: `HH:MM:SS eccluster(/tmp/2025)> `.
+fn interactive(client: &mut ControlClient, socket: &Path) -> Result<(), String> {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        print!("{} eccluster({})> ", host::local_hms(), socket.display());
+        std::io::stdout().flush().map_err(|e| e.to_string())?;
+        let Some(line) = lines.next() else {
+            println!();
+            return Ok(());
+        };
+        let line = line.map_err(|e| e.to_string())?;
+        let command = line.trim();
+        match command {
+            "" => continue,
+            "quit" | "exit" => return Ok(()),
+            _ => match client.exec(command).map_err(|e| e.to_string())? {
+                Ok(out) => print!("{out}"),
+                Err(e) => println!("error: {e}"),
+            },
+        }
+    }
+}
+
+fn cmd_check_config(args: &[String]) -> Result<(), String> {
+    let [path] = args else {
+        return Err("check-config needs exactly one FILE".into());
+    };
+    let loaded = load(path)?;
+    let format = match loaded.format {
+        Format::Toml => "TOML",
+        Format::Ecelerity => "ecelerity.conf",
+    };
+    println!("# {path}: valid ({format} syntax)");
+    for file in loaded.files().iter().skip(1) {
+        println!("# includes {}", file.display());
+    }
+    println!("# Effective configuration; '# default' marks values not set in the file.");
+    print!("{}", loaded.listing());
+    for ignored in &loaded.ignored {
+        println!("# not used by eccluster: {ignored}");
+    }
+    match Node::new(loaded.config).identity() {
+        Ok(id) => println!(
+            "# identity here: nodename {:?} (from {}), subcluster {:?} (from {}), nodeaddr {} (from {})",
+            id.nodename,
+            id.nodename_origin,
+            id.subcluster,
+            id.subcluster_origin,
+            id.service_addr(),
+            id.nodeaddr_origin
+        ),
+        Err(e) => println!("# identity here: {e}"),
+    }
+    Ok(())
+}
+
+/// The demo's built-in configuration: one node on loopback.
+fn demo_config(socket: &Path) -> String {
+    format!(
+        r#"[cluster]
+nodename = "demo1"
+nodeaddr = "127.0.0.1"
+heartbeats_per_sec = 4
+
+[msgc_server.peers]
+demo1 = "127.0.0.1:14802"
+
+[eccluster_listener.listen."127.0.0.1:14802"]
+
+[control_listener.listen.{socket:?}]
+"#
+    )
+}
+
+fn cmd_demo() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("eccluster-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let socket = dir.join("console");
+    let text = demo_config(&socket);
+    println!("== eccluster {VERSION} demo: one node from this built-in configuration ==\n{text}");
+    let loaded = LoadedConfig::parse(&text, Format::Toml).map_err(|e| e.to_string())?;
+    let node = Node::new(loaded.config);
+    node.start()
+        .map_err(|e| format!("cannot start the demo node: {e}"))?;
+    let id = node.identity().map_err(|e| e.to_string())?;
+    println!(
+        "== node {} started: cluster address {}, console {} ==\n",
+        id.nodename,
+        id.service_addr(),
+        socket.display()
+    );
+    let mut client = ControlClient::connect(&socket).map_err(|e| e.to_string())?;
+    let commands = [
+        "version",
+        "cluster nodename",
+        "cluster nodeaddr",
+        "cluster info",
+        "xml cluster info",
+        "cluster help",
+        "cluster nodenmae",
+    ];
+    for command in commands {
+        println!(
+            "{} eccluster({})> {command}",
+            host::local_hms(),
+            socket.display()
+        );
+        match client.exec(command).map_err(|e| e.to_string())? {
+            Ok(out) => print!("{out}"),
+            Err(e) => println!("error: {e}"),
+        }
+    }
+    node.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "\n== node stopped; the console socket is gone: {} ==",
+        !socket.exists()
+    );
+    Ok(())
+}

@@ -49,11 +49,11 @@ use crate::config::tree::{
 
 /// How many `{`, `(` and `[` may be open at once, counted across included
 /// files, so that recursion depth stays far below any thread's stack size.
-pub const MAX_NESTING: usize = 64;
+pub(crate) const MAX_NESTING: usize = 64;
 
 /// How deeply includes may nest; real configurations use two or three levels,
 /// anything deeper is almost certainly a mistake.
-pub const MAX_INCLUDE_DEPTH: usize = 32;
+pub(crate) const MAX_INCLUDE_DEPTH: usize = 32;
 
 /// Reads a file (and everything it includes). The returned table has kind
 /// [`TableKind::Scope`] and holds the file's top-level entries.

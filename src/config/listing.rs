@@ -28,7 +28,9 @@ fn render_into(out: &mut String, items: &[Effective], depth: usize) {
                 let mark = if *default { "  # default" } else { "" };
                 let _ = writeln!(out, "{pad}{key} = {v}{mark}");
             }
-            Effective::Option { key, value: None, .. } => {
+            Effective::Option {
+                key, value: None, ..
+            } => {
                 let _ = writeln!(out, "{pad}# {key} is not set");
             }
             Effective::Scope {
@@ -37,7 +39,10 @@ fn render_into(out: &mut String, items: &[Effective], depth: usize) {
                 items,
                 default,
             } => {
-                let name = name.as_deref().map(|n| format!(" {}", quote(n))).unwrap_or_default();
+                let name = name
+                    .as_deref()
+                    .map(|n| format!(" {}", quote(n)))
+                    .unwrap_or_default();
                 let mark = if *default { "  # default" } else { "" };
                 if items.is_empty() {
                     let _ = writeln!(out, "{pad}{keyword}{name} {{}}{mark}");

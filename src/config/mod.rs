@@ -55,7 +55,15 @@ impl Format {
 
 /// Scope keywords whose instances carry a name (`Binding "foo" { }`); used
 /// to walk an override path such as `cluster Replicate inbound_cidr max_delay`.
-const NAMED_SCOPES: [&str; 7] = ["Replicate", "Topology", "Binding", "Binding_Group", "Listen", "Manager", "Node"];
+const NAMED_SCOPES: [&str; 7] = [
+    "Replicate",
+    "Topology",
+    "Binding",
+    "Binding_Group",
+    "Listen",
+    "Manager",
+    "Node",
+];
 
 /// A configuration together with where it came from.
 #[derive(Clone, Debug)]
@@ -74,7 +82,12 @@ impl LoadedConfig {
     /// Reads a file in either format (and, for ecelerity.conf, what it includes).
     pub fn load(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
         let bytes = std::fs::read(path).map_err(|e| {
-            ConfigError::at(path.display().to_string(), 0, 0, format!("cannot read: {e}"))
+            ConfigError::at(
+                path.display().to_string(),
+                0,
+                0,
+                format!("cannot read: {e}"),
+            )
         })?;
         let text = String::from_utf8_lossy(&bytes);
         let format = Format::detect(path, &text);
@@ -102,7 +115,11 @@ impl LoadedConfig {
         Self::build(tree, sources, format)
     }
 
-    fn build(tree: Table, sources: SourceMap, format: Format) -> Result<LoadedConfig, ConfigErrors> {
+    fn build(
+        tree: Table,
+        sources: SourceMap,
+        format: Format,
+    ) -> Result<LoadedConfig, ConfigErrors> {
         let mut ctx = Ctx::new(&sources);
         let (config, effective) = schema::build(&tree, &mut ctx);
         let Ctx {
@@ -111,7 +128,16 @@ impl LoadedConfig {
             ..
         } = ctx;
         // Files in the order they were read, then top to bottom.
-        errors.sort_by_key(|e| (sources.files().iter().position(|f| f.display().to_string() == e.file), e.line, e.col));
+        errors.sort_by_key(|e| {
+            (
+                sources
+                    .files()
+                    .iter()
+                    .position(|f| f.display().to_string() == e.file),
+                e.line,
+                e.col,
+            )
+        });
         match config {
             Some(config) if errors.is_empty() => Ok(LoadedConfig {
                 config,
@@ -148,13 +174,19 @@ impl LoadedConfig {
         };
         let mut sources = self.sources.clone();
         let origin = PathBuf::from(format!("<override {option_path}>"));
-        let parsed = ecelerity::parse_str(&format!("value = {value}"), &origin, None, &mut sources)?;
+        let parsed =
+            ecelerity::parse_str(&format!("value = {value}"), &origin, None, &mut sources)?;
         let Some(Entry { value, span, .. }) = parsed.entries.into_iter().next() else {
-            return Err(ConfigError::at(origin.display().to_string(), 1, 1, "no value given").into());
+            return Err(
+                ConfigError::at(origin.display().to_string(), 1, 1, "no value given").into(),
+            );
         };
         let mut tree = self.tree.clone();
-        let target = walk(&mut tree, scopes).map_err(|e| ConfigError::at("<override>", 0, 0, e).with_option(option_path))?;
-        target.entries.retain(|e| !(e.key.eq_ignore_ascii_case(option) && e.name.is_none()));
+        let target = walk(&mut tree, scopes)
+            .map_err(|e| ConfigError::at("<override>", 0, 0, e).with_option(option_path))?;
+        target
+            .entries
+            .retain(|e| !(e.key.eq_ignore_ascii_case(option) && e.name.is_none()));
         target.entries.push(Entry {
             key: option.clone(),
             name: None,
@@ -175,7 +207,11 @@ fn walk<'t>(mut table: &'t mut Table, path: &[String]) -> Result<&'t mut Table, 
         let named = NAMED_SCOPES.iter().any(|k| k.eq_ignore_ascii_case(keyword));
         let name = if named {
             i += 1;
-            Some(path.get(i).ok_or_else(|| format!("{keyword} needs a name in the option path"))?.clone())
+            Some(
+                path.get(i)
+                    .ok_or_else(|| format!("{keyword} needs a name in the option path"))?
+                    .clone(),
+            )
         } else {
             None
         };
@@ -185,7 +221,11 @@ fn walk<'t>(mut table: &'t mut Table, path: &[String]) -> Result<&'t mut Table, 
     Ok(table)
 }
 
-fn descend<'t>(table: &'t mut Table, keyword: &str, name: Option<String>) -> Result<&'t mut Table, String> {
+fn descend<'t>(
+    table: &'t mut Table,
+    keyword: &str,
+    name: Option<String>,
+) -> Result<&'t mut Table, String> {
     let toml = table.kind == TableKind::Toml;
     let matches = |e: &Entry| {
         e.key.eq_ignore_ascii_case(keyword)
@@ -195,7 +235,11 @@ fn descend<'t>(table: &'t mut Table, keyword: &str, name: Option<String>) -> Res
     let index = match table.entries.iter().position(matches) {
         Some(i) => i,
         None => {
-            let kind = if toml { TableKind::Toml } else { TableKind::Scope };
+            let kind = if toml {
+                TableKind::Toml
+            } else {
+                TableKind::Scope
+            };
             table.entries.push(Entry {
                 key: keyword.to_string(),
                 name: if toml { None } else { name.clone() },

@@ -358,7 +358,10 @@ impl<'t> ScopeReader<'t> {
                             other => ctx.error(
                                 other.span(),
                                 &self.option_path(key),
-                                format!("list items must be single values, found {}", other.describe()),
+                                format!(
+                                    "list items must be single values, found {}",
+                                    other.describe()
+                                ),
                             ),
                         }
                     }
@@ -376,7 +379,11 @@ impl<'t> ScopeReader<'t> {
         let items = items.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
         let rendered = format!(
             "({})",
-            items.iter().map(|s| format!(" {}", quote(s))).collect::<String>() + " "
+            items
+                .iter()
+                .map(|s| format!(" {}", quote(s)))
+                .collect::<String>()
+                + " "
         );
         self.effective.push(Effective::Option {
             key,
@@ -428,7 +435,10 @@ impl<'t> ScopeReader<'t> {
                 other => ctx.error(
                     entry.span,
                     &self.option_path(key),
-                    format!("expected a dictionary [ key = value ... ], found {}", other.describe()),
+                    format!(
+                        "expected a dictionary [ key = value ... ], found {}",
+                        other.describe()
+                    ),
                 ),
             }
         }
@@ -477,7 +487,10 @@ impl<'t> ScopeReader<'t> {
                 ctx.error(
                     entry.span,
                     &path,
-                    format!("expected a scope {keyword} {{ ... }}, found {}", other.describe()),
+                    format!(
+                        "expected a scope {keyword} {{ ... }}, found {}",
+                        other.describe()
+                    ),
                 );
                 None
             }
@@ -525,14 +538,17 @@ impl<'t> ScopeReader<'t> {
                 (other, _) => ctx.error(
                     entry.span,
                     &self.option_path(keyword),
-                    format!("expected a scope {keyword} \"name\" {{ ... }}, found {}", other.describe()),
+                    format!(
+                        "expected a scope {keyword} \"name\" {{ ... }}, found {}",
+                        other.describe()
+                    ),
                 ),
             }
             for (name, span, table) in instances {
                 if let Some((_, first, _)) = out.iter().find(|(n, _, _)| n == name) {
                     ctx.error(
                         span,
-                        &format!("{}.{keyword} {}", self.path, quote(name)).trim_start_matches('.').to_string(),
+                        format!("{}.{keyword} {}", self.path, quote(name)).trim_start_matches('.'),
                         format!(
                             "duplicate scope (first at line {}, col {})",
                             first.line, first.col
@@ -541,7 +557,11 @@ impl<'t> ScopeReader<'t> {
                     continue;
                 }
                 let path = format!("{} {}", self.option_path(keyword), quote(name));
-                out.push((name.to_string(), span, ScopeReader::new(path, table, strictness)));
+                out.push((
+                    name.to_string(),
+                    span,
+                    ScopeReader::new(path, table, strictness),
+                ));
             }
         }
         out
@@ -551,12 +571,18 @@ impl<'t> ScopeReader<'t> {
     /// error, and `check-config` lists it with `why`.
     pub fn ignore(&mut self, ctx: &mut Ctx, key: &'static str, why: &str) {
         if !self.take_all(key).is_empty() {
-            ctx.ignored.push(format!("{} ({why})", self.option_path(key)));
+            ctx.ignored
+                .push(format!("{} ({why})", self.option_path(key)));
         }
     }
 
     /// Records a finished sub-scope in this scope's effective listing.
-    pub fn push_scope(&mut self, keyword: &'static str, name: Option<String>, items: Vec<Effective>) {
+    pub fn push_scope(
+        &mut self,
+        keyword: &'static str,
+        name: Option<String>,
+        items: Vec<Effective>,
+    ) {
         self.effective.push(Effective::Scope {
             keyword,
             name,
@@ -580,14 +606,21 @@ impl<'t> ScopeReader<'t> {
             match (self.strictness, suggestion) {
                 (Strictness::HostOwned, None) => ctx.ignored.push(self.option_path(&entry.key)),
                 (_, suggestion) => {
-                    let scope = if self.path.is_empty() { "the top level" } else { &self.path };
+                    let scope = if self.path.is_empty() {
+                        "the top level"
+                    } else {
+                        &self.path
+                    };
                     let mut valid: Vec<&str> = self.known.clone();
                     valid.sort_unstable();
                     valid.dedup();
                     let message = if suggestion.is_some() || valid.is_empty() {
                         format!("unknown {what} in {scope}")
                     } else {
-                        format!("unknown {what} in {scope}; valid here: {}", valid.join(", "))
+                        format!(
+                            "unknown {what} in {scope}; valid here: {}",
+                            valid.join(", ")
+                        )
                     };
                     let e = ctx
                         .located(entry.span, message)
@@ -603,7 +636,10 @@ impl<'t> ScopeReader<'t> {
 
 /// A dictionary key, quoted unless it is a plain word.
 fn dict_key(k: &str) -> String {
-    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         k.to_string()
     } else {
         quote(k)

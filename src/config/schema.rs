@@ -19,9 +19,9 @@ pub const DEFAULT_LOGS: [(&str, &str); 5] = [
 ];
 
 /// The cluster port of the reference's `ECCluster_Listener`.
-pub const DEFAULT_CLUSTER_PORT: u16 = 4802;
+pub(crate) const DEFAULT_CLUSTER_PORT: u16 = 4802;
 /// The reference's console socket.
-pub const DEFAULT_CONTROL_PATH: &str = "/tmp/2025";
+pub(crate) const DEFAULT_CONTROL_PATH: &str = "/tmp/2025";
 
 /// Builds the typed configuration from a tree, and the effective listing
 /// that `check-config` prints.
@@ -38,10 +38,11 @@ pub fn build(top: &Table, ctx: &mut Ctx) -> (Option<Config>, Vec<Effective>) {
     r.push_scope("cluster", None, items);
 
     let bus = bus(&mut r, ctx);
-    let cluster_listener = single_listen(&mut r, ctx, "ECCluster_Listener", "*:4802", |name, _, _| {
-        parse_listen(name)
-    })
-    .unwrap_or(ListenAddr(SocketAddr::new(
+    let cluster_listener =
+        single_listen(&mut r, ctx, "ECCluster_Listener", "*:4802", |name, _, _| {
+            parse_listen(name)
+        })
+        .unwrap_or(ListenAddr(SocketAddr::new(
             IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             DEFAULT_CLUSTER_PORT,
         )));
@@ -94,6 +95,7 @@ fn at_most(max: u32) -> impl Fn(&u32) -> Result<(), String> {
     }
 }
 
+#[allow(clippy::ptr_arg)] // a check for `get_checked::<String>`
 fn not_empty(v: &String) -> Result<(), String> {
     if v.trim().is_empty() {
         Err("must not be empty".into())
@@ -104,11 +106,18 @@ fn not_empty(v: &String) -> Result<(), String> {
 
 /// Names used on the bus and in group names: the reference requires short,
 /// lowercase, DNS-friendly names.
+#[allow(clippy::ptr_arg)] // a check for `get_checked::<String>`
 fn node_name(v: &String) -> Result<(), String> {
     if v.is_empty() || v.len() > 63 {
-        return Err(format!("must be 1 to 63 characters, found {} characters", v.len()));
+        return Err(format!(
+            "must be 1 to 63 characters, found {} characters",
+            v.len()
+        ));
     }
-    if !v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
         return Err(format!(
             "must be lowercase letters, digits, '-' or '_' (a short host name), found \"{v}\""
         ));
@@ -213,7 +222,8 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
     let if_down_limit = s.get(ctx, "if_down_limit", 4u32);
     let log_active_interval = s.get(ctx, "log_active_interval", 1u32);
     let log_idle_interval = s.get_checked(ctx, "log_idle_interval", 10u32, at_least(1));
-    let duravip_balance_set_size = s.get_checked(ctx, "duravip_balance_set_size", 1u32, at_least(1));
+    let duravip_balance_set_size =
+        s.get_checked(ctx, "duravip_balance_set_size", 1u32, at_least(1));
     let view_mature_time = s.get(ctx, "view_mature_time", 5u32);
     let view_balance_interval = s.get_checked(ctx, "view_balance_interval", 10u32, at_least(1));
     let view_broadcast_interval = s.get(ctx, "view_broadcast_interval", 0u32);
@@ -221,13 +231,21 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
     let enabled = s.get(ctx, "enabled", true);
     let debug_level = s.get(ctx, "debug_level", DebugLevel::Error);
     let tcp_buffer_size = s.get_checked(ctx, "tcp_buffer_size", 32768u32, at_least(1024));
-    s.ignore(ctx, "mbus_daemon", "deprecated in the reference: Spread's daemon port");
+    s.ignore(
+        ctx,
+        "mbus_daemon",
+        "deprecated in the reference: Spread's daemon port",
+    );
     let logs = s
         .dict(ctx, "logs", &DEFAULT_LOGS)
         .into_iter()
         .filter_map(|(name, path, span)| {
             if path.is_empty() {
-                ctx.error(span, &format!("cluster.logs.{name}"), "the journal path must not be empty");
+                ctx.error(
+                    span,
+                    &format!("cluster.logs.{name}"),
+                    "the journal path must not be empty",
+                );
                 return None;
             }
             Some((name, PathBuf::from(path)))
@@ -239,7 +257,9 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
     let suspect_heartbeats = s.get_checked(ctx, "suspect_heartbeats", 3u32, at_least(1));
     let down_heartbeats = s.get_checked(ctx, "down_heartbeats", 6u32, at_least(1));
     if down_heartbeats < suspect_heartbeats {
-        let span = s.span_of("down_heartbeats").or(s.span_of("suspect_heartbeats"));
+        let span = s
+            .span_of("down_heartbeats")
+            .or(s.span_of("suspect_heartbeats"));
         ctx.error(
             span.unwrap_or_default(),
             "cluster.down_heartbeats",
@@ -313,7 +333,11 @@ fn replication(name: &str, span: Span, r: &mut ScopeReader, ctx: &mut Ctx) -> Op
     if let (Some(t), Some(c)) = (type_opt, class_opt)
         && t != c
     {
-        ctx.error(span, &path, format!("type {} and class {} disagree", t.render(), c.render()));
+        ctx.error(
+            span,
+            &path,
+            format!("type {} and class {} disagree", t.render(), c.render()),
+        );
     }
     let kind = type_opt;
     let parameters: Vec<Metric> = r
@@ -343,14 +367,20 @@ fn replication(name: &str, span: Span, r: &mut ScopeReader, ctx: &mut Ctx) -> Op
         })
         .unwrap_or_default();
     let max_delay = r.get_checked(ctx, "max_delay", 1.0, |v: &f64| {
-        if *v >= 0.0 { Ok(()) } else { Err(format!("must not be negative, found {v}")) }
+        if *v >= 0.0 {
+            Ok(())
+        } else {
+            Err(format!("must not be negative, found {v}"))
+        }
     });
     let max_pending = r.get_checked(ctx, "max_pending", 100u32, at_least(1));
     let max_size = r.get_checked(ctx, "max_size", -1i64, |v: &i64| {
         if *v == -1 || *v > 0 {
             Ok(())
         } else {
-            Err(format!("must be -1 (no limit) or a positive size, found {v}"))
+            Err(format!(
+                "must be -1 (no limit) or a positive size, found {v}"
+            ))
         }
     });
     let binding_group = r.maybe_checked(ctx, "binding_group", not_empty);
@@ -366,12 +396,23 @@ fn replication(name: &str, span: Span, r: &mut ScopeReader, ctx: &mut Ctx) -> Op
         return None;
     };
     if binding_group.is_some()
-        && !matches!(kind, ReplicationType::OutboundCidr | ReplicationType::OutboundDomains)
+        && !matches!(
+            kind,
+            ReplicationType::OutboundCidr | ReplicationType::OutboundDomains
+        )
     {
-        ctx.error(span, &format!("{path}.binding_group"), "only valid for outbound_cidr and outbound_domains");
+        ctx.error(
+            span,
+            &format!("{path}.binding_group"),
+            "only valid for outbound_cidr and outbound_domains",
+        );
     }
     if max_size != -1 && kind != ReplicationType::Cache {
-        ctx.error(span, &format!("{path}.max_size"), "only valid for caches (type = \"cache\")");
+        ctx.error(
+            span,
+            &format!("{path}.max_size"),
+            "only valid for caches (type = \"cache\")",
+        );
     }
     Some(Replicate {
         name: name.to_string(),
@@ -418,7 +459,11 @@ fn topology_scope(name: &str, span: Span, r: &mut ScopeReader, ctx: &mut Ctx) ->
     };
     let cidrmask = r.get_checked(ctx, "cidrmask", 32u32, at_most(max));
     let Some(interface) = interface else {
-        ctx.error(span, &format!("{path}.interface"), "a Topology needs an interface");
+        ctx.error(
+            span,
+            &format!("{path}.interface"),
+            "a Topology needs an interface",
+        );
         return None;
     };
     Some(Topology {
@@ -430,7 +475,8 @@ fn topology_scope(name: &str, span: Span, r: &mut ScopeReader, ctx: &mut Ctx) ->
 
 /// Parses a `Listen` address: `*:4802`, `:4809`, `10.0.0.1:4802`, `[::1]:4802`.
 pub fn parse_listen(text: &str) -> Result<ListenAddr, String> {
-    let bad = || format!("\"{text}\" is not a listen address such as \"*:4802\" or \"10.0.0.1:4802\"");
+    let bad =
+        || format!("\"{text}\" is not a listen address such as \"*:4802\" or \"10.0.0.1:4802\"");
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let ip = match host {
@@ -472,7 +518,11 @@ fn single_listen<T>(
         .enumerate()
     {
         if i > 0 {
-            ctx.error(span, &scope.option_path("Listen"), "only one Listen address is supported here");
+            ctx.error(
+                span,
+                &scope.option_path("Listen"),
+                "only one Listen address is supported here",
+            );
         } else {
             match read(&name, &mut listen, ctx) {
                 Ok(v) => result = Some(v),
@@ -516,7 +566,9 @@ fn bus(r: &mut ScopeReader, ctx: &mut Ctx) -> BusConfig {
     }
     let items = s.finish(ctx);
     r.push_scope("msgc_server", None, items);
-    let listener = single_listen(r, ctx, "msgcserver_listener", ":4809", |name, _, _| parse_listen(name));
+    let listener = single_listen(r, ctx, "msgcserver_listener", ":4809", |name, _, _| {
+        parse_listen(name)
+    });
     BusConfig {
         peers,
         port,
@@ -548,19 +600,25 @@ pub fn parse_peer_addr(text: &str) -> Result<(IpAddr, Option<u16>), String> {
 }
 
 fn control(r: &mut ScopeReader, ctx: &mut Ctx) -> ControlConfig {
-    let parsed = single_listen(r, ctx, "Control_Listener", DEFAULT_CONTROL_PATH, |name, listen, ctx| {
-        let mode = listen.get(ctx, "mode", Mode(0o600)).0;
-        if name.starts_with('/') || name.starts_with('.') {
-            Ok(ControlConfig {
-                path: PathBuf::from(name),
-                mode,
-            })
-        } else {
-            Err(format!(
-                "\"{name}\": eccluster's console listens on a local socket; give a path such as \"/tmp/2025\""
-            ))
-        }
-    });
+    let parsed = single_listen(
+        r,
+        ctx,
+        "Control_Listener",
+        DEFAULT_CONTROL_PATH,
+        |name, listen, ctx| {
+            let mode = listen.get(ctx, "mode", Mode(0o600)).0;
+            if name.starts_with('/') || name.starts_with('.') {
+                Ok(ControlConfig {
+                    path: PathBuf::from(name),
+                    mode,
+                })
+            } else {
+                Err(format!(
+                    "\"{name}\": eccluster's console listens on a local socket; give a path such as \"/tmp/2025\""
+                ))
+            }
+        },
+    );
     parsed.unwrap_or_else(|| ControlConfig {
         path: PathBuf::from(DEFAULT_CONTROL_PATH),
         mode: 0o600,
@@ -584,7 +642,11 @@ fn binding(
     let bind_address = r.maybe(ctx, "Bind_Address");
     let (enable_duravip, duravip_preference) = duravip_options(&mut r, ctx);
     if enable_duravip && bind_address.is_none() {
-        ctx.error(span, &format!("Binding \"{name}\""), "Enable_Duravip needs a Bind_Address");
+        ctx.error(
+            span,
+            &format!("Binding \"{name}\""),
+            "Enable_Duravip needs a Bind_Address",
+        );
     }
     let items = r.finish(ctx);
     (
@@ -627,7 +689,10 @@ fn bindings(r: &mut ScopeReader, ctx: &mut Ctx) -> Vec<Binding> {
             ctx.error(
                 *span,
                 &format!("Binding \"{}\"", b.name),
-                format!("binding defined more than once (first at line {}, col {})", first.line, first.col),
+                format!(
+                    "binding defined more than once (first at line {}, col {})",
+                    first.line, first.col
+                ),
             );
         }
     }
@@ -644,10 +709,18 @@ fn listeners(r: &mut ScopeReader, ctx: &mut Ctx) -> Vec<Listener> {
         let (enable_duravip, duravip_preference) = duravip_options(&mut l, ctx);
         let duravip_follow: Option<String> = l.maybe_checked(ctx, "Duravip_Follow", not_empty);
         if enable_duravip && duravip_follow.is_some() {
-            ctx.error(span, &path, "a listener cannot be both Enable_Duravip and Duravip_Follow");
+            ctx.error(
+                span,
+                &path,
+                "a listener cannot be both Enable_Duravip and Duravip_Follow",
+            );
         }
         if duravip_follow.is_some() && duravip_preference.is_some() {
-            ctx.error(span, &path, "a listener that follows a binding takes no Duravip_Preference");
+            ctx.error(
+                span,
+                &path,
+                "a listener that follows a binding takes no Duravip_Preference",
+            );
         }
         match parse_listen(&name) {
             Ok(address) => out.push(Listener {

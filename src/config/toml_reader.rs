@@ -28,7 +28,10 @@ pub fn parse_str(text: &str, origin: &Path, sources: &mut SourceMap) -> Result<T
             format!("invalid TOML: {}", e.message().trim()),
         )
     })?;
-    let conv = Converter { file, lines: &lines };
+    let conv = Converter {
+        file,
+        lines: &lines,
+    };
     Ok(conv.table(doc.get_ref(), conv.span(doc.span().start)))
 }
 
@@ -106,7 +109,9 @@ impl Converter<'_> {
             DeValue::Float(f) => scalar(f.as_str().replace('_', ""), ScalarKind::Float),
             DeValue::Boolean(b) => scalar(b.to_string(), ScalarKind::Boolean),
             DeValue::Datetime(d) => scalar(d.to_string(), ScalarKind::Quoted),
-            DeValue::Array(items) => Value::List(items.iter().map(|i| self.value(i)).collect(), span),
+            DeValue::Array(items) => {
+                Value::List(items.iter().map(|i| self.value(i)).collect(), span)
+            }
             DeValue::Table(t) => Value::Table(self.table(t, span)),
         }
     }
@@ -126,20 +131,28 @@ mod tests {
             .unwrap();
         let cluster = &t.entries[0];
         assert_eq!(cluster.key, "cluster");
-        let Value::Table(c) = &cluster.value else { panic!("cluster is not a table") };
+        let Value::Table(c) = &cluster.value else {
+            panic!("cluster is not a table")
+        };
         let keys: Vec<&str> = c.entries.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["heartbeats_per_sec", "logs", "replicate"]);
-        let Value::Scalar(hb) = &c.entries[0].value else { panic!("not a scalar") };
+        let Value::Scalar(hb) = &c.entries[0].value else {
+            panic!("not a scalar")
+        };
         assert_eq!((hb.text.as_str(), hb.kind), ("4", ScalarKind::Integer));
         assert_eq!((c.entries[0].span.line, c.entries[0].span.col), (2, 1));
-        let Value::Table(logs) = &c.entries[1].value else { panic!("logs is not a table") };
+        let Value::Table(logs) = &c.entries[1].value else {
+            panic!("logs is not a table")
+        };
         assert_eq!(logs.entries[0].key, "b", "document order is kept");
     }
 
     #[test]
     fn hex_integers_become_decimal() {
         let t = parse("a = 0x10\n").unwrap();
-        let Value::Scalar(s) = &t.entries[0].value else { panic!("not a scalar") };
+        let Value::Scalar(s) = &t.entries[0].value else {
+            panic!("not a scalar")
+        };
         assert_eq!(s.text, "16");
     }
 

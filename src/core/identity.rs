@@ -61,7 +61,9 @@ pub fn choose_nodename(
     let short = hostname
         .and_then(|h| h.split('.').next())
         .filter(|h| !h.is_empty())
-        .ok_or("no node name: set cluster { nodename = ... } or EC_NODE_NAME (the host name is empty)")?;
+        .ok_or(
+            "no node name: set cluster { nodename = ... } or EC_NODE_NAME (the host name is empty)",
+        )?;
     Ok((short.to_ascii_lowercase(), Origin::HostName))
 }
 
@@ -133,7 +135,9 @@ pub fn choose_nodeaddr(
         ));
     }
     if addr.is_unspecified() || addr.is_multicast() {
-        return Err(format!("node address {addr} (from {origin}) cannot identify a node"));
+        return Err(format!(
+            "node address {addr} (from {origin}) cannot identify a node"
+        ));
     }
     Ok((addr, origin))
 }
@@ -169,18 +173,33 @@ mod tests {
 
     #[test]
     fn subcluster_defaults_to_default() {
-        assert_eq!(choose_subcluster(None, None), ("default".into(), Origin::Default));
-        assert_eq!(choose_subcluster(None, Some("west")), ("west".into(), Origin::Environment));
-        assert_eq!(choose_subcluster(Some("east"), Some("west")), ("east".into(), Origin::Option));
+        assert_eq!(
+            choose_subcluster(None, None),
+            ("default".into(), Origin::Default)
+        );
+        assert_eq!(
+            choose_subcluster(None, Some("west")),
+            ("west".into(), Origin::Environment)
+        );
+        assert_eq!(
+            choose_subcluster(Some("east"), Some("west")),
+            ("east".into(), Origin::Option)
+        );
     }
 
     #[test]
     fn address_comes_from_option_then_peers_then_resolution() {
         let peers = [peer("a", "10.0.0.1"), peer("b", "10.0.0.2")];
         let opt = nodeaddr_source(Some("10.9.9.9".parse().unwrap()), "a", &peers);
-        assert_eq!(opt, AddrSource::Known("10.9.9.9".parse().unwrap(), Origin::Option));
+        assert_eq!(
+            opt,
+            AddrSource::Known("10.9.9.9".parse().unwrap(), Origin::Option)
+        );
         let from_peers = nodeaddr_source(None, "b", &peers);
-        assert_eq!(from_peers, AddrSource::Known("10.0.0.2".parse().unwrap(), Origin::Peers));
+        assert_eq!(
+            from_peers,
+            AddrSource::Known("10.0.0.2".parse().unwrap(), Origin::Peers)
+        );
         assert_eq!(nodeaddr_source(None, "c", &peers), AddrSource::Resolve);
         let resolved = ["127.0.1.1".parse().unwrap(), "10.0.0.3".parse().unwrap()];
         assert_eq!(
@@ -198,7 +217,9 @@ mod tests {
         let all_lo = [peer("a", "127.0.0.1"), peer("b", "127.0.0.2")];
         assert!(choose_nodeaddr(lo, &[], "a", &all_lo).is_ok());
         let only_loopback_resolves = ["127.0.1.1".parse().unwrap()];
-        assert!(choose_nodeaddr(AddrSource::Resolve, &only_loopback_resolves, "c", &mixed).is_err());
+        assert!(
+            choose_nodeaddr(AddrSource::Resolve, &only_loopback_resolves, "c", &mixed).is_err()
+        );
         assert!(choose_nodeaddr(AddrSource::Resolve, &[], "c", &[]).is_err());
     }
 }

@@ -11,12 +11,12 @@
 //! once to wake it, and shuts down every open client connection, so stop is
 //! prompt without polling.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
@@ -83,7 +83,9 @@ impl ControlServer {
     }
 
     fn shutdown(&mut self) {
-        let Some(thread) = self.thread.take() else { return };
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
         self.stopping.store(true, Ordering::SeqCst);
         // Wake the blocking accept; if the connect fails the listener is gone already.
         let _ = UnixStream::connect(&self.path);
@@ -114,15 +116,19 @@ fn accept_loop(listener: UnixListener, stopping: Arc<AtomicBool>, clients: Clien
         }
         let exec = Arc::clone(&exec);
         let clients = Arc::clone(&clients);
-        let _ = std::thread::Builder::new().name("ecc-console".into()).spawn(move || {
-            serve(conn, &exec);
-            clients.lock().remove(&id);
-        });
+        let _ = std::thread::Builder::new()
+            .name("ecc-console".into())
+            .spawn(move || {
+                serve(conn, &exec);
+                clients.lock().remove(&id);
+            });
     }
 }
 
 fn serve(conn: UnixStream, exec: &Exec) {
-    let Ok(mut out) = conn.try_clone() else { return };
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(conn);
     loop {
         let mut line = String::new();
@@ -131,7 +137,10 @@ fn serve(conn: UnixStream, exec: &Exec) {
             Ok(_) => {}
         }
         if !line.ends_with('\n') {
-            let _ = reply(&mut out, Err(format!("command longer than {MAX_COMMAND} bytes")));
+            let _ = reply(
+                &mut out,
+                Err(format!("command longer than {MAX_COMMAND} bytes")),
+            );
             return;
         }
         let command = line.trim();
@@ -162,8 +171,12 @@ pub struct ControlClient {
 
 impl ControlClient {
     pub fn connect(path: &Path) -> io::Result<ControlClient> {
-        let stream = UnixStream::connect(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {}: {e}", path.display())))?;
+        let stream = UnixStream::connect(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot connect to {}: {e}", path.display()),
+            )
+        })?;
         Ok(ControlClient {
             writer: stream.try_clone()?,
             reader: BufReader::new(stream),
@@ -180,9 +193,17 @@ impl ControlClient {
         self.writer.flush()?;
         let mut header = String::new();
         if self.reader.read_line(&mut header)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the node closed the console connection"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the node closed the console connection",
+            ));
         }
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("bad console reply header {header:?}"));
+        let bad = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad console reply header {header:?}"),
+            )
+        };
         let (tag, len) = header.trim_end().split_once(' ').ok_or_else(bad)?;
         let len: usize = len.parse().map_err(|_| bad())?;
         let mut body = vec![0u8; len];
@@ -215,11 +236,17 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let mut client = ControlClient::connect(&path).unwrap();
-        assert_eq!(client.exec("hello").unwrap(), Ok("ran hello\nline two\n".into()));
+        assert_eq!(
+            client.exec("hello").unwrap(),
+            Ok("ran hello\nline two\n".into())
+        );
         assert_eq!(client.exec("fail").unwrap(), Err("it failed".into()));
         server.stop();
         assert!(!path.exists(), "the socket file is removed on stop");
-        assert!(client.exec("hello").is_err(), "the connection is closed on stop");
+        assert!(
+            client.exec("hello").is_err(),
+            "the connection is closed on stop"
+        );
     }
 
     #[test]

@@ -35,3 +35,27 @@ pub fn resolve(name: &str) -> Vec<IpAddr> {
         .map(|addrs| addrs.map(|a| a.ip()).collect())
         .unwrap_or_default()
 }
+
+/// The local wall-clock time as `HH:MM:SS`, as the reference console's prompt shows it.
+pub fn local_hms() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let t = libc::time_t::try_from(now).unwrap_or(0);
+    // SAFETY: localtime_r reads `t` and fills `tm`, both valid locals; a zeroed
+    // tm is a valid value to be overwritten.
+    #[allow(unsafe_code)]
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return format!(
+                "{:02}:{:02}:{:02}",
+                (now / 3600) % 24,
+                (now / 60) % 60,
+                now % 60
+            );
+        }
+        tm
+    };
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}

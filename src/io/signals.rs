@@ -26,7 +26,11 @@ pub fn block_termination() -> io::Result<()> {
     // SAFETY: `set` is initialised; the old-mask pointer may be null.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
 }
 
 /// Waits until SIGTERM or SIGINT arrives; returns the signal's name.
@@ -40,5 +44,9 @@ pub fn wait_for_termination() -> io::Result<&'static str> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
-    Ok(if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" })
+    Ok(if sig == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    })
 }

@@ -38,7 +38,9 @@ pub struct Command<C> {
 
 impl<C> std::fmt::Debug for Command<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Command").field("words", &self.words).finish()
+        f.debug_struct("Command")
+            .field("words", &self.words)
+            .finish()
     }
 }
 
@@ -103,13 +105,17 @@ pub struct Console<C> {
 
 impl<C> std::fmt::Debug for Console<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.commands.iter().map(|c| c.words.join(" "))).finish()
+        f.debug_list()
+            .entries(self.commands.iter().map(|c| c.words.join(" ")))
+            .finish()
     }
 }
 
 impl<C> Default for Console<C> {
     fn default() -> Self {
-        Console { commands: Vec::new() }
+        Console {
+            commands: Vec::new(),
+        }
     }
 }
 
@@ -123,7 +129,10 @@ impl<C> Console<C> {
         help: &str,
         handler: impl Fn(&C, &[String], Mode) -> Result<String, String> + Send + Sync + 'static,
     ) -> Result<(), String> {
-        let words: Vec<String> = tokenize(words)?.into_iter().map(|w| w.to_ascii_lowercase()).collect();
+        let words: Vec<String> = tokenize(words)?
+            .into_iter()
+            .map(|w| w.to_ascii_lowercase())
+            .collect();
         if words.is_empty() {
             return Err("a command needs at least one word".into());
         }
@@ -153,7 +162,9 @@ impl<C> Console<C> {
         match lower.first().map(String::as_str) {
             None => Err("empty command; try 'help'".into()),
             Some("help") => self.help(&lower[1..], mode),
-            _ if lower.last().is_some_and(|w| w == "help") && self.has_group(&lower[..lower.len() - 1]) => {
+            _ if lower.last().is_some_and(|w| w == "help")
+                && self.has_group(&lower[..lower.len() - 1]) =>
+            {
                 self.help(&lower[..lower.len() - 1], mode)
             }
             _ => {
@@ -188,7 +199,11 @@ impl<C> Console<C> {
         let mut out = String::new();
         match mode {
             Mode::Text => {
-                let width = matching.iter().map(|c| synopsis(c).len()).max().unwrap_or(0);
+                let width = matching
+                    .iter()
+                    .map(|c| synopsis(c).len())
+                    .max()
+                    .unwrap_or(0);
                 for c in &matching {
                     let _ = writeln!(out, "{:width$}  {}", synopsis(c), c.help);
                 }
@@ -221,7 +236,10 @@ impl<C> Console<C> {
                 let name = c.words.join(" ");
                 let n = c.words.len().min(words.len());
                 let head = words[..n].join(" ").to_ascii_lowercase();
-                (edit_distance(&head, &name).min(edit_distance(&lower, &name)), name)
+                (
+                    edit_distance(&head, &name).min(edit_distance(&lower, &name)),
+                    name,
+                )
             })
             .filter(|(d, name)| *d <= (name.len() / 3).max(2))
             .collect();
@@ -231,7 +249,10 @@ impl<C> Console<C> {
         if close.is_empty() {
             format!("unknown command '{typed}'; 'help' lists the commands")
         } else {
-            format!("unknown command '{typed}'; did you mean: {}?", close.join(", "))
+            format!(
+                "unknown command '{typed}'; did you mean: {}?",
+                close.join(", ")
+            )
         }
     }
 }
@@ -250,21 +271,32 @@ mod tests {
 
     fn console() -> Console<u32> {
         let mut c = Console::default();
-        c.register("cluster nodename", "", "Show the name of the local node.", |n: &u32, _, _| {
-            Ok(format!("node{n}\n"))
-        })
+        c.register(
+            "cluster nodename",
+            "",
+            "Show the name of the local node.",
+            |n: &u32, _, _| Ok(format!("node{n}\n")),
+        )
         .unwrap();
         c.register("cluster info", "", "Show status.", |_, _, mode| {
-            Ok(if mode == Mode::Xml { "<info/>\n".into() } else { "info\n".into() })
+            Ok(if mode == Mode::Xml {
+                "<info/>\n".into()
+            } else {
+                "info\n".into()
+            })
         })
         .unwrap();
-        c.register("echo", "<words>", "Echo.", |_, args, _| Ok(args.join("|"))).unwrap();
+        c.register("echo", "<words>", "Echo.", |_, args, _| Ok(args.join("|")))
+            .unwrap();
         c
     }
 
     #[test]
     fn tokenizer_groups_quotes_and_escapes() {
-        assert_eq!(tokenize(r#"a "b c" 'd"e' "f\"g""#).unwrap(), ["a", "b c", "d\"e", "f\"g"]);
+        assert_eq!(
+            tokenize(r#"a "b c" 'd"e' "f\"g""#).unwrap(),
+            ["a", "b c", "d\"e", "f\"g"]
+        );
         assert_eq!(tokenize("  ").unwrap(), Vec::<String>::new());
         assert!(tokenize("a \"b").is_err());
     }
@@ -282,9 +314,15 @@ mod tests {
     fn help_lists_commands_in_a_group() {
         let c = console();
         let all = c.exec(&0, "help").unwrap();
-        assert!(all.contains("cluster nodename") && all.contains("echo <words>"), "{all}");
+        assert!(
+            all.contains("cluster nodename") && all.contains("echo <words>"),
+            "{all}"
+        );
         let cluster = c.exec(&0, "cluster help").unwrap();
-        assert!(cluster.contains("cluster info") && !cluster.contains("echo"), "{cluster}");
+        assert!(
+            cluster.contains("cluster info") && !cluster.contains("echo"),
+            "{cluster}"
+        );
         assert!(c.exec(&0, "xml help").unwrap().starts_with("<help>"));
     }
 
@@ -294,19 +332,28 @@ mod tests {
         let e = c.exec(&0, "cluster nodenmae").unwrap_err();
         assert!(e.contains("did you mean: cluster nodename"), "{e}");
         let e = c.exec(&0, "frobnicate").unwrap_err();
-        assert!(e.contains("unknown command 'frobnicate'") && !e.contains("did you mean"), "{e}");
+        assert!(
+            e.contains("unknown command 'frobnicate'") && !e.contains("did you mean"),
+            "{e}"
+        );
         assert!(c.exec(&0, "").is_err());
     }
 
     #[test]
     fn reserved_words_cannot_be_registered() {
         let mut c = console();
-        assert!(c.register("help me", "", "", |_, _, _| Ok(String::new())).is_err());
+        assert!(
+            c.register("help me", "", "", |_, _, _| Ok(String::new()))
+                .is_err()
+        );
         assert!(c.register("", "", "", |_, _, _| Ok(String::new())).is_err());
     }
 
     #[test]
     fn xml_escape_escapes_markup() {
-        assert_eq!(xml_escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&apos;");
+        assert_eq!(
+            xml_escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;"
+        );
     }
 }

@@ -121,8 +121,17 @@ mod tests {
     fn xml_forms_escape_their_text() {
         let mut v = view();
         v.cluster_group = "a<b".into();
-        assert!(info(&v, Mode::Xml).contains("<cluster_group leader=\"labrat-4\">a&lt;b</cluster_group>"));
-        assert_eq!(value("nodename", "x&y", Mode::Xml), "<nodename>x&amp;y</nodename>\n");
-        assert_eq!(nodeaddr("10.80.116.201:4802".parse().unwrap(), Mode::Text), "10.80.116.201:4802\n");
+        assert!(
+            info(&v, Mode::Xml)
+                .contains("<cluster_group leader=\"labrat-4\">a&lt;b</cluster_group>")
+        );
+        assert_eq!(
+            value("nodename", "x&y", Mode::Xml),
+            "<nodename>x&amp;y</nodename>\n"
+        );
+        assert_eq!(
+            nodeaddr("10.80.116.201:4802".parse().unwrap(), Mode::Text),
+            "10.80.116.201:4802\n"
+        );
     }
 }
