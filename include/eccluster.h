@@ -57,24 +57,6 @@ typedef enum {
   ECC_PANIC = 9,
 } ecc_status;
 
-// Which syntax `ecc_config_parse` reads.
-typedef enum {
-  // Detect from the text: a `[table]` header line means TOML.
-  ECC_FORMAT_AUTO = 0,
-  // eccluster's native TOML.
-  ECC_FORMAT_TOML = 1,
-  // Momentum's ecelerity.conf syntax.
-  ECC_FORMAT_ECELERITY = 2,
-} ecc_config_format;
-
-// Where a hook goes in its chain.
-typedef enum {
-  // Before the hooks registered so far (`register_..._hook_first`).
-  ECC_HOOK_FIRST = 0,
-  // After them (`register_..._hook_last`).
-  ECC_HOOK_LAST = 1,
-} ecc_hook_order;
-
 // A loaded configuration. Not thread-safe: use one from one thread at a
 // time. A node made from it keeps its own copy, so it may be freed after
 // `ecc_node_new`.
@@ -83,6 +65,16 @@ typedef struct ecc_config ecc_config;
 // A cluster node. Thread-safe: every function taking an `ecc_node` may be
 // called from any thread, concurrently, until `ecc_node_free`.
 typedef struct ecc_node ecc_node;
+
+// Which syntax `ecc_config_parse` reads: one of the `ECC_FORMAT_` values.
+// An integer rather than a C enum, so that an unknown value is reported as
+// `ECC_INVALID_ARGUMENT` instead of being undefined behaviour.
+typedef uint32_t ecc_config_format;
+
+// Where a hook goes in its chain: `ECC_HOOK_FIRST` or `ECC_HOOK_LAST`. An
+// integer rather than a C enum, so that any value a caller passes is
+// defined behaviour and an unknown one is reported as `ECC_INVALID_ARGUMENT`.
+typedef uint32_t ecc_hook_order;
 
 // An identity hook (`cluster_nodename`, `cluster_subcluster`). It receives
 // the value so far in `current`; to replace it, it writes a NUL-terminated
@@ -95,12 +87,27 @@ typedef struct ecc_node ecc_node;
 // node unless the host calls those concurrently.
 typedef bool (*ecc_identity_hook_fn)(void *userdata, const char *current, char *buf, size_t buf_len);
 
+// Detect from the text: a `[table]` header line means TOML.
+#define ECC_FORMAT_AUTO 0
+
+// eccluster's native TOML.
+#define ECC_FORMAT_TOML 1
+
+// Momentum's ecelerity.conf syntax.
+#define ECC_FORMAT_ECELERITY 2
+
+// Before the hooks registered so far (`register_..._hook_first`).
+#define ECC_HOOK_FIRST 0
+
+// After them (`register_..._hook_last`).
+#define ECC_HOOK_LAST 1
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
 // Loads a configuration file, TOML or ecelerity.conf (by extension, else by
-// content), with everything it includes.
+// content), with everything it includes. The path must be UTF-8.
 //
 // # Safety
 // `path` is a NUL-terminated string; `out` is a valid pointer.
@@ -215,8 +222,10 @@ ecc_status ecc_console_exec(const ecc_node *node,
 // valid until the next `ecc_` call on this thread.
 const char *ecc_last_error(void);
 
-// A short, constant description of a status code.
-const char *ecc_status_str(ecc_status status);
+// A short, constant description of a status code ("unknown status" for a
+// value this version does not define). Takes an `int` so that any value a
+// caller passes is defined behaviour.
+const char *ecc_status_str(int32_t status);
 
 // The library version, e.g. "0.1.0" (a static string).
 const char *ecc_version(void);

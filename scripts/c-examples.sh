@@ -7,8 +7,8 @@
 #   5. installed into a temporary prefix (scripts/install.sh), compiled with
 #      `pkg-config --cflags --libs eccluster`, to prove the .pc file works.
 # Steps 1-4 use the debug build (fast for CI); step 5 the release build that
-# install.sh makes. Builds with --offline: run `cargo fetch` once on a fresh
-# machine. Outputs go to target/c-examples/.
+# install.sh makes.
+# Outputs go to target/c-examples/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -27,7 +27,7 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out/lib"
 
 step "build the library (debug)"
-cargo build --lib --locked --offline
+cargo build --lib --locked
 # Binaries record the SONAME (libeccluster.so.0), which cargo does not
 # create, so give the linker and the loader a directory that has it.
 major=$(sed -n 's/^#define ECC_VERSION_MAJOR \([0-9]*\)$/\1/p' include/eccluster.h)

@@ -11,7 +11,7 @@ for a in "$@"; do
 done
 cd "$(dirname "$0")/.."
 if [ ${#args[@]} -eq 0 ]; then
-  cargo build --lib --locked --offline
+  cargo build --lib --locked
   args=(target/debug/libeccluster.so)
 fi
 major=$(sed -n 's/^version = "\([0-9]*\)\..*"$/\1/p' Cargo.toml | head -n1)

@@ -4,7 +4,6 @@
 #   libeccluster.so -> libeccluster.so.X (for -leccluster), libeccluster.a,
 #   PREFIX/include/eccluster.h and PREFIX/lib/pkgconfig/eccluster.pc.
 # Usage: scripts/install.sh PREFIX     (DESTDIR is honoured for staging.)
-# Builds with --offline: run `cargo fetch` once on a fresh machine.
 set -euo pipefail
 if [ $# -ne 1 ] || [ -z "$1" ]; then
   echo "usage: $0 PREFIX" >&2
@@ -27,7 +26,7 @@ if ! [[ $version =~ ^([0-9]+)\.[0-9]+\.[0-9]+$ ]]; then
 fi
 major=${BASH_REMATCH[1]}
 
-cargo build --release --lib --locked --offline
+cargo build --release --lib --locked
 
 so=target/release/libeccluster.so
 # The symlink names below must match what hosts record at link time.

@@ -88,10 +88,14 @@ impl fmt::Display for NodeError {
 
 impl std::error::Error for NodeError {}
 
+/// Hooks are shared (`Arc`) so a chain can be copied out of the lock and run
+/// without holding it: a hook may then call back into its node.
+type SharedHook = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 #[derive(Default)]
 struct Hooks {
-    nodename: Vec<IdentityHook>,
-    subcluster: Vec<IdentityHook>,
+    nodename: Vec<SharedHook>,
+    subcluster: Vec<SharedHook>,
 }
 
 struct Running {
@@ -163,7 +167,7 @@ impl Node {
         &self,
         order: HookOrder,
         hook: IdentityHook,
-        chain: impl FnOnce(&mut Hooks) -> &mut Vec<IdentityHook>,
+        chain: impl FnOnce(&mut Hooks) -> &mut Vec<SharedHook>,
     ) -> Result<(), NodeError> {
         let running = self.inner.running.lock();
         if running.is_some() {
@@ -173,6 +177,7 @@ impl Node {
         }
         let mut hooks = self.inner.hooks.write();
         let chain = chain(&mut hooks);
+        let hook: SharedHook = Arc::from(hook);
         match order {
             HookOrder::First => chain.insert(0, hook),
             HookOrder::Last => chain.push(hook),
@@ -192,11 +197,16 @@ impl Node {
 
     /// Fixes the identity and starts the runtime (the console socket).
     pub fn start(&self) -> Result<(), NodeError> {
+        const ALREADY: NodeError = NodeError::InvalidState("the node is already running");
+        if self.is_running() {
+            return Err(ALREADY);
+        }
+        // Outside the lock: the hooks run here and may call back into this node.
+        let identity = self.inner.resolve_identity()?;
         let mut running = self.inner.running.lock();
         if running.is_some() {
-            return Err(NodeError::InvalidState("the node is already running"));
+            return Err(ALREADY);
         }
-        let identity = self.inner.resolve_identity()?;
         let control_cfg = &self.inner.config.control;
         let weak = Arc::downgrade(&self.inner);
         let exec: Exec = Arc::new(move |line: &str| match weak.upgrade() {
@@ -251,10 +261,11 @@ impl Inner {
     }
 
     fn identity(&self) -> Result<Identity, NodeError> {
-        if let Some(r) = self.running.lock().as_ref() {
-            return Ok(r.identity.clone());
+        let fixed = self.running.lock().as_ref().map(|r| r.identity.clone());
+        match fixed {
+            Some(identity) => Ok(identity),
+            None => self.resolve_identity(),
         }
-        self.resolve_identity()
     }
 
     fn resolve_identity(&self) -> Result<Identity, NodeError> {
@@ -269,10 +280,12 @@ impl Inner {
             cluster.subcluster.as_deref(),
             host::env(host::ENV_SUB_CLUSTER).as_deref(),
         );
-        let hooks = self.hooks.read();
-        let (nodename, nodename_origin) = run_hooks(&hooks.nodename, name, name_origin);
-        let (subcluster, subcluster_origin) = run_hooks(&hooks.subcluster, sub, sub_origin);
-        drop(hooks);
+        let (nodename_hooks, subcluster_hooks) = {
+            let hooks = self.hooks.read();
+            (hooks.nodename.clone(), hooks.subcluster.clone())
+        };
+        let (nodename, nodename_origin) = run_hooks(&nodename_hooks, name, name_origin);
+        let (subcluster, subcluster_origin) = run_hooks(&subcluster_hooks, sub, sub_origin);
         for (what, value) in [("node name", &nodename), ("subcluster", &subcluster)] {
             if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(NodeError::Identity(format!(
@@ -301,7 +314,7 @@ impl Inner {
     }
 }
 
-fn run_hooks(chain: &[IdentityHook], mut value: String, mut origin: Origin) -> (String, Origin) {
+fn run_hooks(chain: &[SharedHook], mut value: String, mut origin: Origin) -> (String, Origin) {
     for hook in chain {
         if let Some(v) = hook(&value) {
             value = v;
@@ -380,5 +393,64 @@ fn register_builtin_commands(console: &mut Console<Inner>) {
         if let Err(e) = console.register(words, usage, help, handler) {
             unreachable!("built-in command {words:?} is valid: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Format, LoadedConfig};
+
+    fn node(tag: &str) -> Node {
+        let socket = std::env::temp_dir().join(format!("ecc-node-{tag}-{}", std::process::id()));
+        let text = format!(
+            "cluster {{ nodename = \"n1\" nodeaddr = \"127.0.0.1\" }}\nControl_Listener {{ Listen \"{}\" {{}} }}\n",
+            socket.display()
+        );
+        Node::new(LoadedConfig::parse(&text, Format::Ecelerity).unwrap().config)
+    }
+
+    #[test]
+    fn hooks_run_in_order_and_may_call_back_into_their_node() {
+        let n = node("reentrant");
+        let slot: Arc<Mutex<Option<Node>>> = Arc::default();
+        let seen = Arc::clone(&slot);
+        // Calls back into the node while start is in progress: must not deadlock.
+        n.register_nodename_hook(
+            HookOrder::Last,
+            Box::new(move |v| {
+                let running = seen.lock().as_ref().map(Node::is_running);
+                Some(format!("{v}-last-{running:?}"))
+            }),
+        )
+        .unwrap();
+        n.register_nodename_hook(HookOrder::First, Box::new(|v| Some(format!("{v}-first"))))
+            .unwrap();
+        *slot.lock() = Some(n.clone());
+        n.start().unwrap();
+        let id = n.identity().unwrap();
+        assert_eq!(id.nodename, "n1-first-last-Some(false)");
+        assert_eq!(id.nodename_origin, Origin::Hook);
+        assert!(matches!(
+            n.register_subcluster_hook(HookOrder::Last, Box::new(|_| None)),
+            Err(NodeError::InvalidState(_))
+        ));
+        assert!(matches!(n.start(), Err(NodeError::InvalidState(_))));
+        n.stop();
+        // Break the node -> hook -> node cycle so the test does not leak it.
+        slot.lock().take();
+    }
+
+    #[test]
+    fn console_answers_before_and_after_start() {
+        let n = node("console");
+        assert_eq!(n.console_exec("cluster nodename").unwrap(), "n1\n");
+        n.start().unwrap();
+        assert_eq!(n.console_exec("cluster nodeaddr").unwrap(), "127.0.0.1:4802\n");
+        let path = n.console_path().unwrap();
+        assert!(path.exists());
+        n.stop();
+        assert!(!path.exists());
+        assert!(n.console_path().is_none());
     }
 }

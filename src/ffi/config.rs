@@ -19,24 +19,23 @@ impl Handle for ecc_config {
     type Target = LoadedConfig;
 }
 
-/// Which syntax `ecc_config_parse` reads.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ecc_config_format {
-    /// Detect from the text: a `[table]` header line means TOML.
-    ECC_FORMAT_AUTO = 0,
-    /// eccluster's native TOML.
-    ECC_FORMAT_TOML = 1,
-    /// Momentum's ecelerity.conf syntax.
-    ECC_FORMAT_ECELERITY = 2,
-}
+/// Which syntax `ecc_config_parse` reads: one of the `ECC_FORMAT_` values.
+/// An integer rather than a C enum, so that an unknown value is reported as
+/// `ECC_INVALID_ARGUMENT` instead of being undefined behaviour.
+pub type ecc_config_format = u32;
+/// Detect from the text: a `[table]` header line means TOML.
+pub const ECC_FORMAT_AUTO: ecc_config_format = 0;
+/// eccluster's native TOML.
+pub const ECC_FORMAT_TOML: ecc_config_format = 1;
+/// Momentum's ecelerity.conf syntax.
+pub const ECC_FORMAT_ECELERITY: ecc_config_format = 2;
 
 fn config_error(e: &ConfigErrors) -> ecc_status {
     fail(ecc_status::ECC_CONFIG_ERROR, e.to_string())
 }
 
 /// Loads a configuration file, TOML or ecelerity.conf (by extension, else by
-/// content), with everything it includes.
+/// content), with everything it includes. The path must be UTF-8.
 ///
 /// # Safety
 /// `path` is a NUL-terminated string; `out` is a valid pointer.
@@ -84,9 +83,10 @@ pub unsafe extern "C" fn ecc_config_parse(
             return fail(ecc_status::ECC_NULL_ARGUMENT, "out is NULL");
         }
         let format = match format {
-            ecc_config_format::ECC_FORMAT_AUTO => Format::detect(Path::new(""), text),
-            ecc_config_format::ECC_FORMAT_TOML => Format::Toml,
-            ecc_config_format::ECC_FORMAT_ECELERITY => Format::Ecelerity,
+            ECC_FORMAT_AUTO => Format::detect(Path::new(""), text),
+            ECC_FORMAT_TOML => Format::Toml,
+            ECC_FORMAT_ECELERITY => Format::Ecelerity,
+            other => return fail(ecc_status::ECC_INVALID_ARGUMENT, format!("unknown configuration format {other}")),
         };
         match LoadedConfig::parse(text, format) {
             // SAFETY: out is non-null and valid per the contract.

@@ -18,15 +18,14 @@ impl Handle for ecc_node {
     type Target = Node;
 }
 
-/// Where a hook goes in its chain.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ecc_hook_order {
-    /// Before the hooks registered so far (`register_..._hook_first`).
-    ECC_HOOK_FIRST = 0,
-    /// After them (`register_..._hook_last`).
-    ECC_HOOK_LAST = 1,
-}
+/// Where a hook goes in its chain: `ECC_HOOK_FIRST` or `ECC_HOOK_LAST`. An
+/// integer rather than a C enum, so that any value a caller passes is
+/// defined behaviour and an unknown one is reported as `ECC_INVALID_ARGUMENT`.
+pub type ecc_hook_order = u32;
+/// Before the hooks registered so far (`register_..._hook_first`).
+pub const ECC_HOOK_FIRST: ecc_hook_order = 0;
+/// After them (`register_..._hook_last`).
+pub const ECC_HOOK_LAST: ecc_hook_order = 1;
 
 /// An identity hook (`cluster_nodename`, `cluster_subcluster`). It receives
 /// the value so far in `current`; to replace it, it writes a NUL-terminated
@@ -259,8 +258,9 @@ fn register(
             return fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL");
         };
         let order = match order {
-            ecc_hook_order::ECC_HOOK_FIRST => HookOrder::First,
-            ecc_hook_order::ECC_HOOK_LAST => HookOrder::Last,
+            ECC_HOOK_FIRST => HookOrder::First,
+            ECC_HOOK_LAST => HookOrder::Last,
+            other => return fail(ecc_status::ECC_INVALID_ARGUMENT, format!("unknown hook order {other}")),
         };
         match add(node, order, c_identity_hook(hook, userdata)) {
             Ok(()) => ecc_status::ECC_OK,

@@ -59,22 +59,29 @@ pub extern "C" fn ecc_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
 }
 
-/// A short, constant description of a status code.
+/// A short, constant description of a status code ("unknown status" for a
+/// value this version does not define). Takes an `int` so that any value a
+/// caller passes is defined behaviour.
 #[unsafe(no_mangle)]
-pub extern "C" fn ecc_status_str(status: ecc_status) -> *const c_char {
-    let s: &'static [u8] = match status {
-        ecc_status::ECC_OK => b"ok\0",
-        ecc_status::ECC_NULL_ARGUMENT => b"null argument\0",
-        ecc_status::ECC_INVALID_ARGUMENT => b"invalid argument\0",
-        ecc_status::ECC_CONFIG_ERROR => b"configuration error\0",
-        ecc_status::ECC_IO_ERROR => b"I/O error\0",
-        ecc_status::ECC_BUFFER_TOO_SMALL => b"buffer too small\0",
-        ecc_status::ECC_INVALID_STATE => b"invalid state\0",
-        ecc_status::ECC_IDENTITY_ERROR => b"identity error\0",
-        ecc_status::ECC_COMMAND_FAILED => b"command failed\0",
-        ecc_status::ECC_PANIC => b"internal error (panic)\0",
-    };
-    s.as_ptr().cast()
+pub extern "C" fn ecc_status_str(status: i32) -> *const c_char {
+    use ecc_status::*;
+    let known = [
+        (ECC_OK, &b"ok\0"[..]),
+        (ECC_NULL_ARGUMENT, b"null argument\0"),
+        (ECC_INVALID_ARGUMENT, b"invalid argument\0"),
+        (ECC_CONFIG_ERROR, b"configuration error\0"),
+        (ECC_IO_ERROR, b"I/O error\0"),
+        (ECC_BUFFER_TOO_SMALL, b"buffer too small\0"),
+        (ECC_INVALID_STATE, b"invalid state\0"),
+        (ECC_IDENTITY_ERROR, b"identity error\0"),
+        (ECC_COMMAND_FAILED, b"command failed\0"),
+        (ECC_PANIC, b"internal error (panic)\0"),
+    ];
+    let text = known
+        .iter()
+        .find(|(s, _)| *s as i32 == status)
+        .map_or(&b"unknown status\0"[..], |(_, t)| t);
+    text.as_ptr().cast()
 }
 
 /// The library version, e.g. "0.1.0" (a static string).
