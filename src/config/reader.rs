@@ -576,6 +576,16 @@ impl<'t> ScopeReader<'t> {
         }
     }
 
+    /// Records an absent, default-less scope or option in this scope's
+    /// effective listing (shown as `# key is not set`).
+    pub fn push_unset(&mut self, key: &'static str) {
+        self.effective.push(Effective::Option {
+            key,
+            value: None,
+            default: true,
+        });
+    }
+
     /// Records a finished sub-scope in this scope's effective listing.
     pub fn push_scope(
         &mut self,

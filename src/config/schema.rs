@@ -38,14 +38,17 @@ pub fn build(top: &Table, ctx: &mut Ctx) -> (Option<Config>, Vec<Effective>) {
     r.push_scope("cluster", None, items);
 
     let bus = bus(&mut r, ctx);
-    let cluster_listener =
-        single_listen(&mut r, ctx, "ECCluster_Listener", "*:4802", |name, _, _| {
-            parse_listen(name)
-        })
-        .unwrap_or(ListenAddr(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            DEFAULT_CLUSTER_PORT,
-        )));
+    let cluster_listener = single_listen(
+        &mut r,
+        ctx,
+        "ECCluster_Listener",
+        Some("*:4802"),
+        |name, _, _| parse_listen(name),
+    )
+    .unwrap_or(ListenAddr(SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        DEFAULT_CLUSTER_PORT,
+    )));
     let control = control(&mut r, ctx);
     let bindings = bindings(&mut r, ctx);
     let listeners = listeners(&mut r, ctx);
@@ -494,21 +497,37 @@ pub fn parse_listen(text: &str) -> Result<ListenAddr, String> {
 /// A listener scope holding exactly one `Listen "<address>" {}`. `read`
 /// parses the address and reads the `Listen` scope's own options; `None`
 /// when the scope is absent or wrong (the error is recorded).
+///
+/// `default_shown` is the address the caller assumes when the scope is
+/// absent, listed as a default; `None` when the caller assumes no listener,
+/// which is then listed as unset. (Listing an address the configuration does
+/// not hold would make the listing read back as a different configuration.)
 fn single_listen<T>(
     r: &mut ScopeReader,
     ctx: &mut Ctx,
     keyword: &'static str,
-    default_shown: &str,
+    default_shown: Option<&str>,
     read: impl Fn(&str, &mut ScopeReader, &mut Ctx) -> Result<T, String>,
 ) -> Option<T> {
     let Some(mut scope) = r.scope(ctx, keyword, Strictness::Ours) else {
-        let listen = Effective::Scope {
-            keyword: "Listen",
-            name: Some(default_shown.to_string()),
-            items: Vec::new(),
-            default: true,
-        };
-        r.push_scope(keyword, None, vec![listen]);
+        match default_shown {
+            Some(address) => {
+                // Read the default as if written `Listen "<address>" {}`, so the
+                // listing shows the Listen scope's own defaults (a mode) too.
+                let empty = empty_scope();
+                let path = format!("{keyword}.Listen {}", super::reader::quote(address));
+                let mut listen = ScopeReader::new(path, &empty, Strictness::Ours);
+                let _ = read(address, &mut listen, ctx);
+                let listen = Effective::Scope {
+                    keyword: "Listen",
+                    name: Some(address.to_string()),
+                    items: listen.finish(ctx),
+                    default: true,
+                };
+                r.push_scope(keyword, None, vec![listen]);
+            }
+            None => r.push_unset(keyword),
+        }
         return None;
     };
     let mut result = None;
@@ -566,7 +585,7 @@ fn bus(r: &mut ScopeReader, ctx: &mut Ctx) -> BusConfig {
     }
     let items = s.finish(ctx);
     r.push_scope("msgc_server", None, items);
-    let listener = single_listen(r, ctx, "msgcserver_listener", ":4809", |name, _, _| {
+    let listener = single_listen(r, ctx, "msgcserver_listener", None, |name, _, _| {
         parse_listen(name)
     });
     BusConfig {
@@ -604,7 +623,7 @@ fn control(r: &mut ScopeReader, ctx: &mut Ctx) -> ControlConfig {
         r,
         ctx,
         "Control_Listener",
-        DEFAULT_CONTROL_PATH,
+        Some(DEFAULT_CONTROL_PATH),
         |name, listen, ctx| {
             let mode = listen.get(ctx, "mode", Mode(0o600)).0;
             if name.starts_with('/') || name.starts_with('.') {

@@ -1,0 +1,482 @@
+//! The `eccluster` command, run as a real process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_eccluster");
+const REFERENCE_CONF: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/config/ecelerity-cluster.conf"
+);
+const REFERENCE_TOML: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/config/ecelerity-cluster.toml"
+);
+/// How long anything may take before the test gives up.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("ecc-cli-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process that is killed (and reaped) if the test ends early.
+struct Guard(Option<Child>);
+
+impl Guard {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child already reaped")
+    }
+
+    fn pid(&mut self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child().id()).expect("pid fits")
+    }
+
+    /// Waits for the child to exit, polling until the deadline.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child().try_wait().expect("try_wait") {
+                self.0 = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the process did not exit within {DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn send_signal(pid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours;
+    // `pid` is our own unreaped child, so it cannot name another process.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
+/// Polls `cond` until it holds or the deadline passes.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running `eccluster node` with its temp directory.
+struct RunningNode {
+    // Declared first so the process is gone before its directory is removed.
+    guard: Guard,
+    name: String,
+    port: u16,
+    socket: PathBuf,
+    ready: String,
+    _dir: TempDir,
+}
+
+fn free_ish_port() -> u16 {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    20000 + u16::try_from((std::process::id() * 7 + n) % 20000).expect("fits")
+}
+
+/// Reads the first line of `stdout` within the deadline.
+fn first_line(stdout: ChildStdout) -> String {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(DEADLINE)
+        .expect("the node printed no line within the deadline")
+}
+
+fn start_node(tag: &str) -> RunningNode {
+    let dir = TempDir::new(tag);
+    let socket = dir.0.join("console");
+    let port = free_ish_port();
+    let name = format!("cli-{tag}");
+    let config = dir.write(
+        "node.toml",
+        &format!(
+            "[cluster]\nnodename = \"{name}\"\nnodeaddr = \"127.0.0.1\"\n\
+             [msgc_server.peers]\n\"{name}\" = \"127.0.0.1:{port}\"\n\
+             [eccluster_listener.listen.\"127.0.0.1:{port}\"]\n\
+             [control_listener.listen.{:?}]\n",
+            socket.display().to_string()
+        ),
+    );
+    let child = Command::new(BIN)
+        .args(["node", "--config"])
+        .arg(&config)
+        .env_remove("EC_NODE_NAME")
+        .env_remove("EC_SUB_CLUSTER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn eccluster node");
+    let mut guard = Guard(Some(child));
+    let stdout = guard.child().stdout.take().expect("stdout");
+    let ready = first_line(stdout);
+    RunningNode {
+        guard,
+        name,
+        port,
+        socket,
+        ready,
+        _dir: dir,
+    }
+}
+
+fn console(socket: &Path, command: &str) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("console").arg("--socket").arg(socket);
+    cmd.args(command.split_whitespace());
+    output_within_deadline(cmd, None)
+}
+
+/// Runs a command to completion, killing it if it outlives the deadline.
+fn output_within_deadline(mut cmd: Command, input: Option<&str>) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut guard = Guard(Some(cmd.spawn().expect("spawn eccluster")));
+    if let Some(input) = input {
+        let mut stdin = guard.child().stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let mut stdout = guard.child().stdout.take().expect("stdout");
+    let mut stderr = guard.child().stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let status = guard.wait_exit();
+    Output {
+        status,
+        stdout: out_thread.join().expect("stdout reader"),
+        stderr: err_thread.join().expect("stderr reader"),
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("EC_NODE_NAME")
+        .env_remove("EC_SUB_CLUSTER");
+    output_within_deadline(cmd, None)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok_stdout(what: &str, o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+// ---------------------------------------------------------------------------
+// node + console
+// ---------------------------------------------------------------------------
+
+#[test]
+fn node_serves_the_console_and_stops_on_sigterm() {
+    let mut node = start_node("term");
+    let ready = node.ready.trim_end().to_string();
+    assert!(ready.starts_with("ready "), "{ready:?}");
+    assert!(ready.contains(&format!("node={}", node.name)), "{ready:?}");
+    assert!(
+        ready.contains(&format!("nodeaddr=127.0.0.1:{}", node.port)),
+        "{ready:?}"
+    );
+    assert!(ready.contains("subcluster=default"), "{ready:?}");
+    assert!(
+        ready.contains(&format!("console={}", node.socket.display())),
+        "{ready:?}"
+    );
+
+    // The socket exists once ready was printed, owner-only.
+    let mode = std::fs::metadata(&node.socket)
+        .expect("the console socket exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
+
+    let out = ok_stdout(
+        "cluster nodename",
+        &console(&node.socket, "cluster nodename"),
+    );
+    assert_eq!(out.trim(), node.name);
+
+    let out = ok_stdout(
+        "cluster nodeaddr",
+        &console(&node.socket, "cluster nodeaddr"),
+    );
+    assert!(out.contains(&format!("127.0.0.1:{}", node.port)), "{out:?}");
+
+    let out = ok_stdout("cluster info", &console(&node.socket, "cluster info"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    let daemon = lines[0];
+    let prefix = format!("Daemon: {} [m:#ec0-", node.port);
+    assert!(daemon.starts_with(&prefix), "{daemon}");
+    let inner = &daemon[prefix.len()..];
+    let (main, rest) = inner
+        .split_once(&format!("#{},s:#ec1-", node.name))
+        .expect(daemon);
+    assert!(
+        !main.is_empty() && main.bytes().all(|b| b.is_ascii_digit()),
+        "{daemon}"
+    );
+    let shared = rest
+        .strip_suffix(&format!("#{}]", node.name))
+        .unwrap_or_else(|| panic!("{daemon}"));
+    assert!(
+        !shared.is_empty() && shared.bytes().all(|b| b.is_ascii_digit()),
+        "{daemon}"
+    );
+    assert_eq!(lines[1], "Control Group: ec_console");
+    assert_eq!(
+        lines[2],
+        format!("Cluster Group: ec_cluster ({} is leader)", node.name)
+    );
+    assert_eq!(lines[3], "Logger Group: none");
+
+    let out = ok_stdout(
+        "xml cluster info",
+        &console(&node.socket, "xml cluster info"),
+    );
+    let out = out.trim();
+    assert!(out.starts_with("<cluster_info>"), "{out}");
+    assert!(out.ends_with("</cluster_info>"), "{out}");
+    assert!(out.contains(&node.name), "{out}");
+
+    let out = ok_stdout("version", &console(&node.socket, "version"));
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+
+    let out = ok_stdout("cluster help", &console(&node.socket, "cluster help"));
+    for command in ["cluster nodename", "cluster nodeaddr", "cluster info"] {
+        assert!(out.contains(command), "{command} missing from help:\n{out}");
+    }
+
+    let bad = console(&node.socket, "cluster nodenmae");
+    assert!(!bad.status.success(), "an unknown command must fail");
+    let err = stderr(&bad);
+    assert!(err.contains("did you mean"), "{err}");
+    assert!(err.contains("cluster nodename"), "{err}");
+
+    let pid = node.guard.pid();
+    send_signal(pid, libc::SIGTERM);
+    let status = node.guard.wait_exit();
+    assert!(status.success(), "SIGTERM exit: {status}");
+    assert!(!node.socket.exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn node_stops_cleanly_on_sigint() {
+    let mut node = start_node("int");
+    assert!(node.ready.starts_with("ready "), "{:?}", node.ready);
+    assert!(node.socket.exists());
+    let out = ok_stdout(
+        "cluster nodename",
+        &console(&node.socket, "cluster nodename"),
+    );
+    assert_eq!(out.trim(), node.name);
+    let pid = node.guard.pid();
+    send_signal(pid, libc::SIGINT);
+    let status = node.guard.wait_exit();
+    assert!(status.success(), "SIGINT exit: {status}");
+    wait_until("the socket to disappear", || !node.socket.exists());
+}
+
+#[test]
+fn interactive_console_prompts_and_runs_commands() {
+    let mut node = start_node("interactive");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("console").arg("--socket").arg(&node.socket);
+    let out = output_within_deadline(cmd, Some("cluster nodename\nquit\n"));
+    let text = ok_stdout("interactive console", &out);
+    let marker = format!(" eccluster({})> ", node.socket.display());
+    let at = text
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no prompt in {text:?}"));
+    assert!(at >= 8, "{text:?}");
+    let clock = &text.as_bytes()[at - 8..at];
+    let is_hms = clock.iter().enumerate().all(|(i, b)| match i {
+        2 | 5 => *b == b':',
+        _ => b.is_ascii_digit(),
+    });
+    assert!(is_hms, "the prompt starts HH:MM:SS: {text:?}");
+    assert!(
+        text.lines().any(|l| l.ends_with(&node.name)),
+        "the command's output is shown: {text:?}"
+    );
+    assert!(
+        text.matches(&marker).count() >= 2,
+        "prompted again: {text:?}"
+    );
+
+    send_signal(node.guard.pid(), libc::SIGTERM);
+    assert!(node.guard.wait_exit().success());
+}
+
+#[test]
+fn console_without_a_node_fails() {
+    let dir = TempDir::new("nonode");
+    let out = console(&dir.0.join("nothing"), "cluster nodename");
+    assert!(!out.status.success());
+    assert!(!stderr(&out).trim().is_empty());
+}
+
+#[test]
+fn node_with_a_missing_config_fails_clearly() {
+    let dir = TempDir::new("missing");
+    let path = dir.0.join("missing.toml");
+    let out = run(&["node", "--config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("missing.toml"), "{err}");
+    assert!(err.contains("cannot read"), "{err}");
+    assert!(stdout(&out).is_empty(), "no ready line: {}", stdout(&out));
+
+    let out = run(&["node"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+}
+
+// ---------------------------------------------------------------------------
+// check-config, demo
+// ---------------------------------------------------------------------------
+
+fn listing_lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| !l.starts_with("# ") || l.contains("is not set"))
+        .collect()
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let conf = ok_stdout("check-config conf", &run(&["check-config", REFERENCE_CONF]));
+    let lines: Vec<&str> = conf.lines().map(str::trim).collect();
+    for expected in [
+        "heartbeats_per_sec = 1.0  # default",
+        "cluster_group = \"ec_cluster\"",
+        "control_group = \"ec_console\"",
+        "if_down_limit = 4  # default",
+        "interface = \"eth1\"",
+        "Replicate \"shared_named_throttles\" {",
+    ] {
+        assert!(lines.contains(&expected), "missing {expected:?}:\n{conf}");
+    }
+    assert!(
+        conf.starts_with(&format!("# {REFERENCE_CONF}: valid")),
+        "{conf}"
+    );
+
+    let toml = ok_stdout("check-config toml", &run(&["check-config", REFERENCE_TOML]));
+    assert_eq!(listing_lines(&toml), listing_lines(&conf));
+}
+
+#[test]
+fn check_config_reports_a_misspelling_with_its_place() {
+    let dir = TempDir::new("check-bad");
+    let path = dir.write(
+        "bad.conf",
+        "cluster {\n  cluster_group = \"ec_cluster\"\n  hearbeats_per_sec = 4\n}\n",
+    );
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:3:3", path.display())), "{err}");
+    assert!(err.contains("did you mean 'heartbeats_per_sec'"), "{err}");
+
+    let out = run(&["check-config"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn demo_runs_a_node_and_its_console() {
+    let out = run(&["demo"]);
+    let text = ok_stdout("demo", &out);
+    assert!(text.contains("demo1"), "{text}");
+    assert!(
+        text.contains("Cluster Group: ec_cluster (demo1 is leader)"),
+        "{text}"
+    );
+    assert!(text.contains("<cluster_info>"), "{text}");
+    assert!(text.contains("did you mean"), "{text}");
+    assert!(text.contains("the console socket is gone: true"), "{text}");
+}
+
+#[test]
+fn unknown_subcommand_fails_with_usage() {
+    let out = run(&["frobnicate"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("unknown command 'frobnicate'"), "{err}");
+    assert!(err.contains("usage:"), "{err}");
+    let out = ok_stdout("version", &run(&["version"]));
+    assert!(out.contains(env!("CARGO_PKG_VERSION")));
+}
