@@ -15,7 +15,9 @@ fn console(c: &mut Criterion) {
         "cluster {{ nodename = \"bench1\" nodeaddr = \"127.0.0.1\" }}\nControl_Listener {{ Listen \"{}\" {{}} }}\n",
         socket.display()
     );
-    let config = LoadedConfig::parse(&text, Format::Ecelerity).expect("bench config loads").config;
+    let config = LoadedConfig::parse(&text, Format::Ecelerity)
+        .expect("bench config loads")
+        .config;
     let node = Node::new(config);
     node.start().expect("bench node starts");
 
@@ -27,7 +29,11 @@ fn console(c: &mut Criterion) {
     });
     let mut client = ControlClient::connect(&socket).expect("console socket accepts");
     c.bench_function("console/socket round trip cluster info", |b| {
-        b.iter(|| client.exec(black_box("cluster info")).expect("socket works"))
+        b.iter(|| {
+            client
+                .exec(black_box("cluster info"))
+                .expect("socket works")
+        })
     });
     node.stop();
 }

@@ -407,7 +407,11 @@ mod tests {
             "cluster {{ nodename = \"n1\" nodeaddr = \"127.0.0.1\" }}\nControl_Listener {{ Listen \"{}\" {{}} }}\n",
             socket.display()
         );
-        Node::new(LoadedConfig::parse(&text, Format::Ecelerity).unwrap().config)
+        Node::new(
+            LoadedConfig::parse(&text, Format::Ecelerity)
+                .unwrap()
+                .config,
+        )
     }
 
     #[test]
@@ -446,7 +450,10 @@ mod tests {
         let n = node("console");
         assert_eq!(n.console_exec("cluster nodename").unwrap(), "n1\n");
         n.start().unwrap();
-        assert_eq!(n.console_exec("cluster nodeaddr").unwrap(), "127.0.0.1:4802\n");
+        assert_eq!(
+            n.console_exec("cluster nodeaddr").unwrap(),
+            "127.0.0.1:4802\n"
+        );
         let path = n.console_path().unwrap();
         assert!(path.exists());
         n.stop();

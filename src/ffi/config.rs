@@ -86,7 +86,12 @@ pub unsafe extern "C" fn ecc_config_parse(
             ECC_FORMAT_AUTO => Format::detect(Path::new(""), text),
             ECC_FORMAT_TOML => Format::Toml,
             ECC_FORMAT_ECELERITY => Format::Ecelerity,
-            other => return fail(ecc_status::ECC_INVALID_ARGUMENT, format!("unknown configuration format {other}")),
+            other => {
+                return fail(
+                    ecc_status::ECC_INVALID_ARGUMENT,
+                    format!("unknown configuration format {other}"),
+                );
+            }
         };
         match LoadedConfig::parse(text, format) {
             // SAFETY: out is non-null and valid per the contract.

@@ -260,7 +260,12 @@ fn register(
         let order = match order {
             ECC_HOOK_FIRST => HookOrder::First,
             ECC_HOOK_LAST => HookOrder::Last,
-            other => return fail(ecc_status::ECC_INVALID_ARGUMENT, format!("unknown hook order {other}")),
+            other => {
+                return fail(
+                    ecc_status::ECC_INVALID_ARGUMENT,
+                    format!("unknown hook order {other}"),
+                );
+            }
         };
         match add(node, order, c_identity_hook(hook, userdata)) {
             Ok(()) => ecc_status::ECC_OK,
