@@ -27,7 +27,9 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
 
 step "cargo test"
-cargo test
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test 2>&1 | tee "$results"
 
 step "header drift (cbindgen, pinned)"
 scripts/header.sh --check
@@ -48,9 +50,14 @@ fi
 echo "no Lua code yet"
 
 step "benchmarks (smoke: each runs once)"
-cargo bench --quiet -- --test
+cargo bench --quiet --bench '*' -- --test
 
 step "fuzz the configuration readers (bounded)"
 scripts/fuzz.sh "${ECC_FUZZ_SECONDS:-60}"
 
 step "all checks passed"
+# The closing line counts the Rust tests of the `cargo test` step (the
+# check scripts after it have passed too, or the run would have stopped).
+passed=$(awk '/^test result:/ { n += $4 } END { print n + 0 }' "$results")
+failed=$(awk '/^test result:/ { n += $6 } END { print n + 0 }' "$results")
+echo "tests: $passed passed, $failed failed"
