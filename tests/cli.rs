@@ -1,5 +1,8 @@
 //! The `eccluster` command, run as a real process.
 
+mod common;
+use common::TempDir;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -19,34 +22,6 @@ const REFERENCE_TOML: &str = concat!(
 );
 /// How long anything may take before the test gives up.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir =
-            std::env::temp_dir().join(format!("ecc-cli-test-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).expect("write temp file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A child process that is killed (and reaped) if the test ends early.
 struct Guard(Option<Child>);
@@ -115,6 +90,7 @@ struct RunningNode {
 }
 
 fn free_ish_port() -> u16 {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     20000 + u16::try_from((std::process::id() * 7 + n) % 20000).expect("fits")
 }
