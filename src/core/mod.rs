@@ -8,3 +8,4 @@
 
 pub mod console;
 pub mod identity;
+pub mod wire;

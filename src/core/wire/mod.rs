@@ -1,0 +1,119 @@
+//! The messages nodes exchange, and their versioned binary codec.
+//!
+//! Two carriers exist: UDP datagrams (heartbeats only, so that liveness never
+//! waits behind bulk data) and one TCP stream per peer pair (everything
+//! reliable: console requests and answers now, replication, DuraVIP tables,
+//! log pulls and message moves later). Both carry *envelopes*: a fixed
+//! header naming the sender and a per-sender sequence number, then the
+//! message body, sealed by `io::seal` when the cluster has a key.
+//!
+//! Decoding is total: any byte string yields a message or a [`DecodeError`]
+//! naming what was wrong; it never panics and never allocates more than the
+//! input's length justifies.
+
+mod codec;
+
+pub use codec::{DecodeError, decode_message, encode_message};
+
+/// The protocol version this build speaks; bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u8 = 1;
+/// Largest UDP payload we send or accept (fits an Ethernet MTU with headers).
+pub const MAX_DATAGRAM: usize = 1400;
+/// Largest TCP frame we send or accept.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// The reference's node types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeType {
+    /// An MTA node (the reference's `Momentum`).
+    Momentum,
+    /// A manager node (the reference's `eccmgr`).
+    Manager,
+}
+
+/// How one node sees another in its membership table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerState {
+    Alive,
+    Suspect,
+    Down,
+}
+
+/// What a node says about itself in every heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelfInfo {
+    pub name: String,
+    /// A new value on every start (and `cluster reset`): a restarted node is a new member.
+    pub generation: u64,
+    /// Raised only by the node itself, to refute a suspicion of it.
+    pub incarnation: u32,
+    pub node_type: NodeType,
+    pub subcluster: String,
+    /// The host process id, for the reference-style private names.
+    pub pid: u32,
+    /// The library version, for `cluster membership`.
+    pub version: String,
+    /// The cluster port the node listens on.
+    pub port: u16,
+    /// One hash per option that must be equal on every node, in the order of
+    /// `core::membership::digest::AGREED_OPTIONS`.
+    pub config_digest: Vec<u32>,
+}
+
+/// A heartbeat: sent by every node to every configured peer at
+/// `heartbeats_per_sec`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub sender: SelfInfo,
+    /// The id of the view the sender holds (a hash of its members), so that
+    /// every node can tell whether the view is agreed.
+    pub view_id: u64,
+    /// How many members that view has.
+    pub view_size: u32,
+    /// The sender's opinion of the receiver: the state and the incarnation
+    /// and generation it last saw. A receiver that learns it is suspected or
+    /// down raises its incarnation (refutation).
+    pub about_you: Option<Opinion>,
+}
+
+/// One node's opinion of another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Opinion {
+    pub state: PeerState,
+    pub generation: u64,
+    pub incarnation: u32,
+}
+
+/// Sent first on a new TCP stream, by both sides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub name: String,
+    pub generation: u64,
+    /// Both ends must be in the same `cluster_group`.
+    pub cluster_group: String,
+}
+
+/// A console command sent over the control group (a manager's `broadcast`,
+/// `unicast`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleRequest {
+    pub id: u64,
+    pub command: String,
+}
+
+/// The answer to a [`ConsoleRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleResponse {
+    pub id: u64,
+    pub ok: bool,
+    pub output: String,
+}
+
+/// Every message of the protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Heartbeat(Heartbeat),
+    Hello(Hello),
+    ConsoleRequest(ConsoleRequest),
+    ConsoleResponse(ConsoleResponse),
+}
