@@ -62,6 +62,9 @@ pub struct ClusterConfig {
     pub insecure: bool,
     /// Ours: whether a minority partition may own DuraVIPs.
     pub quorum: QuorumMode,
+    /// Ours: whether this node is an MTA node or a manager (the reference ran
+    /// the manager as a separate `eccmgr` daemon; here it is a node type).
+    pub node_type: crate::core::wire::NodeType,
     /// Ours: missed heartbeats before a peer is suspected.
     pub suspect_heartbeats: u32,
     /// Ours: missed heartbeats before a suspected peer is declared down.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::model::*;
 use super::reader::{Ctx, Effective, Mode, OptionValue, ScopeReader, Strictness};
 use super::tree::{Scalar, Span, Table};
+use crate::core::wire::NodeType;
 
 /// The reference's default published journals (`cluster { logs = [...] }`).
 pub const DEFAULT_LOGS: [(&str, &str); 5] = [
@@ -171,6 +172,11 @@ word_option!(QuorumMode, "\"none\" or \"majority\"", [
     "majority" => QuorumMode::Majority,
 ]);
 
+word_option!(NodeType, "\"Momentum\" (an MTA node) or \"Manager\"", [
+    "Momentum" => NodeType::Momentum,
+    "Manager" => NodeType::Manager,
+]);
+
 word_option!(DebugLevel, "one of DEBUG, INFO, NOTICE, WARNING, ERROR, CRITICAL", [
     "DEBUG" => DebugLevel::Debug,
     "INFO" => DebugLevel::Info,
@@ -257,6 +263,7 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
     let auth_key_file = s.maybe(ctx, "auth_key_file");
     let insecure = s.get(ctx, "insecure", false);
     let quorum = s.get(ctx, "quorum", QuorumMode::None);
+    let node_type = s.get(ctx, "node_type", NodeType::Momentum);
     let suspect_heartbeats = s.get_checked(ctx, "suspect_heartbeats", 3u32, at_least(1));
     let down_heartbeats = s.get_checked(ctx, "down_heartbeats", 6u32, at_least(1));
     if down_heartbeats < suspect_heartbeats {
@@ -315,6 +322,7 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
         auth_key_file,
         insecure,
         quorum,
+        node_type,
         suspect_heartbeats,
         down_heartbeats,
     }

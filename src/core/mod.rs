@@ -8,4 +8,5 @@
 
 pub mod console;
 pub mod identity;
+pub mod membership;
 pub mod wire;
