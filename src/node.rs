@@ -15,15 +15,20 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
-use crate::core::console::reports::{self, InfoView};
+use crate::core::console::reports::{self, ClusterStatus, InfoView, MemberView};
 use crate::core::console::{Console, Mode};
 use crate::core::identity::{self, AddrSource, Origin};
+use crate::core::membership::{Event, MembershipConfig, digest};
+use crate::core::wire::{NodeType, PeerState, SelfInfo};
 use crate::io::control::{ControlServer, Exec};
 use crate::io::host;
+use crate::io::runtime::{Runtime, RuntimeConfig, ViewHook};
+use crate::io::seal;
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -74,6 +79,9 @@ pub enum NodeError {
     },
     /// The call is not allowed in the node's current state; nothing changed.
     InvalidState(&'static str),
+    /// The configuration cannot be run as it is (a missing or unsafe key
+    /// file, no key on a non-loopback network); the node stays stopped.
+    Config(String),
 }
 
 impl fmt::Display for NodeError {
@@ -82,6 +90,7 @@ impl fmt::Display for NodeError {
             NodeError::Identity(m) => write!(f, "identity: {m}"),
             NodeError::Io { what, source } => write!(f, "{what}: {source}"),
             NodeError::InvalidState(m) => f.write_str(m),
+            NodeError::Config(m) => f.write_str(m),
         }
     }
 }
@@ -101,11 +110,31 @@ struct Hooks {
 struct Running {
     identity: Identity,
     control: ControlServer,
+    runtime: Arc<Runtime>,
 }
+
+/// A view change, as membership hooks see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewChange {
+    /// Counts view changes on this node.
+    pub number: u64,
+    /// The view's id (a hash of its members and their generations).
+    pub id: u64,
+    /// Member names, sorted.
+    pub members: Vec<String>,
+}
+
+/// How long a manager waits for each node's answer to a console request.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many distinct commands' answers a manager keeps for `retrieve`.
+const RESPONSE_CACHE: usize = 64;
 
 struct Inner {
     config: Config,
     hooks: RwLock<Hooks>,
+    view_hooks: Arc<RwLock<Vec<ViewHook>>>,
+    /// A manager's answers to its last broadcasts: command, then node to answer.
+    responses: Mutex<Vec<(String, Vec<(String, Result<String, String>)>)>>,
     running: Mutex<Option<Running>>,
     /// Readers run commands concurrently; Lua-defined commands (later) register under the write lock.
     console: RwLock<Console<Inner>>,
@@ -129,13 +158,15 @@ impl Node {
     /// A stopped node with the built-in console commands.
     pub fn new(config: Config) -> Node {
         let mut console = Console::default();
-        register_builtin_commands(&mut console);
+        register_builtin_commands(&mut console, config.cluster.node_type == NodeType::Manager);
         Node {
             inner: Arc::new(Inner {
-                config,
                 hooks: RwLock::default(),
+                view_hooks: Arc::default(),
+                responses: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
                 console: RwLock::new(console),
+                config,
             }),
         }
     }
@@ -213,15 +244,37 @@ impl Node {
             Some(inner) => inner.exec(line),
             None => Err("the node is gone".into()),
         });
-        let control =
-            ControlServer::start(&control_cfg.path, control_cfg.mode, exec).map_err(|source| {
-                NodeError::Io {
-                    what: format!("console socket {}", control_cfg.path.display()),
-                    source,
-                }
-            })?;
-        *running = Some(Running { identity, control });
+        let runtime = self.inner.start_runtime(&identity, Arc::clone(&exec))?;
+        let mut identity = identity;
+        identity.cluster_port = runtime.local_addr().port();
+        let control = ControlServer::start(&control_cfg.path, control_cfg.mode, exec).map_err(|source| {
+            runtime.stop();
+            NodeError::Io {
+                what: format!("console socket {}", control_cfg.path.display()),
+                source,
+            }
+        })?;
+        *running = Some(Running {
+            identity,
+            control,
+            runtime: Arc::new(runtime),
+        });
         Ok(())
+    }
+
+    /// Adds a membership hook: it runs on the engine thread after every view
+    /// change. May be registered at any time.
+    pub fn register_membership_hook(&self, hook: Box<dyn Fn(&ViewChange) + Send + Sync>) {
+        let adapter: ViewHook = Arc::new(move |event: &Event| {
+            if let Event::ViewChanged { number, view } = event {
+                hook(&ViewChange {
+                    number: *number,
+                    id: view.id,
+                    members: view.members.iter().map(|m| m.name.clone()).collect(),
+                });
+            }
+        });
+        self.inner.view_hooks.write().push(adapter);
     }
 
     /// Stops the runtime; stopping a stopped node does nothing.
@@ -229,6 +282,7 @@ impl Node {
         let running = self.inner.running.lock().take();
         if let Some(r) = running {
             r.control.stop();
+            r.runtime.stop();
         }
     }
 
@@ -251,11 +305,89 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(r) = self.running.get_mut().take() {
             r.control.stop();
+            r.runtime.stop();
         }
     }
 }
 
 impl Inner {
+    /// Loads the key, checks the no-key rule, and starts the cluster runtime.
+    fn start_runtime(&self, identity: &Identity, console: Exec) -> Result<Runtime, NodeError> {
+        let config = &self.config;
+        let cluster = &config.cluster;
+        let bind = config.cluster_listener.0;
+        let port = bind.port();
+        let peers: Vec<(String, SocketAddr)> = config
+            .bus
+            .peers
+            .iter()
+            .filter(|p| p.name != identity.nodename)
+            .map(|p| (p.name.clone(), SocketAddr::new(p.addr, p.port.unwrap_or(port))))
+            .collect();
+        let key = match &cluster.auth_key_file {
+            Some(path) => Some(seal::load_key_file(path).map_err(NodeError::Config)?),
+            None => {
+                let loopback = bind.ip().is_loopback() && peers.iter().all(|(_, a)| a.ip().is_loopback());
+                if !loopback && !cluster.insecure {
+                    return Err(NodeError::Config(
+                        "no cluster key: set cluster { auth_key_file = ... } (create one with `eccluster keygen FILE`), \
+                         or run only on loopback, or set insecure = true to run unauthenticated on this network"
+                            .into(),
+                    ));
+                }
+                eprintln!(
+                    "eccluster[{}]: WARNING: no cluster key; traffic is not authenticated ({})",
+                    identity.nodename,
+                    if loopback { "loopback only" } else { "insecure = true" }
+                );
+                None
+            }
+        };
+        let generation = crate::io::runtime::new_generation().map_err(|source| NodeError::Io {
+            what: "reading /dev/urandom".into(),
+            source,
+        })?;
+        let me = SelfInfo {
+            name: identity.nodename.clone(),
+            generation,
+            incarnation: 0,
+            node_type: cluster.node_type,
+            subcluster: identity.subcluster.clone(),
+            pid: std::process::id(),
+            version: VERSION.to_string(),
+            port,
+            config_digest: digest::config_digest(config),
+        };
+        let name = identity.nodename.clone();
+        let log = Arc::new(move |line: &str| eprintln!("eccluster[{name}]: {line}"));
+        let rc = RuntimeConfig {
+            me,
+            membership: MembershipConfig::from_config(config),
+            bind,
+            peers,
+            cluster_group: cluster.cluster_group.clone(),
+            key,
+            reconnect_max: Duration::from_secs(u64::from(config.bus.reconnect_interval)),
+            connect_timeout: Duration::from_secs(u64::from(config.bus.connect_timeout.clamp(1, 60))),
+            log,
+            console,
+            view_hooks: Arc::clone(&self.view_hooks),
+        };
+        Runtime::start(rc).map_err(|source| NodeError::Io {
+            what: format!("cluster port {bind}"),
+            source,
+        })
+    }
+
+    /// The running runtime, cloned out of the lock so that slow commands do not hold it.
+    fn runtime(&self) -> Result<(Arc<Runtime>, Identity), String> {
+        self.running
+            .lock()
+            .as_ref()
+            .map(|r| (Arc::clone(&r.runtime), r.identity.clone()))
+            .ok_or_else(|| "the node is not running".to_string())
+    }
+
     fn exec(&self, line: &str) -> Result<String, String> {
         self.console.read().exec(self, line)
     }
@@ -336,63 +468,275 @@ type Builtin = (
     fn(&Inner, &[String], Mode) -> Result<String, String>,
 );
 
-fn register_builtin_commands(console: &mut Console<Inner>) {
-    let commands: [Builtin; 4] = [
+fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
+    let node_commands: [Builtin; 6] = [
+        ("cluster nodename", "", "Show the name of the local node.", |inner, _, mode| {
+            Ok(reports::value("nodename", &identity_or_err(inner)?.nodename, mode))
+        }),
+        ("cluster nodeaddr", "", "Show the cluster protocol service address.", |inner, _, mode| {
+            Ok(reports::nodeaddr(identity_or_err(inner)?.service_addr(), mode))
+        }),
+        ("cluster info", "", "Display the current operating status and parameters.", cluster_info),
         (
-            "cluster nodename",
+            "cluster membership",
             "",
-            "Show the name of the local node.",
+            "Display every node in the view: private name, node name, subcluster, type, version, address, groups.",
+            cluster_membership,
+        ),
+        (
+            "cluster reset",
+            "",
+            "Rejoin the cluster as a new member (a new generation); peers see a restart.",
             |inner, _, mode| {
-                Ok(reports::value(
-                    "nodename",
-                    &identity_or_err(inner)?.nodename,
-                    mode,
-                ))
+                let (runtime, id) = inner.runtime()?;
+                let generation = runtime.reset().map_err(|e| e.to_string())?;
+                let text = format!("{} rejoining with generation {generation:016x}", id.nodename);
+                Ok(reports::value("reset", &text, mode))
+            },
+        ),
+        ("version", "", "Show the eccluster version.", |_, _, mode| Ok(reports::version(VERSION, mode))),
+    ];
+    let manager_commands: [Builtin; 6] = [
+        ("broadcast", "<command>", "Run a console command on every MTA node and show each answer.", |inner, args, mode| {
+            gather(inner, None, &join_args(args)?, mode)
+        }),
+        (
+            "unicast",
+            "<node> <command>",
+            "Run a console command on one node and show its answer.",
+            |inner, args, mode| {
+                let (node, command) = node_and_command(args)?;
+                let (runtime, _) = inner.runtime()?;
+                let answer = runtime.console_request(node, &command, CONTROL_TIMEOUT);
+                let answers = vec![(node.to_string(), answer)];
+                inner.remember(&command, &answers);
+                Ok(reports::gathered(&answers, mode))
+            },
+        ),
+        ("retrieve", "<command>", "Show the answers to the last broadcast of a command.", |inner, args, mode| {
+            Ok(reports::gathered(&inner.recall(&join_args(args)?, |_| true)?, mode))
+        }),
+        (
+            "retrieve_node",
+            "<node> <command>",
+            "Show one node's answer to the last broadcast of a command.",
+            |inner, args, mode| {
+                let (node, command) = node_and_command(args)?;
+                Ok(reports::gathered(&inner.recall(&command, |n| n == node)?, mode))
             },
         ),
         (
-            "cluster nodeaddr",
-            "",
-            "Show the cluster protocol service address.",
-            |inner, _, mode| {
-                Ok(reports::nodeaddr(
-                    identity_or_err(inner)?.service_addr(),
-                    mode,
-                ))
+            "subcluster broadcast",
+            "<subcluster> <command>",
+            "Run a console command on every MTA node of a subcluster.",
+            |inner, args, mode| {
+                let (sc, command) = node_and_command(args)?;
+                gather(inner, Some(sc), &command, mode)
             },
         ),
         (
-            "cluster info",
-            "",
-            "Display the current operating status and parameters.",
-            |inner, _, mode| {
-                let id = identity_or_err(inner)?;
-                let pid = std::process::id();
-                let cluster = &inner.config.cluster;
-                let view = InfoView {
-                    cluster_port: id.cluster_port,
-                    main_private_name: reports::private_name(0, pid, &id.nodename),
-                    shared_private_name: reports::private_name(1, pid, &id.nodename),
-                    control_group: cluster.control_group.clone(),
-                    cluster_group: cluster.cluster_group.clone(),
-                    // A node alone in its view leads it.
-                    leader: Some(id.nodename.clone()),
-                    log_group: cluster.log_group.clone(),
-                };
-                Ok(reports::info(&view, mode))
+            "subcluster retrieve",
+            "<subcluster> <command>",
+            "Show a subcluster's answers to the last broadcast of a command.",
+            |inner, args, mode| {
+                let (sc, command) = node_and_command(args)?;
+                let members = inner.mta_nodes(Some(sc))?;
+                Ok(reports::gathered(&inner.recall(&command, |n| members.iter().any(|m| m == n))?, mode))
             },
-        ),
-        (
-            "version",
-            "",
-            "Show the eccluster version.",
-            |_, _, mode| Ok(reports::version(VERSION, mode)),
         ),
     ];
-    for (words, usage, help, handler) in commands {
-        if let Err(e) = console.register(words, usage, help, handler) {
+    let manager_commands: &[Builtin] = if manager { &manager_commands } else { &[] };
+    for (words, usage, help, handler) in node_commands.iter().chain(manager_commands) {
+        if let Err(e) = console.register(words, usage, help, *handler) {
             unreachable!("built-in command {words:?} is valid: {e}");
         }
+    }
+}
+
+fn join_args(args: &[String]) -> Result<String, String> {
+    if args.is_empty() {
+        return Err("which command? e.g. broadcast cluster nodename".into());
+    }
+    Ok(args.join(" "))
+}
+
+fn node_and_command(args: &[String]) -> Result<(&str, String), String> {
+    match args {
+        [first, rest @ ..] if !rest.is_empty() => Ok((first.as_str(), rest.join(" "))),
+        _ => Err("give a name and a command, e.g. unicast node1 cluster nodename".into()),
+    }
+}
+
+fn cluster_info(inner: &Inner, _: &[String], mode: Mode) -> Result<String, String> {
+    let id = identity_or_err(inner)?;
+    let pid = std::process::id();
+    let cluster = &inner.config.cluster;
+    let runtime = inner.runtime().ok();
+    let snapshot = runtime.as_ref().map(|(r, _)| r.snapshot());
+    let leader = snapshot
+        .as_ref()
+        .map_or_else(|| id.nodename.clone(), |s| s.membership.leader().to_string());
+    let view = InfoView {
+        cluster_port: id.cluster_port,
+        main_private_name: reports::private_name(0, pid, &id.nodename),
+        shared_private_name: reports::private_name(1, pid, &id.nodename),
+        control_group: cluster.control_group.clone(),
+        cluster_group: cluster.cluster_group.clone(),
+        leader: Some(leader),
+        log_group: cluster.log_group.clone(),
+    };
+    let status = snapshot.map(|s| {
+        let m = &s.membership;
+        let q = m.quorum();
+        let by_state = |state: PeerState| -> Vec<String> {
+            m.members().filter(|p| p.state == state).map(|p| p.info.name.clone()).collect()
+        };
+        ClusterStatus {
+            view_number: m.view_number(),
+            view_id: m.view().id,
+            view_members: m.view().members.iter().map(|v| v.name.clone()).collect(),
+            disagreeing: m.agreement().disagreeing,
+            quorum_up: q.up,
+            quorum_configured: q.configured,
+            quorum_needed: q.needed,
+            quorum_mode: QuorumModeName(q.mode).to_string(),
+            suspect: by_state(PeerState::Suspect),
+            down: by_state(PeerState::Down),
+            mismatches: m
+                .members()
+                .filter(|p| !p.mismatched.is_empty() && p.state != PeerState::Down)
+                .map(|p| (p.info.name.clone(), p.mismatched.iter().map(|o| o.to_string()).collect()))
+                .collect(),
+            rejected: s.rejected.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            late_timer_events: s.late_timer_events,
+            secured: cluster.auth_key_file.is_some(),
+            heartbeats_sent: s.heartbeats_sent,
+            heartbeat_bytes: s.heartbeat_bytes,
+        }
+    });
+    Ok(reports::info(&view, status.as_ref(), mode))
+}
+
+/// Displays a quorum mode as the configuration spells it.
+struct QuorumModeName(crate::config::model::QuorumMode);
+
+impl fmt::Display for QuorumModeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::config::reader::OptionValue;
+        f.write_str(self.0.render().trim_matches('"'))
+    }
+}
+
+fn cluster_membership(inner: &Inner, _: &[String], mode: Mode) -> Result<String, String> {
+    let (runtime, id) = inner.runtime()?;
+    let snapshot = runtime.snapshot();
+    let m = &snapshot.membership;
+    let cluster = &inner.config.cluster;
+    let view_of = |info: &SelfInfo, address: SocketAddr| {
+        let manager = info.node_type == NodeType::Manager;
+        MemberView {
+            private_name: reports::private_name(0, info.pid, &info.name),
+            name: info.name.clone(),
+            subcluster: info.subcluster.clone(),
+            node_type: if manager { "Manager" } else { "Momentum" }.to_string(),
+            version: info.version.clone(),
+            address,
+            groups: reports::groups(
+                manager,
+                &cluster.control_group,
+                &info.subcluster,
+                &cluster.cluster_group,
+                cluster.log_group.as_deref(),
+            ),
+        }
+    };
+    let peer_addr = |name: &str, port: u16| {
+        inner
+            .config
+            .bus
+            .peers
+            .iter()
+            .find(|p| p.name == name)
+            .map_or(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port), |p| SocketAddr::new(p.addr, port))
+    };
+    let mut members: Vec<MemberView> = m
+        .view()
+        .members
+        .iter()
+        .filter_map(|vm| {
+            if vm.name == id.nodename {
+                Some(view_of(m.me(), id.service_addr()))
+            } else {
+                m.member(&vm.name).map(|p| view_of(&p.info, peer_addr(&p.info.name, p.info.port)))
+            }
+        })
+        .collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(reports::membership(&members, mode))
+}
+
+/// Sends a command to every MTA node (of one subcluster) and remembers the answers.
+fn gather(inner: &Inner, subcluster: Option<&str>, command: &str, mode: Mode) -> Result<String, String> {
+    let (runtime, _) = inner.runtime()?;
+    let nodes = inner.mta_nodes(subcluster)?;
+    if nodes.is_empty() {
+        return Err(match subcluster {
+            Some(sc) => format!("no MTA node of subcluster '{sc}' is up"),
+            None => "no MTA node is up".into(),
+        });
+    }
+    let answers = runtime.console_request_many(&nodes, command, CONTROL_TIMEOUT);
+    inner.remember(command, &answers);
+    Ok(reports::gathered(&answers, mode))
+}
+
+impl Inner {
+    /// The MTA nodes in the view (other than this one), optionally of one subcluster.
+    fn mta_nodes(&self, subcluster: Option<&str>) -> Result<Vec<String>, String> {
+        let (runtime, id) = self.runtime()?;
+        let snapshot = runtime.snapshot();
+        let m = &snapshot.membership;
+        Ok(m.view()
+            .members
+            .iter()
+            .filter(|vm| vm.name != id.nodename)
+            .filter_map(|vm| m.member(&vm.name))
+            .filter(|p| p.info.node_type == NodeType::Momentum)
+            .filter(|p| subcluster.is_none_or(|sc| p.info.subcluster == sc))
+            .map(|p| p.info.name.clone())
+            .collect())
+    }
+
+    /// Keeps a command's answers for `retrieve`, newest last, bounded.
+    fn remember(&self, command: &str, answers: &[(String, Result<String, String>)]) {
+        let mut cache = self.responses.lock();
+        let mut merged = cache
+            .iter()
+            .position(|(c, _)| c == command)
+            .map(|i| cache.remove(i).1)
+            .unwrap_or_default();
+        for (node, answer) in answers {
+            merged.retain(|(n, _)| n != node);
+            merged.push((node.clone(), answer.clone()));
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        cache.push((command.to_string(), merged));
+        if cache.len() > RESPONSE_CACHE {
+            cache.remove(0);
+        }
+    }
+
+    fn recall(
+        &self,
+        command: &str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, Result<String, String>)>, String> {
+        let cache = self.responses.lock();
+        let (_, answers) = cache
+            .iter()
+            .find(|(c, _)| c == command)
+            .ok_or_else(|| format!("no answers to '{command}' are cached; broadcast it first"))?;
+        Ok(answers.iter().filter(|(n, _)| keep(n)).cloned().collect())
     }
 }
 

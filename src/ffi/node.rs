@@ -50,6 +50,7 @@ fn node_error(e: &NodeError) -> ecc_status {
         NodeError::Identity(_) => ecc_status::ECC_IDENTITY_ERROR,
         NodeError::Io { .. } => ecc_status::ECC_IO_ERROR,
         NodeError::InvalidState(_) => ecc_status::ECC_INVALID_STATE,
+        NodeError::Config(_) => ecc_status::ECC_CONFIG_ERROR,
     };
     fail(status, e.to_string())
 }
@@ -333,5 +334,58 @@ pub unsafe extern "C" fn ecc_console_exec(
             Ok(output) => unsafe { write_str(&output, buf, len, out_len) },
             Err(e) => fail(ecc_status::ECC_COMMAND_FAILED, e),
         }
+    })
+}
+
+/// A membership hook (the reference's `cluster_membership_update`): called
+/// after every view change with the view's number (counting changes on this
+/// node), its id, and the member names, sorted. `members` and the strings
+/// are valid only during the call.
+///
+/// Runs on the node's engine thread: keep it short, and do not call
+/// `ecc_node_stop` or `ecc_node_free` on this node from it.
+pub type ecc_membership_hook_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        view_number: u64,
+        view_id: u64,
+        members: *const *const c_char,
+        member_count: usize,
+    ),
+>;
+
+/// Registers a membership hook; may be called at any time.
+///
+/// # Safety
+/// `node` is a live handle; `hook` a valid function; `userdata` usable on
+/// the engine thread until the node is freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ecc_node_register_membership_hook(
+    node: *mut ecc_node,
+    hook: ecc_membership_hook_fn,
+    userdata: *mut c_void,
+) -> ecc_status {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let node = match unsafe { ecc_node::borrow(node, "node") } {
+            Ok(n) => n,
+            Err(s) => return s,
+        };
+        let Some(hook) = hook else {
+            return fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL");
+        };
+        let userdata = HostPtr(userdata);
+        node.register_membership_hook(Box::new(move |change| {
+            let names: Vec<std::ffi::CString> = change
+                .members
+                .iter()
+                .filter_map(|m| std::ffi::CString::new(m.as_str()).ok())
+                .collect();
+            let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+            // SAFETY: the pointers and strings outlive the call; the host's
+            // function is called as its type declares.
+            unsafe { hook(userdata.get(), change.number, change.id, pointers.as_ptr(), pointers.len()) };
+        }));
+        ecc_status::ECC_OK
     })
 }

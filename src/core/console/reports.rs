@@ -32,7 +32,18 @@ pub fn private_name(connection: u8, pid: u32, nodename: &str) -> String {
 /// Cluster Group: ec_cluster (labrat-4 is leader)
 /// Logger Group: none
 /// ```
-pub fn info(v: &InfoView, mode: Mode) -> String {
+pub fn info(v: &InfoView, status: Option<&ClusterStatus>, mode: Mode) -> String {
+    let mut out = info_head(v, mode);
+    if let Some(s) = status {
+        out.push_str(&self::status(s, mode));
+    }
+    if mode == Mode::Xml {
+        out.push_str("</cluster_info>\n");
+    }
+    out
+}
+
+fn info_head(v: &InfoView, mode: Mode) -> String {
     match mode {
         Mode::Text => {
             let leader = v
@@ -52,7 +63,7 @@ pub fn info(v: &InfoView, mode: Mode) -> String {
             )
         }
         Mode::Xml => format!(
-            "<cluster_info>\n  <daemon port=\"{}\" main=\"{}\" shared=\"{}\"/>\n  <control_group>{}</control_group>\n  <cluster_group leader=\"{}\">{}</cluster_group>\n  <logger_group>{}</logger_group>\n</cluster_info>\n",
+            "<cluster_info>\n  <daemon port=\"{}\" main=\"{}\" shared=\"{}\"/>\n  <control_group>{}</control_group>\n  <cluster_group leader=\"{}\">{}</cluster_group>\n  <logger_group>{}</logger_group>\n",
             v.cluster_port,
             xml_escape(&v.main_private_name),
             xml_escape(&v.shared_private_name),
@@ -109,7 +120,7 @@ mod tests {
                         Control Group: ec_console\n\
                         Cluster Group: ec_cluster (labrat-4 is leader)\n\
                         Logger Group: none\n";
-        assert_eq!(info(&view(), Mode::Text), expected);
+        assert_eq!(info(&view(), None, Mode::Text), expected);
     }
 
     #[test]
@@ -133,5 +144,250 @@ mod tests {
             nodeaddr("10.80.116.201:4802".parse().unwrap(), Mode::Text),
             "10.80.116.201:4802\n"
         );
+    }
+}
+
+/// One node as `cluster membership` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    pub private_name: String,
+    pub name: String,
+    pub subcluster: String,
+    /// `Momentum` or `Manager`.
+    pub node_type: String,
+    pub version: String,
+    pub address: SocketAddr,
+    pub groups: Vec<String>,
+}
+
+/// The groups a node belongs to, in the reference's order: an MTA node is in
+/// the control group, its subcluster's group `ec_sc_<subcluster>` and the
+/// cluster group (and the log group, when one is set); a manager only in the
+/// cluster group.
+pub fn groups(manager: bool, control: &str, subcluster: &str, cluster: &str, log: Option<&str>) -> Vec<String> {
+    let mut g = Vec::new();
+    if !manager {
+        g.push(control.to_string());
+        g.push(format!("ec_sc_{subcluster}"));
+    }
+    g.push(cluster.to_string());
+    if let Some(l) = log {
+        g.push(l.to_string());
+    }
+    g
+}
+
+/// `cluster membership`, in the reference's format: one block per node,
+/// separated by a blank line.
+pub fn membership(members: &[MemberView], mode: Mode) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            for (i, m) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str(&format!(
+                    "Private Name: {}\nNode Name: {}\nSubcluster: {}\nNode Type: {}\nVersion: {}\nAddress: {}\nGroups: {}\n",
+                    m.private_name,
+                    m.name,
+                    m.subcluster,
+                    m.node_type,
+                    m.version,
+                    m.address,
+                    m.groups.join(", ")
+                ));
+            }
+        }
+        Mode::Xml => {
+            out.push_str("<membership>\n");
+            for m in members {
+                out.push_str(&format!(
+                    "  <node private_name=\"{}\" name=\"{}\" subcluster=\"{}\" type=\"{}\" version=\"{}\" address=\"{}\">\n",
+                    xml_escape(&m.private_name),
+                    xml_escape(&m.name),
+                    xml_escape(&m.subcluster),
+                    xml_escape(&m.node_type),
+                    xml_escape(&m.version),
+                    m.address
+                ));
+                for g in &m.groups {
+                    out.push_str(&format!("    <group>{}</group>\n", xml_escape(g)));
+                }
+                out.push_str("  </node>\n");
+            }
+            out.push_str("</membership>\n");
+        }
+    }
+    out
+}
+
+/// What `cluster info` adds after the reference's four lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterStatus {
+    pub view_number: u64,
+    pub view_id: u64,
+    pub view_members: Vec<String>,
+    /// Members holding another view (empty when agreed).
+    pub disagreeing: Vec<(String, u64)>,
+    pub quorum_up: usize,
+    pub quorum_configured: usize,
+    pub quorum_needed: usize,
+    pub quorum_mode: String,
+    pub suspect: Vec<String>,
+    pub down: Vec<String>,
+    /// Option names that differ, per node.
+    pub mismatches: Vec<(String, Vec<String>)>,
+    pub rejected: Vec<(String, u64)>,
+    pub late_timer_events: u64,
+    pub secured: bool,
+    pub heartbeats_sent: u64,
+    pub heartbeat_bytes: u64,
+}
+
+/// The status lines of `cluster info` (text), or its XML elements.
+pub fn status(s: &ClusterStatus, mode: Mode) -> String {
+    let agreed = s.disagreeing.is_empty();
+    let quorum = s.quorum_up >= s.quorum_needed;
+    match mode {
+        Mode::Text => {
+            let mut out = format!(
+                "View: {} ({:016x}), {} members: {}\n",
+                s.view_number,
+                s.view_id,
+                s.view_members.len(),
+                s.view_members.join(", ")
+            );
+            if agreed {
+                out.push_str("View Agreement: agreed by all members\n");
+            } else {
+                let who: Vec<String> = s.disagreeing.iter().map(|(n, id)| format!("{n} holds {id:016x}")).collect();
+                out.push_str(&format!("View Agreement: not agreed ({})\n", who.join(", ")));
+            }
+            out.push_str(&format!(
+                "Quorum: {} ({} of {} configured nodes up, {} needed; mode {})\n",
+                if quorum { "yes" } else { "no" },
+                s.quorum_up,
+                s.quorum_configured,
+                s.quorum_needed,
+                s.quorum_mode
+            ));
+            if !s.suspect.is_empty() || !s.down.is_empty() {
+                out.push_str(&format!(
+                    "Suspect: {}\nDown: {}\n",
+                    none_or_list(&s.suspect),
+                    none_or_list(&s.down)
+                ));
+            }
+            if s.mismatches.is_empty() {
+                out.push_str("Config Mismatch: none\n");
+            } else {
+                for (node, options) in &s.mismatches {
+                    out.push_str(&format!("Config Mismatch: {node} differs in {}\n", options.join(", ")));
+                }
+            }
+            out.push_str(&format!("Security: {}\n", if s.secured { "sealed (cluster key)" } else { "none (no cluster key)" }));
+            let rejected: Vec<String> = s.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            out.push_str(&format!("Rejected: {}\n", if rejected.is_empty() { "none".into() } else { rejected.join(", ") }));
+            out.push_str(&format!("Late Timers: {}\n", s.late_timer_events));
+            out.push_str(&format!("Heartbeats Sent: {} ({} bytes)\n", s.heartbeats_sent, s.heartbeat_bytes));
+            out
+        }
+        Mode::Xml => {
+            let mut out = format!(
+                "  <view number=\"{}\" id=\"{:016x}\" agreed=\"{agreed}\">\n",
+                s.view_number, s.view_id
+            );
+            for m in &s.view_members {
+                out.push_str(&format!("    <member>{}</member>\n", xml_escape(m)));
+            }
+            out.push_str("  </view>\n");
+            out.push_str(&format!(
+                "  <quorum has=\"{quorum}\" up=\"{}\" configured=\"{}\" needed=\"{}\" mode=\"{}\"/>\n",
+                s.quorum_up, s.quorum_configured, s.quorum_needed, s.quorum_mode
+            ));
+            for (node, options) in &s.mismatches {
+                out.push_str(&format!(
+                    "  <config_mismatch node=\"{}\">{}</config_mismatch>\n",
+                    xml_escape(node),
+                    xml_escape(&options.join(","))
+                ));
+            }
+            for (reason, n) in &s.rejected {
+                out.push_str(&format!("  <rejected reason=\"{}\">{n}</rejected>\n", xml_escape(reason)));
+            }
+            out
+        }
+    }
+}
+
+fn none_or_list(v: &[String]) -> String {
+    if v.is_empty() { "none".into() } else { v.join(", ") }
+}
+
+/// Answers gathered from several nodes (`broadcast`, `retrieve`): a header
+/// line per node, then its output.
+pub fn gathered(answers: &[(String, Result<String, String>)], mode: Mode) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            for (node, answer) in answers {
+                match answer {
+                    Ok(text) => {
+                        out.push_str(&format!("[{node}]\n{text}"));
+                        if !text.ends_with('\n') {
+                            out.push('\n');
+                        }
+                    }
+                    Err(e) => out.push_str(&format!("[{node}] error: {e}\n")),
+                }
+            }
+        }
+        Mode::Xml => {
+            out.push_str("<responses>\n");
+            for (node, answer) in answers {
+                let (ok, text) = match answer {
+                    Ok(t) => (true, t),
+                    Err(e) => (false, e),
+                };
+                out.push_str(&format!(
+                    "  <response node=\"{}\" ok=\"{ok}\">{}</response>\n",
+                    xml_escape(node),
+                    xml_escape(text)
+                ));
+            }
+            out.push_str("</responses>\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod membership_tests {
+    use super::*;
+
+    #[test]
+    fn membership_matches_the_reference_layout() {
+        let m = MemberView {
+            private_name: private_name(0, 20768, "pono"),
+            name: "pono".into(),
+            subcluster: "default".into(),
+            node_type: "Momentum".into(),
+            version: "0.1.0".into(),
+            address: "10.79.0.20:4802".parse().unwrap(),
+            groups: groups(false, "ec_console", "default", "ec_cluster", None),
+        };
+        let expected = "Private Name: #ec0-20768#pono\nNode Name: pono\nSubcluster: default\nNode Type: Momentum\n\
+                        Version: 0.1.0\nAddress: 10.79.0.20:4802\nGroups: ec_console, ec_sc_default, ec_cluster\n";
+        assert_eq!(membership(std::slice::from_ref(&m), Mode::Text), expected);
+        let two = membership(&[m.clone(), m], Mode::Text);
+        assert!(two.contains("ec_cluster\n\nPrivate Name"), "blocks are separated by a blank line");
+        assert_eq!(groups(true, "ec_console", "default", "ec_cluster", None), ["ec_cluster"]);
+    }
+
+    #[test]
+    fn gathered_answers_name_each_node() {
+        let out = gathered(&[("a".into(), Ok("a\n".into())), ("b".into(), Err("no answer".into()))], Mode::Text);
+        assert_eq!(out, "[a]\na\n[b] error: no answer\n");
     }
 }

@@ -10,6 +10,8 @@ use eccluster::io::control::ControlClient;
 use eccluster::io::{host, signals};
 use eccluster::node::{Node, VERSION};
 
+mod demo;
+
 const USAGE: &str = "\
 usage:
   eccluster node --config FILE          run a node in the foreground (SIGTERM/SIGINT stop it)
@@ -26,7 +28,7 @@ fn main() -> ExitCode {
         Some("node") => cmd_node(&args[1..]),
         Some("console") => cmd_console(&args[1..]),
         Some("check-config") => cmd_check_config(&args[1..]),
-        Some("demo") => cmd_demo(),
+        Some("demo") => demo::run(),
         Some("version" | "--version" | "-V") => {
             println!("eccluster {VERSION}");
             Ok(())
@@ -170,70 +172,5 @@ fn cmd_check_config(args: &[String]) -> Result<(), String> {
         ),
         Err(e) => println!("# identity here: {e}"),
     }
-    Ok(())
-}
-
-/// The demo's built-in configuration: one node on loopback.
-fn demo_config(socket: &Path) -> String {
-    format!(
-        r#"[cluster]
-nodename = "demo1"
-nodeaddr = "127.0.0.1"
-heartbeats_per_sec = 4
-
-[msgc_server.peers]
-demo1 = "127.0.0.1:14802"
-
-[eccluster_listener.listen."127.0.0.1:14802"]
-
-[control_listener.listen.{socket:?}]
-"#
-    )
-}
-
-fn cmd_demo() -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("eccluster-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let socket = dir.join("console");
-    let text = demo_config(&socket);
-    println!("== eccluster {VERSION} demo: one node from this built-in configuration ==\n{text}");
-    let loaded = LoadedConfig::parse(&text, Format::Toml).map_err(|e| e.to_string())?;
-    let node = Node::new(loaded.config);
-    node.start()
-        .map_err(|e| format!("cannot start the demo node: {e}"))?;
-    let id = node.identity().map_err(|e| e.to_string())?;
-    println!(
-        "== node {} started: cluster address {}, console {} ==\n",
-        id.nodename,
-        id.service_addr(),
-        socket.display()
-    );
-    let mut client = ControlClient::connect(&socket).map_err(|e| e.to_string())?;
-    let commands = [
-        "version",
-        "cluster nodename",
-        "cluster nodeaddr",
-        "cluster info",
-        "xml cluster info",
-        "cluster help",
-        "cluster nodenmae",
-    ];
-    for command in commands {
-        println!(
-            "{} eccluster({})> {command}",
-            host::local_hms(),
-            socket.display()
-        );
-        match client.exec(command).map_err(|e| e.to_string())? {
-            Ok(out) => print!("{out}"),
-            Err(e) => println!("error: {e}"),
-        }
-    }
-    node.stop();
-    let _ = std::fs::remove_dir_all(&dir);
-    println!(
-        "\n== node stopped; the console socket is gone: {} ==",
-        !socket.exists()
-    );
     Ok(())
 }

@@ -1,0 +1,606 @@
+//! The cluster runtime: the cluster port's sockets and the threads that carry
+//! the membership core's inputs and outputs.
+//!
+//! - The **engine thread** owns the [`Membership`] state machine and the UDP
+//!   socket. It sleeps until the next datagram or the machine's next
+//!   deadline, feeds what arrived in, and carries out what comes out: sends
+//!   heartbeats, logs events, runs the membership hooks and publishes a
+//!   snapshot for the console. Heartbeats never share a queue with bulk data.
+//! - **TCP links**, one per peer pair (the node with the smaller name dials,
+//!   with backoff up to `reconnect_interval`), carry console requests from a
+//!   manager and their answers; later issues add replication and log pulls.
+//!   Each link starts with a sealed `Hello` both ways; a peer that is not
+//!   configured, or not in our `cluster_group`, is refused.
+//!
+//! Every datagram and frame passes through [`Sealer`]: authenticated (and
+//! encrypted) when the cluster has a key, checked against the configured peer
+//! and the replay window, and counted by reason when rejected. This module
+//! decides nothing about membership; it only moves bytes and time.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::core::membership::{Event, Membership, MembershipConfig, Output};
+use crate::core::wire::{
+    ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject, RejectCounters, ReplayGuard,
+    SelfInfo, decode_message, encode_message,
+};
+use crate::io::seal::{Envelope, Key, Sealer};
+
+/// A membership hook: runs on the engine thread after every view change.
+pub type ViewHook = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// Runs a console command locally (for requests arriving from a manager).
+pub type ConsoleExec = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+
+/// What the runtime needs to know.
+pub struct RuntimeConfig {
+    pub me: SelfInfo,
+    pub membership: MembershipConfig,
+    pub bind: SocketAddr,
+    /// Every other configured node and where it listens.
+    pub peers: Vec<(String, SocketAddr)>,
+    pub cluster_group: String,
+    pub key: Option<Key>,
+    pub reconnect_max: Duration,
+    pub connect_timeout: Duration,
+    /// Logs one line (the host's log, or stderr).
+    pub log: Arc<dyn Fn(&str) + Send + Sync>,
+    pub console: ConsoleExec,
+    pub view_hooks: Arc<RwLock<Vec<ViewHook>>>,
+}
+
+/// What the console reads: the membership table and the transport's counters.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub membership: Membership,
+    pub rejected: Vec<(&'static str, u64)>,
+    pub links: Vec<String>,
+    pub late_timer_events: u64,
+    /// Heartbeat datagrams sent, and their bytes (sealed, without IP/UDP headers).
+    pub heartbeats_sent: u64,
+    pub heartbeat_bytes: u64,
+}
+
+enum EngineCommand {
+    Reset(u64),
+}
+
+struct Link {
+    peer: String,
+    writer: Mutex<TcpStream>,
+}
+
+struct Shared {
+    sealer: Sealer,
+    me_name: String,
+    generation: AtomicU64,
+    seq: AtomicU64,
+    snapshot: RwLock<Snapshot>,
+    rejects: Mutex<RejectCounters>,
+    links: Mutex<HashMap<String, Arc<Link>>>,
+    pending: Mutex<HashMap<u64, Sender<ConsoleResponse>>>,
+    next_request: AtomicU64,
+    stopping: AtomicBool,
+    peers: Vec<(String, SocketAddr)>,
+    cluster_group: String,
+    log: Arc<dyn Fn(&str) + Send + Sync>,
+    console: ConsoleExec,
+}
+
+impl Shared {
+    fn seal(&self, message: &Message) -> Vec<u8> {
+        let envelope = Envelope {
+            sender: self.me_name.clone(),
+            generation: self.generation.load(Ordering::SeqCst),
+            // One counter for datagrams and frames: the nonce must never repeat under one key.
+            seq: self.seq.fetch_add(1, Ordering::SeqCst),
+            body: encode_message(message),
+        };
+        self.sealer.seal(&envelope)
+    }
+
+    fn reject(&self, why: &Reject, from: impl std::fmt::Display) {
+        let first = {
+            let mut counters = self.rejects.lock();
+            counters.increment(why);
+            counters.iter().any(|(reason, n)| reason == why.reason() && n == 1)
+        };
+        // Log the first of each kind; an attacker must not be able to flood the log.
+        if first {
+            (self.log)(&format!("rejected traffic from {from}: {why} (further ones are only counted)"));
+        }
+    }
+
+    fn peer_named(&self, name: &str) -> Option<SocketAddr> {
+        self.peers.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
+    }
+}
+
+/// A running cluster runtime.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    commands: Sender<EngineCommand>,
+    wake: SocketAddr,
+    tcp_addr: SocketAddr,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("me", &self.shared.me_name).finish_non_exhaustive()
+    }
+}
+
+/// A fresh boot generation: random, so a restarted node is a new member and
+/// (with the sequence number) every sealing nonce is unique.
+pub fn new_generation() -> io::Result<u64> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes) | 1)
+}
+
+impl Runtime {
+    /// Binds the cluster port (UDP and TCP) and starts the threads.
+    pub fn start(cfg: RuntimeConfig) -> io::Result<Runtime> {
+        let udp = UdpSocket::bind(cfg.bind)?;
+        let tcp = TcpListener::bind(udp.local_addr()?)?;
+        let local = udp.local_addr()?;
+        let wake = if local.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::from([127, 0, 0, 1]), local.port())
+        } else {
+            local
+        };
+        let now = Instant::now();
+        let membership = Membership::new(cfg.membership.clone(), cfg.me.clone(), 0);
+        let shared = Arc::new(Shared {
+            sealer: Sealer::new(cfg.key.clone()),
+            me_name: cfg.me.name.clone(),
+            generation: AtomicU64::new(cfg.me.generation),
+            seq: AtomicU64::new(1),
+            snapshot: RwLock::new(Snapshot {
+                membership: membership.clone(),
+                rejected: Vec::new(),
+                links: Vec::new(),
+                late_timer_events: 0,
+                heartbeats_sent: 0,
+                heartbeat_bytes: 0,
+            }),
+            rejects: Mutex::new(RejectCounters::default()),
+            links: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            peers: cfg.peers.clone(),
+            cluster_group: cfg.cluster_group.clone(),
+            log: Arc::clone(&cfg.log),
+            console: Arc::clone(&cfg.console),
+        });
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        {
+            let shared = Arc::clone(&shared);
+            let hooks = Arc::clone(&cfg.view_hooks);
+            threads.push(spawn("ecc-engine", move || engine(shared, udp, membership, now, rx, hooks))?);
+        }
+        {
+            let shared = Arc::clone(&shared);
+            threads.push(spawn("ecc-accept", move || accept_loop(shared, tcp))?);
+        }
+        for (peer, addr) in &cfg.peers {
+            if cfg.me.name < *peer {
+                let shared = Arc::clone(&shared);
+                let (peer, addr) = (peer.clone(), *addr);
+                let (max, timeout) = (cfg.reconnect_max, cfg.connect_timeout);
+                threads.push(spawn("ecc-dial", move || dial_loop(shared, peer, addr, max, timeout))?);
+            }
+        }
+        Ok(Runtime {
+            shared,
+            commands: tx,
+            wake,
+            tcp_addr: local,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// The address the cluster port is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// The latest membership table and counters.
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot.read().clone()
+    }
+
+    /// Rejoins with a new generation (`cluster reset`).
+    pub fn reset(&self) -> io::Result<u64> {
+        let generation = new_generation()?;
+        self.commands
+            .send(EngineCommand::Reset(generation))
+            .map_err(|_| io::Error::other("the engine thread has stopped"))?;
+        self.wake_engine();
+        Ok(generation)
+    }
+
+    /// Sends a console command to one peer over its TCP link and waits for
+    /// the answer at most `timeout`.
+    pub fn console_request(&self, node: &str, command: &str, timeout: Duration) -> Result<String, String> {
+        let pending = self.send_console_request(node, command)?;
+        wait_response(pending, timeout)
+    }
+
+    /// Sends a command to several peers at once and gathers the answers, each
+    /// waited for at most `timeout` from now.
+    pub fn console_request_many(
+        &self,
+        nodes: &[String],
+        command: &str,
+        timeout: Duration,
+    ) -> Vec<(String, Result<String, String>)> {
+        let sent: Vec<(String, Result<Receiver<ConsoleResponse>, String>)> = nodes
+            .iter()
+            .map(|n| (n.clone(), self.send_console_request(n, command)))
+            .collect();
+        let deadline = Instant::now() + timeout;
+        sent.into_iter()
+            .map(|(node, rx)| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                (node, rx.and_then(|rx| wait_response(rx, left)))
+            })
+            .collect()
+    }
+
+    fn send_console_request(&self, node: &str, command: &str) -> Result<Receiver<ConsoleResponse>, String> {
+        let link = self
+            .shared
+            .links
+            .lock()
+            .get(node)
+            .cloned()
+            .ok_or_else(|| format!("no connection to {node}"))?;
+        let id = self.shared.next_request.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::channel();
+        self.shared.pending.lock().insert(id, tx);
+        let frame = self.shared.seal(&Message::ConsoleRequest(ConsoleRequest {
+            id,
+            command: command.to_string(),
+        }));
+        if let Err(e) = write_frame(&mut link.writer.lock(), &frame) {
+            self.shared.pending.lock().remove(&id);
+            return Err(format!("sending to {node} failed: {e}"));
+        }
+        Ok(rx)
+    }
+
+    fn wake_engine(&self) {
+        if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.wake.ip(), 0)) {
+            let _ = s.send_to(&[], self.wake);
+        }
+    }
+
+    /// Stops every thread and closes the sockets; later calls do nothing.
+    pub fn stop(&self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.wake_engine();
+        let _ = TcpStream::connect_timeout(&self.wake, Duration::from_millis(200));
+        for link in self.shared.links.lock().drain().map(|(_, l)| l) {
+            let _ = link.writer.lock().shutdown(std::net::Shutdown::Both);
+        }
+        let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f)
+}
+
+fn wait_response(rx: Receiver<ConsoleResponse>, timeout: Duration) -> Result<String, String> {
+    match rx.recv_timeout(timeout) {
+        Ok(r) if r.ok => Ok(r.output),
+        Ok(r) => Err(r.output),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// The engine thread; see the module docs.
+fn engine(
+    shared: Arc<Shared>,
+    udp: UdpSocket,
+    mut membership: Membership,
+    start: Instant,
+    commands: Receiver<EngineCommand>,
+    hooks: Arc<RwLock<Vec<ViewHook>>>,
+) {
+    let now_ms = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut guards: HashMap<String, ReplayGuard> = HashMap::new();
+    let mut late_timer_events = 0u64;
+    let (mut heartbeats_sent, mut heartbeat_bytes) = (0u64, 0u64);
+    let mut buf = vec![0u8; MAX_DATAGRAM + 512];
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let wait = membership.next_deadline().saturating_sub(now_ms()).clamp(1, 250);
+        let _ = udp.set_read_timeout(Some(Duration::from_millis(wait)));
+        let mut outputs = Vec::new();
+        if let Ok((n, from)) = udp.recv_from(&mut buf)
+            && n > 0
+        {
+            match accept_datagram(&shared, &mut guards, &buf[..n], from) {
+                Ok(hb) => outputs.extend(membership.on_heartbeat(now_ms(), hb)),
+                Err(why) => shared.reject(&why, from),
+            }
+        }
+        while let Ok(EngineCommand::Reset(generation)) = commands.try_recv() {
+            shared.generation.store(generation, Ordering::SeqCst);
+            (shared.log)(&format!("cluster reset: rejoining with generation {generation:016x}"));
+            outputs.extend(membership.reset(now_ms(), generation));
+        }
+        outputs.extend(membership.tick(now_ms()));
+        for output in outputs {
+            match output {
+                Output::Send { to, heartbeat } => {
+                    if let Some(addr) = shared.peer_named(&to) {
+                        let datagram = shared.seal(&Message::Heartbeat(heartbeat));
+                        if udp.send_to(&datagram, addr).is_ok() {
+                            heartbeats_sent += 1;
+                            heartbeat_bytes += datagram.len() as u64;
+                        }
+                    }
+                }
+                Output::Event(event) => {
+                    if matches!(event, Event::TimersLate { .. }) {
+                        late_timer_events += 1;
+                    }
+                    (shared.log)(&describe(&event));
+                    if matches!(event, Event::ViewChanged { .. }) {
+                        for hook in hooks.read().iter() {
+                            hook(&event);
+                        }
+                    }
+                }
+            }
+        }
+        let rejected = shared.rejects.lock().iter().collect();
+        let links = shared.links.lock().keys().cloned().collect();
+        *shared.snapshot.write() = Snapshot {
+            membership: membership.clone(),
+            rejected,
+            links,
+            late_timer_events,
+            heartbeats_sent,
+            heartbeat_bytes,
+        };
+    }
+}
+
+/// Opens a datagram: sealed by a configured peer, from that peer's address,
+/// not a replay, and a heartbeat.
+fn accept_datagram(
+    shared: &Shared,
+    guards: &mut HashMap<String, ReplayGuard>,
+    bytes: &[u8],
+    from: SocketAddr,
+) -> Result<crate::core::wire::Heartbeat, Reject> {
+    let env = shared.sealer.open(bytes)?;
+    let expected = shared.peer_named(&env.sender).ok_or(Reject::UnknownPeer)?;
+    if expected != from {
+        return Err(Reject::UnknownPeer);
+    }
+    guards
+        .entry(env.sender.clone())
+        .or_default()
+        .check_and_record(env.generation, env.seq)?;
+    match decode_message(&env.body) {
+        Ok(Message::Heartbeat(hb)) if hb.sender.name == env.sender => Ok(hb),
+        Ok(_) => Err(Reject::Malformed("not a heartbeat".into())),
+        Err(e) => Err(Reject::Malformed(e.to_string())),
+    }
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::ViewChanged { number, view } => {
+            let names: Vec<&str> = view.members.iter().map(|m| m.name.as_str()).collect();
+            format!("view {number} ({:016x}): {}", view.id, names.join(", "))
+        }
+        Event::MemberUp { name, generation } => format!("{name} is up (generation {generation:016x})"),
+        Event::MemberSuspect { name } => format!("{name} is suspect"),
+        Event::MemberDown { name } => format!("{name} is down"),
+        Event::MemberRestarted { name, .. } => format!("{name} restarted"),
+        Event::TimersLate { late_by_ms } => {
+            format!("our own timers ran {late_by_ms} ms late; giving every peer a fresh deadline")
+        }
+        Event::Refuted { by, incarnation } => {
+            format!("{by} suspected us; refuted with incarnation {incarnation}")
+        }
+        Event::ConfigMismatch { node, options } => {
+            format!("configuration differs from {node}: {} (must be equal on every node)", options.join(", "))
+        }
+        Event::DuplicateName { generation } => {
+            format!("another node uses our name (generation {generation:016x}): check nodename")
+        }
+    }
+}
+
+fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(frame.len()).map_err(|_| io::Error::other("frame too large"))?;
+    let mut buf = Vec::with_capacity(frame.len() + 4);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(frame);
+    stream.write_all(&buf)
+}
+
+fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    // Sealing adds a header and a tag; anything far beyond a frame is an attack or a bug.
+    if len > MAX_FRAME + 1024 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+    }
+    let mut buf = vec![0u8; len];
+    stream.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Reads and checks one frame of a link: from `peer`, in sequence, decodable.
+fn read_message(shared: &Shared, stream: &mut TcpStream, peer: Option<&str>, last_seq: &mut u64) -> io::Result<(String, Message)> {
+    let frame = read_frame(stream)?;
+    let bad = |why: Reject| {
+        let from = stream.peer_addr().map_or("?".to_string(), |a| a.to_string());
+        shared.reject(&why, from);
+        io::Error::new(io::ErrorKind::InvalidData, why.to_string())
+    };
+    let env = shared.sealer.open(&frame).map_err(bad)?;
+    if shared.peer_named(&env.sender).is_none() || peer.is_some_and(|p| p != env.sender) {
+        return Err(bad(Reject::UnknownPeer));
+    }
+    // TCP delivers in order, so anything not newer than the last frame is a replay.
+    if env.seq <= *last_seq {
+        return Err(bad(Reject::Replay));
+    }
+    *last_seq = env.seq;
+    let message = decode_message(&env.body).map_err(|e| bad(Reject::Malformed(e.to_string())))?;
+    Ok((env.sender, message))
+}
+
+fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    for conn in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = conn else { continue };
+        let shared = Arc::clone(&shared);
+        let _ = spawn("ecc-link", move || {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut stream = stream;
+            let mut last_seq = 0;
+            let Ok((peer, Message::Hello(hello))) = read_message(&shared, &mut stream, None, &mut last_seq) else {
+                return;
+            };
+            let source_ok = stream
+                .peer_addr()
+                .ok()
+                .zip(shared.peer_named(&peer))
+                .is_some_and(|(from, configured)| from.ip() == configured.ip());
+            if !source_ok || hello.cluster_group != shared.cluster_group || hello.name != peer {
+                shared.reject(&Reject::UnknownPeer, &peer);
+                return;
+            }
+            if write_frame(&mut stream, &shared.seal(&hello_from(&shared))).is_err() {
+                return;
+            }
+            run_link(&shared, stream, peer, last_seq);
+        });
+    }
+}
+
+fn hello_from(shared: &Shared) -> Message {
+    Message::Hello(Hello {
+        name: shared.me_name.clone(),
+        generation: shared.generation.load(Ordering::SeqCst),
+        cluster_group: shared.cluster_group.clone(),
+    })
+}
+
+fn dial_loop(shared: Arc<Shared>, peer: String, addr: SocketAddr, max: Duration, timeout: Duration) {
+    let mut backoff = Duration::from_millis(100);
+    while !shared.stopping.load(Ordering::SeqCst) {
+        match dial(&shared, &peer, addr, timeout) {
+            Ok((stream, last_seq)) => {
+                backoff = Duration::from_millis(100);
+                run_link(&shared, stream, peer.clone(), last_seq);
+            }
+            Err(_) => {
+                // Sleep in small steps so that stop stays prompt.
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !shared.stopping.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(max);
+            }
+        }
+    }
+}
+
+fn dial(shared: &Shared, peer: &str, addr: SocketAddr, timeout: Duration) -> io::Result<(TcpStream, u64)> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let _ = stream.set_nodelay(true);
+    write_frame(&mut stream, &shared.seal(&hello_from(shared)))?;
+    let mut last_seq = 0;
+    match read_message(shared, &mut stream, Some(peer), &mut last_seq)? {
+        (_, Message::Hello(h)) if h.cluster_group == shared.cluster_group => Ok((stream, last_seq)),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "bad hello")),
+    }
+}
+
+/// Serves an established link until it breaks: registers its writer, then
+/// reads frames and answers console requests.
+fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String, mut last_seq: u64) {
+    let Ok(writer) = stream.try_clone() else { return };
+    let link = Arc::new(Link {
+        peer: peer.clone(),
+        writer: Mutex::new(writer),
+    });
+    if let Some(old) = shared.links.lock().insert(peer.clone(), Arc::clone(&link)) {
+        let _ = old.writer.lock().shutdown(std::net::Shutdown::Both);
+    }
+    (shared.log)(&format!("link to {peer} established"));
+    // Links are idle for long stretches; only a broken stream ends the loop.
+    let _ = stream.set_read_timeout(None);
+    let weak: Weak<Link> = Arc::downgrade(&link);
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let Ok((_, message)) = read_message(shared, &mut stream, Some(&peer), &mut last_seq) else {
+            break;
+        };
+        match message {
+            Message::ConsoleRequest(req) => {
+                let shared = Arc::clone(shared);
+                let weak = weak.clone();
+                // A slow command must not hold up the link's other traffic.
+                let _ = spawn("ecc-console-req", move || {
+                    let (ok, output) = match (shared.console)(&req.command) {
+                        Ok(o) => (true, o),
+                        Err(e) => (false, e),
+                    };
+                    let answer = Message::ConsoleResponse(ConsoleResponse { id: req.id, ok, output });
+                    if let Some(link) = weak.upgrade() {
+                        let _ = write_frame(&mut link.writer.lock(), &shared.seal(&answer));
+                    }
+                });
+            }
+            Message::ConsoleResponse(resp) => {
+                if let Some(tx) = shared.pending.lock().remove(&resp.id) {
+                    let _ = tx.send(resp);
+                }
+            }
+            Message::Hello(_) | Message::Heartbeat(_) => {}
+        }
+    }
+    let mut links = shared.links.lock();
+    if links.get(&peer).is_some_and(|l| Arc::ptr_eq(l, &link)) {
+        links.remove(&peer);
+    }
+    drop(links);
+    (shared.log)(&format!("link to {} closed", link.peer));
+}
