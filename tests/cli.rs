@@ -383,6 +383,35 @@ fn node_with_a_missing_config_fails_clearly() {
 }
 
 // ---------------------------------------------------------------------------
+// keygen
+// ---------------------------------------------------------------------------
+
+#[test]
+fn keygen_writes_a_private_key_once() {
+    let dir = TempDir::new("keygen");
+    let path = dir.0.join("cluster.key");
+    let file = path.to_str().unwrap();
+    let out = ok_stdout("keygen", &run(&["keygen", file]));
+    assert_eq!(out, format!("wrote key {file} (mode 0600)\n"));
+    let meta = std::fs::metadata(&path).expect("key file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.len(), 65);
+    let key = std::fs::read(&path).expect("read key");
+
+    let again = run(&["keygen", file]);
+    assert!(!again.status.success());
+    let err = stderr(&again);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).expect("read key"),
+        key,
+        "key unchanged"
+    );
+
+    assert!(!run(&["keygen"]).status.success());
+}
+
+// ---------------------------------------------------------------------------
 // check-config, demo
 // ---------------------------------------------------------------------------
 
