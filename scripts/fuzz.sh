@@ -1,30 +1,33 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the configuration readers on stable Rust.
+# Coverage-guided fuzzing of the configuration readers and the wire decoder
+# on stable Rust.
 #
-#   scripts/fuzz.sh [SECONDS]      (default 60)
+#   scripts/fuzz.sh [SECONDS]      (default 40: the three targets take 2 min)
 #
-# Runs every target in fuzz/ (ecelerity_config, toml_config) one after the
-# other, EACH for SECONDS, with libFuzzer via the pinned cargo-fuzz. No nightly
+# Runs every target in fuzz/ (ecelerity_config, toml_config, wire_decode) one
+# after the other, EACH for SECONDS, with libFuzzer via the pinned cargo-fuzz. No nightly
 # is needed: `--sanitizer none` makes cargo-fuzz pass only stable flags
 # (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-*, --cfg fuzzing,
 # -Cdebug-assertions), and libfuzzer-sys builds libFuzzer itself with the
 # system C++ compiler. Debug assertions are on so that integer overflow panics
 # as it does under `cargo test`.
 #
-# fuzz/config.dict gives libFuzzer the syntax and option names to splice in.
-# Seeds come from examples/config/ and are copied into fuzz/corpus/<target>/
-# (not committed) on every run; what libFuzzer adds there is kept between runs.
+# fuzz/config.dict gives the config targets the syntax and option names to
+# splice in. Their seeds come from examples/config/; wire_decode's are a few
+# valid messages and an envelope, written below. Seeds go into
+# fuzz/corpus/<target>/ (not committed) on every run; what libFuzzer adds
+# there is kept between runs.
 # Exits non-zero if any target crashes, panics or times out, and prints the
 # path of the input that did it (under fuzz/artifacts/<target>/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SECONDS_PER_TARGET=${1:-60}
+SECONDS_PER_TARGET=${1:-40}
 case "$SECONDS_PER_TARGET" in
   '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
 esac
 CARGO_FUZZ_VERSION=0.13.1
-TARGETS=(ecelerity_config toml_config)
+TARGETS=(ecelerity_config toml_config wire_decode)
 # Flags for both `build` and `run`, so `run` reuses the build.
 BUILD_FLAGS=(--sanitizer none --release --debug-assertions)
 
@@ -41,6 +44,29 @@ if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION
   cargo install --locked "cargo-fuzz@$CARGO_FUZZ_VERSION"
 fi
 
+# wire_decode's seeds, in the layout of src/core/wire/codec.rs and
+# src/io/seal.rs: little-endian integers (`le VALUE WIDTH`) and u32-length-
+# prefixed strings (`str TEXT`), as printf escapes. A protocol change makes
+# them stale, not wrong: they only give libFuzzer a head start.
+le() {
+  local i out=
+  for ((i = 0; i < $2; i++)); do out+=$(printf '\\x%02x' $((($1 >> (8 * i)) & 255))); done
+  printf '%s' "$out"
+}
+str() { le ${#1} 4; printf '%s' "$1"; }
+wire_seeds() {
+  local v; v=$(le 1 1) # PROTOCOL_VERSION
+  local request="$v$(le 3 1)$(le 1 8)$(str 'cluster info')"
+  printf "$request" >"$1/console_request"
+  printf "$v$(le 4 1)$(le 1 8)$(le 1 1)$(str 'ok')" >"$1/console_response"
+  printf "$v$(le 2 1)$(str mta1)$(le 7 8)$(str ec_cluster)" >"$1/hello"
+  # sender: name generation incarnation node_type subcluster pid version
+  # port config_digest; then view_id view_size about_you.
+  printf "$v$(le 1 1)$(str mta1)$(le 7 8)$(le 1 4)$(le 0 1)$(str east)$(le 42 4)$(str 0.1.0)$(le 4802 2)$(le 1 2)$(le 99 4)$(le 5 8)$(le 2 4)$(le 1 1)$(le 1 1)$(le 3 8)$(le 0 4)" >"$1/heartbeat"
+  # A clear envelope: "EC" version flags sender_len sender generation seq body.
+  printf "EC$v$(le 0 1)$(le 4 1)mta1$(le 7 8)$(le 1 8)$request" >"$1/envelope"
+}
+
 cd fuzz
 cargo fuzz build "${BUILD_FLAGS[@]}"
 
@@ -49,17 +75,18 @@ for target in "${TARGETS[@]}"; do
   corpus=corpus/$target
   artifacts=artifacts/$target
   mkdir -p "$corpus" "$artifacts"
+  dict=()
   case "$target" in
-    ecelerity_config) cp ../examples/config/*.conf "$corpus"/ ;;
-    toml_config) cp ../examples/config/*.toml "$corpus"/ ;;
+    ecelerity_config) cp ../examples/config/*.conf "$corpus"/; dict=(-dict=config.dict) ;;
+    toml_config) cp ../examples/config/*.toml "$corpus"/; dict=(-dict=config.dict) ;;
+    wire_decode) wire_seeds "$corpus" ;;
   esac
   log=$artifacts/last-run.log
   set +e
   # -timeout: an input that takes over 10 s counts as a failure (a hang).
   cargo fuzz run "${BUILD_FLAGS[@]}" "$target" "$corpus" -- \
     -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -print_final_stats=1 \
-    -dict=config.dict \
-    >"$log" 2>&1
+    "${dict[@]}" >"$log" 2>&1
   rc=$?
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

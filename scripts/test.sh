@@ -52,8 +52,8 @@ echo "no Lua code yet"
 step "benchmarks (smoke: each runs once)"
 cargo bench --quiet --bench '*' -- --test
 
-step "fuzz the configuration readers (bounded)"
-scripts/fuzz.sh "${ECC_FUZZ_SECONDS:-60}"
+step "fuzz the configuration readers and the wire decoder (bounded)"
+scripts/fuzz.sh "${ECC_FUZZ_SECONDS:-40}"
 
 step "all checks passed"
 # The closing line counts the Rust tests of the `cargo test` step (the

@@ -254,7 +254,9 @@ fn node_serves_the_console_and_stops_on_sigterm() {
 
     let out = ok_stdout("cluster info", &console(&node.socket, "cluster info"));
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 4, "{out}");
+    // The reference's four lines come first; eccluster's status lines follow.
+    assert!(lines.len() > 4, "{out}");
+    assert!(lines[4].starts_with("View: "), "{out}");
     let daemon = lines[0];
     let prefix = format!("Daemon: {} [m:#ec0-", node.port);
     assert!(daemon.starts_with(&prefix), "{daemon}");
@@ -383,6 +385,35 @@ fn node_with_a_missing_config_fails_clearly() {
 }
 
 // ---------------------------------------------------------------------------
+// keygen
+// ---------------------------------------------------------------------------
+
+#[test]
+fn keygen_writes_a_private_key_once() {
+    let dir = TempDir::new("keygen");
+    let path = dir.0.join("cluster.key");
+    let file = path.to_str().unwrap();
+    let out = ok_stdout("keygen", &run(&["keygen", file]));
+    assert_eq!(out, format!("wrote key {file} (mode 0600)\n"));
+    let meta = std::fs::metadata(&path).expect("key file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.len(), 65);
+    let key = std::fs::read(&path).expect("read key");
+
+    let again = run(&["keygen", file]);
+    assert!(!again.status.success());
+    let err = stderr(&again);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).expect("read key"),
+        key,
+        "key unchanged"
+    );
+
+    assert!(!run(&["keygen"]).status.success());
+}
+
+// ---------------------------------------------------------------------------
 // check-config, demo
 // ---------------------------------------------------------------------------
 
@@ -433,17 +464,17 @@ fn check_config_reports_a_misspelling_with_its_place() {
 }
 
 #[test]
-fn demo_runs_a_node_and_its_console() {
+fn demo_runs_a_cluster_and_shows_failover() {
     let out = run(&["demo"]);
     let text = ok_stdout("demo", &out);
-    assert!(text.contains("demo1"), "{text}");
-    assert!(
-        text.contains("Cluster Group: ec_cluster (demo1 is leader)"),
-        "{text}"
-    );
-    assert!(text.contains("<cluster_info>"), "{text}");
-    assert!(text.contains("did you mean"), "{text}");
-    assert!(text.contains("the console socket is gone: true"), "{text}");
+    for name in ["demo1", "demo2", "demo3", "mgr"] {
+        assert!(text.contains(&format!("Node Name: {name}")), "{name} in the membership:\n{text}");
+    }
+    assert!(text.contains("Cluster Group: ec_cluster (demo1 is leader)"), "{text}");
+    assert!(text.contains("[demo3]\ndemo3\n"), "the manager's broadcast answers:\n{text}");
+    assert!(text.contains("dropped demo1"), "{text}");
+    assert!(text.contains("Cluster Group: ec_cluster (demo2 is leader)"), "the new leader:\n{text}");
+    assert!(text.contains("Down: demo1"), "{text}");
 }
 
 #[test]

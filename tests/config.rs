@@ -928,7 +928,8 @@ fn nodename_hooks_run_first_to_last_and_override() {
     let dir = TempDir::new("hooks");
     let socket = dir.0.join("console");
     let n = node(&format!(
-        "[cluster]\nnodename = \"base\"\nnodeaddr = \"127.0.0.1\"\n[control_listener.listen.{:?}]\n",
+        "[cluster]\nnodename = \"base\"\nnodeaddr = \"127.0.0.1\"\n\
+         [eccluster_listener.listen.\"127.0.0.1:0\"]\n[control_listener.listen.{:?}]\n",
         socket.display().to_string()
     ));
     n.register_nodename_hook(HookOrder::Last, Box::new(|v| Some(format!("{v}-last1"))))

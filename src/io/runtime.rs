@@ -42,6 +42,7 @@ pub type ViewHook = Arc<dyn Fn(&Event) + Send + Sync>;
 pub type ConsoleExec = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
 
 /// What the runtime needs to know.
+#[allow(missing_debug_implementations)] // holds closures
 pub struct RuntimeConfig {
     pub me: SelfInfo,
     pub membership: MembershipConfig,
@@ -120,6 +121,14 @@ impl Shared {
         }
     }
 
+    fn peer_alive(&self, name: &str) -> bool {
+        let snapshot = self.snapshot.read();
+        snapshot
+            .membership
+            .member(name)
+            .is_some_and(|m| m.state == crate::core::wire::PeerState::Alive)
+    }
+
     fn peer_named(&self, name: &str) -> Option<SocketAddr> {
         self.peers.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
     }
@@ -140,12 +149,15 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// A fresh boot generation: random, so a restarted node is a new member and
-/// (with the sequence number) every sealing nonce is unique.
-pub fn new_generation() -> io::Result<u64> {
-    let mut bytes = [0u8; 8];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(u64::from_le_bytes(bytes) | 1)
+/// A boot generation: the wall clock in nanoseconds, and always above
+/// `previous`. Peers take a higher generation for a restart and reject a
+/// lower one as stale, so it must grow across restarts; with the sequence
+/// number it also keeps every sealing nonce unique.
+pub fn new_generation(previous: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    now.max(previous.saturating_add(1))
 }
 
 impl Runtime {
@@ -224,7 +236,7 @@ impl Runtime {
 
     /// Rejoins with a new generation (`cluster reset`).
     pub fn reset(&self) -> io::Result<u64> {
-        let generation = new_generation()?;
+        let generation = new_generation(self.shared.generation.load(Ordering::SeqCst));
         self.commands
             .send(EngineCommand::Reset(generation))
             .map_err(|_| io::Error::other("the engine thread has stopped"))?;
@@ -260,14 +272,23 @@ impl Runtime {
             .collect()
     }
 
+    /// The link to `node`, waiting briefly for one to a live peer that is
+    /// still connecting (right after it joined).
+    fn link_to(&self, node: &str) -> Result<Arc<Link>, String> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            if let Some(link) = self.shared.links.lock().get(node).cloned() {
+                return Ok(link);
+            }
+            if Instant::now() >= deadline || !self.shared.peer_alive(node) {
+                return Err(format!("no connection to {node}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn send_console_request(&self, node: &str, command: &str) -> Result<Receiver<ConsoleResponse>, String> {
-        let link = self
-            .shared
-            .links
-            .lock()
-            .get(node)
-            .cloned()
-            .ok_or_else(|| format!("no connection to {node}"))?;
+        let link = self.link_to(node)?;
         let id = self.shared.next_request.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         self.shared.pending.lock().insert(id, tx);
@@ -531,9 +552,14 @@ fn dial_loop(shared: Arc<Shared>, peer: String, addr: SocketAddr, max: Duration,
                 run_link(&shared, stream, peer.clone(), last_seq);
             }
             Err(_) => {
-                // Sleep in small steps so that stop stays prompt.
+                // Back off while the peer is silent; once its heartbeats
+                // arrive it is listening, so retry promptly.
                 let until = Instant::now() + backoff;
                 while Instant::now() < until && !shared.stopping.load(Ordering::SeqCst) {
+                    if shared.peer_alive(&peer) {
+                        backoff = Duration::from_millis(100);
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 backoff = (backoff * 2).min(max);

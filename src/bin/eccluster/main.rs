@@ -1,5 +1,5 @@
 //! The `eccluster` command: run a node, talk to a node's console, check a
-//! configuration, and run the demo.
+//! configuration, make a cluster key, and run the demo.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use eccluster::config::{Format, LoadedConfig};
 use eccluster::io::control::ControlClient;
-use eccluster::io::{host, signals};
+use eccluster::io::{host, seal, signals};
 use eccluster::node::{Node, VERSION};
 
 mod demo;
@@ -18,6 +18,7 @@ usage:
   eccluster console [--socket PATH] [COMMAND...]
                                         run a console command on a node (no command: interactive)
   eccluster check-config FILE           print the effective configuration, or its errors
+  eccluster keygen FILE                 write a new cluster key to FILE (mode 0600; never overwrites)
   eccluster demo                        start a node from a built-in configuration and use its console
   eccluster version
 ";
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some("node") => cmd_node(&args[1..]),
         Some("console") => cmd_console(&args[1..]),
         Some("check-config") => cmd_check_config(&args[1..]),
+        Some("keygen") => cmd_keygen(&args[1..]),
         Some("demo") => demo::run(),
         Some("version" | "--version" | "-V") => {
             println!("eccluster {VERSION}");
@@ -174,3 +176,13 @@ fn cmd_check_config(args: &[String]) -> Result<(), String> {
     }
     Ok(())
 }
+
+fn cmd_keygen(args: &[String]) -> Result<(), String> {
+    let [path] = args else {
+        return Err("keygen needs exactly one FILE".into());
+    };
+    seal::generate_key_file(Path::new(path)).map_err(|e| e.to_string())?;
+    println!("wrote key {path} (mode 0600)");
+    Ok(())
+}
+

@@ -132,10 +132,9 @@ mod tests {
     fn xml_forms_escape_their_text() {
         let mut v = view();
         v.cluster_group = "a<b".into();
-        assert!(
-            info(&v, Mode::Xml)
-                .contains("<cluster_group leader=\"labrat-4\">a&lt;b</cluster_group>")
-        );
+        let xml = info(&v, None, Mode::Xml);
+        assert!(xml.contains("<cluster_group leader=\"labrat-4\">a&lt;b</cluster_group>"));
+        assert!(xml.ends_with("</cluster_info>\n"));
         assert_eq!(
             value("nodename", "x&y", Mode::Xml),
             "<nodename>x&amp;y</nodename>\n"

@@ -291,7 +291,7 @@ impl Membership {
                 }));
             }
         }
-        self.update_view(&mut out);
+        self.update_view(now_ms, &mut out);
         out
     }
 
@@ -371,7 +371,10 @@ impl Membership {
                 );
             }
         }
-        self.update_view(&mut out);
+        self.update_view(now_ms, &mut out);
+        if now_ms >= self.next_heartbeat_ms {
+            out.extend(self.tick(now_ms));
+        }
         out
     }
 
@@ -384,7 +387,7 @@ impl Membership {
         self.last_call_ms = now_ms;
         self.next_heartbeat_ms = now_ms;
         let mut out = Vec::new();
-        self.update_view(&mut out);
+        self.update_view(now_ms, &mut out);
         out.extend(self.tick(now_ms));
         out
     }
@@ -497,7 +500,10 @@ impl Membership {
         }
     }
 
-    fn update_view(&mut self, out: &mut Vec<Output>) {
+    /// Recomputes the view; on a change, the next heartbeats go out at once
+    /// so that peers learn the new view id (and agreement returns) within a
+    /// round trip instead of a heartbeat interval.
+    fn update_view(&mut self, now_ms: u64, out: &mut Vec<Output>) {
         let mut members: Vec<ViewMember> = self
             .members
             .values()
@@ -519,6 +525,9 @@ impl Membership {
                 number: self.view_number,
                 view: self.view.clone(),
             }));
+            if now_ms >= self.started_ms + self.cfg.start_delay_ms {
+                self.next_heartbeat_ms = self.next_heartbeat_ms.min(now_ms);
+            }
         }
     }
 }

@@ -1,14 +1,692 @@
-//! Placeholder replaced by the codec.
-use super::Message;
+//! The versioned binary codec for [`Message`].
+//!
+//! # Layout
+//!
+//! ```text
+//! byte 0   PROTOCOL_VERSION
+//! byte 1   kind: 1 Heartbeat, 2 Hello, 3 ConsoleRequest, 4 ConsoleResponse
+//! then     the message's fields, in declaration order
+//! ```
+//!
+//! | type      | encoding                                                    |
+//! |-----------|-------------------------------------------------------------|
+//! | u8..u64   | little-endian, fixed width                                  |
+//! | bool      | u8, 0 or 1                                                  |
+//! | String    | u32 byte length, then UTF-8                                 |
+//! | `Vec<u32>`| u16 count, then the items                                   |
+//! | Option    | u8 0 (none) or 1 (some), then the value                     |
+//! | enums     | u8: NodeType Momentum 0, Manager 1; PeerState Alive 0, Suspect 1, Down 2 |
+//!
+//! No self-description, no optional trailing fields: a change to any message
+//! bumps [`PROTOCOL_VERSION`], and a peer on another version is told so by
+//! name instead of being misread.
+//!
+//! # Decoding is the defence
+//!
+//! Every byte string decodes to a message or to a [`DecodeError`] naming the
+//! field at fault; nothing panics. Lengths and counts are checked against
+//! the bytes still unread *before* anything is allocated, so a 10-byte
+//! packet claiming a 4 GiB string costs nothing. Names are capped at
+//! [`MAX_NAME`] bytes and console text at [`MAX_FRAME`]; an unknown enum
+//! value, a bool other than 0/1 and trailing bytes are errors, so every
+//! message has exactly one encoding.
+//!
+//! Encoding is infallible and does not enforce the caps: a sender that
+//! builds an oversized name learns of it from the receiver's rejection. The
+//! only things it cannot express are lengths beyond their prefix's width,
+//! and for those it panics rather than write a lie (see
+//! [`encode_message`]).
 
-/// Why bytes are not a message.
+use std::fmt;
+
+use super::{
+    ConsoleRequest, ConsoleResponse, Heartbeat, Hello, MAX_FRAME, MAX_NAME, Message, NodeType,
+    Opinion, PROTOCOL_VERSION, PeerState, SelfInfo,
+};
+
+const KIND_HEARTBEAT: u8 = 1;
+const KIND_HELLO: u8 = 2;
+const KIND_CONSOLE_REQUEST: u8 = 3;
+const KIND_CONSOLE_RESPONSE: u8 = 4;
+
+/// Why bytes are not a message: the field at fault and what was wrong,
+/// e.g. `heartbeat.sender.name: length 300 exceeds 255`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodeError(pub String);
 
-pub fn encode_message(_m: &Message) -> Vec<u8> {
-    Vec::new()
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
-pub fn decode_message(_b: &[u8]) -> Result<Message, DecodeError> {
-    Err(DecodeError("not written yet".into()))
+impl std::error::Error for DecodeError {}
+
+/// Encodes a message; [`decode_message`] gives it back.
+///
+/// # Panics
+///
+/// If a string is longer than `u32::MAX` bytes or a `Vec<u32>` has more than
+/// `u16::MAX` entries: neither fits its length prefix. Neither happens in
+/// practice (console text stops at [`MAX_FRAME`], the config digest has one
+/// entry per agreed option).
+pub fn encode_message(m: &Message) -> Vec<u8> {
+    let mut w = Vec::with_capacity(64);
+    w.push(PROTOCOL_VERSION);
+    match m {
+        Message::Heartbeat(h) => {
+            w.push(KIND_HEARTBEAT);
+            put_self_info(&mut w, &h.sender);
+            put_u64(&mut w, h.view_id);
+            put_u32(&mut w, h.view_size);
+            match &h.about_you {
+                None => w.push(0),
+                Some(o) => {
+                    w.push(1);
+                    w.push(peer_state_code(o.state));
+                    put_u64(&mut w, o.generation);
+                    put_u32(&mut w, o.incarnation);
+                }
+            }
+        }
+        Message::Hello(h) => {
+            w.push(KIND_HELLO);
+            put_str(&mut w, &h.name);
+            put_u64(&mut w, h.generation);
+            put_str(&mut w, &h.cluster_group);
+        }
+        Message::ConsoleRequest(r) => {
+            w.push(KIND_CONSOLE_REQUEST);
+            put_u64(&mut w, r.id);
+            put_str(&mut w, &r.command);
+        }
+        Message::ConsoleResponse(r) => {
+            w.push(KIND_CONSOLE_RESPONSE);
+            put_u64(&mut w, r.id);
+            w.push(u8::from(r.ok));
+            put_str(&mut w, &r.output);
+        }
+    }
+    w
+}
+
+/// Decodes one whole message; see the module docs for what is rejected.
+pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
+    let mut r = Reader { rest: b };
+    let version = r.u8("version")?;
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError(format!(
+            "version: message is protocol version {version}, this build speaks version {PROTOCOL_VERSION}"
+        )));
+    }
+    let (message, kind) = match r.u8("kind")? {
+        KIND_HEARTBEAT => (Message::Heartbeat(heartbeat(&mut r)?), "heartbeat"),
+        KIND_HELLO => (Message::Hello(hello(&mut r)?), "hello"),
+        KIND_CONSOLE_REQUEST => (
+            Message::ConsoleRequest(console_request(&mut r)?),
+            "console_request",
+        ),
+        KIND_CONSOLE_RESPONSE => (
+            Message::ConsoleResponse(console_response(&mut r)?),
+            "console_response",
+        ),
+        other => return Err(DecodeError(format!("kind: unknown message kind {other}"))),
+    };
+    if !r.rest.is_empty() {
+        return Err(DecodeError(format!(
+            "{} trailing bytes after a complete {kind}",
+            r.rest.len()
+        )));
+    }
+    Ok(message)
+}
+
+fn heartbeat(r: &mut Reader<'_>) -> Result<Heartbeat, DecodeError> {
+    let sender = SelfInfo {
+        name: r.string("heartbeat.sender.name", MAX_NAME)?,
+        generation: r.u64("heartbeat.sender.generation")?,
+        incarnation: r.u32("heartbeat.sender.incarnation")?,
+        node_type: node_type(r.u8("heartbeat.sender.node_type")?)?,
+        subcluster: r.string("heartbeat.sender.subcluster", MAX_NAME)?,
+        pid: r.u32("heartbeat.sender.pid")?,
+        version: r.string("heartbeat.sender.version", MAX_NAME)?,
+        port: r.u16("heartbeat.sender.port")?,
+        config_digest: r.u32_list("heartbeat.sender.config_digest")?,
+    };
+    let view_id = r.u64("heartbeat.view_id")?;
+    let view_size = r.u32("heartbeat.view_size")?;
+    let about_you = if r.option("heartbeat.about_you")? {
+        Some(Opinion {
+            state: peer_state(r.u8("heartbeat.about_you.state")?)?,
+            generation: r.u64("heartbeat.about_you.generation")?,
+            incarnation: r.u32("heartbeat.about_you.incarnation")?,
+        })
+    } else {
+        None
+    };
+    Ok(Heartbeat {
+        sender,
+        view_id,
+        view_size,
+        about_you,
+    })
+}
+
+fn hello(r: &mut Reader<'_>) -> Result<Hello, DecodeError> {
+    Ok(Hello {
+        name: r.string("hello.name", MAX_NAME)?,
+        generation: r.u64("hello.generation")?,
+        cluster_group: r.string("hello.cluster_group", MAX_NAME)?,
+    })
+}
+
+fn console_request(r: &mut Reader<'_>) -> Result<ConsoleRequest, DecodeError> {
+    Ok(ConsoleRequest {
+        id: r.u64("console_request.id")?,
+        command: r.string("console_request.command", MAX_FRAME)?,
+    })
+}
+
+fn console_response(r: &mut Reader<'_>) -> Result<ConsoleResponse, DecodeError> {
+    Ok(ConsoleResponse {
+        id: r.u64("console_response.id")?,
+        ok: r.bool("console_response.ok")?,
+        output: r.string("console_response.output", MAX_FRAME)?,
+    })
+}
+
+fn node_type(code: u8) -> Result<NodeType, DecodeError> {
+    match code {
+        0 => Ok(NodeType::Momentum),
+        1 => Ok(NodeType::Manager),
+        other => Err(DecodeError(format!(
+            "heartbeat.sender.node_type: unknown value {other}"
+        ))),
+    }
+}
+
+fn peer_state_code(s: PeerState) -> u8 {
+    match s {
+        PeerState::Alive => 0,
+        PeerState::Suspect => 1,
+        PeerState::Down => 2,
+    }
+}
+
+fn peer_state(code: u8) -> Result<PeerState, DecodeError> {
+    match code {
+        0 => Ok(PeerState::Alive),
+        1 => Ok(PeerState::Suspect),
+        2 => Ok(PeerState::Down),
+        other => Err(DecodeError(format!(
+            "heartbeat.about_you.state: unknown value {other}"
+        ))),
+    }
+}
+
+fn put_self_info(w: &mut Vec<u8>, s: &SelfInfo) {
+    put_str(w, &s.name);
+    put_u64(w, s.generation);
+    put_u32(w, s.incarnation);
+    w.push(match s.node_type {
+        NodeType::Momentum => 0,
+        NodeType::Manager => 1,
+    });
+    put_str(w, &s.subcluster);
+    put_u32(w, s.pid);
+    put_str(w, &s.version);
+    w.extend_from_slice(&s.port.to_le_bytes());
+    let count = u16::try_from(s.config_digest.len()).expect("config digest exceeds u16 entries");
+    w.extend_from_slice(&count.to_le_bytes());
+    for d in &s.config_digest {
+        put_u32(w, *d);
+    }
+}
+
+fn put_u32(w: &mut Vec<u8>, v: u32) {
+    w.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(w: &mut Vec<u8>, v: u64) {
+    w.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_str(w: &mut Vec<u8>, s: &str) {
+    put_u32(
+        w,
+        u32::try_from(s.len()).expect("string exceeds u32 length"),
+    );
+    w.extend_from_slice(s.as_bytes());
+}
+
+/// The unread part of the input. Every read splits it with the checked
+/// slice methods, so no index can go out of bounds.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn fixed<const N: usize>(&mut self, field: &str) -> Result<[u8; N], DecodeError> {
+        let Some((head, rest)) = self.rest.split_first_chunk::<N>() else {
+            return Err(DecodeError(format!(
+                "{field}: truncated: needs {N} bytes, {} left",
+                self.rest.len()
+            )));
+        };
+        self.rest = rest;
+        Ok(*head)
+    }
+
+    fn u8(&mut self, field: &str) -> Result<u8, DecodeError> {
+        let [b] = self.fixed::<1>(field)?;
+        Ok(b)
+    }
+
+    fn u16(&mut self, field: &str) -> Result<u16, DecodeError> {
+        self.fixed(field).map(u16::from_le_bytes)
+    }
+
+    fn u32(&mut self, field: &str) -> Result<u32, DecodeError> {
+        self.fixed(field).map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self, field: &str) -> Result<u64, DecodeError> {
+        self.fixed(field).map(u64::from_le_bytes)
+    }
+
+    fn bool(&mut self, field: &str) -> Result<bool, DecodeError> {
+        match self.u8(field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(DecodeError(format!(
+                "{field}: invalid bool {other} (must be 0 or 1)"
+            ))),
+        }
+    }
+
+    /// An Option's tag: whether a value follows.
+    fn option(&mut self, field: &str) -> Result<bool, DecodeError> {
+        match self.u8(field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(DecodeError(format!(
+                "{field}: invalid option tag {other} (must be 0 or 1)"
+            ))),
+        }
+    }
+
+    /// A length-prefixed UTF-8 string of at most `max` bytes.
+    fn string(&mut self, field: &str, max: usize) -> Result<String, DecodeError> {
+        let len = self.u32(field)?;
+        // A u32 always fits usize on the 32- and 64-bit targets we build
+        // for; saturating keeps the comparison honest anywhere else.
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > max {
+            return Err(DecodeError(format!("{field}: length {len} exceeds {max}")));
+        }
+        let Some((bytes, rest)) = self.rest.split_at_checked(len) else {
+            return Err(DecodeError(format!(
+                "{field}: length {len} exceeds the {} bytes left",
+                self.rest.len()
+            )));
+        };
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            DecodeError(format!(
+                "{field}: not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ))
+        })?;
+        self.rest = rest;
+        Ok(text.to_owned())
+    }
+
+    /// A u16-counted list of u32s.
+    fn u32_list(&mut self, field: &str) -> Result<Vec<u32>, DecodeError> {
+        let count = usize::from(self.u16(field)?);
+        let need = count * 4;
+        let Some((bytes, rest)) = self.rest.split_at_checked(need) else {
+            return Err(DecodeError(format!(
+                "{field}: {count} entries need {need} bytes, {} left",
+                self.rest.len()
+            )));
+        };
+        self.rest = rest;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| {
+                let mut le = [0u8; 4];
+                le.copy_from_slice(c);
+                u32::from_le_bytes(le)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn self_info(name: &str) -> SelfInfo {
+        SelfInfo {
+            name: name.to_string(),
+            generation: 0x0102_0304_0506_0708,
+            incarnation: 7,
+            node_type: NodeType::Momentum,
+            subcluster: "east".to_string(),
+            pid: 4242,
+            version: "0.1.0".to_string(),
+            port: 4802,
+            config_digest: vec![1, 0xdead_beef],
+        }
+    }
+
+    fn heartbeat(name: &str) -> Heartbeat {
+        Heartbeat {
+            sender: self_info(name),
+            view_id: 99,
+            view_size: 3,
+            about_you: Some(Opinion {
+                state: PeerState::Suspect,
+                generation: 5,
+                incarnation: 2,
+            }),
+        }
+    }
+
+    /// One of each kind, with ordinary values, empty strings and extremes.
+    fn samples() -> Vec<Message> {
+        let max_name = "n".repeat(MAX_NAME);
+        let mut extreme = heartbeat(&max_name);
+        extreme.sender.generation = u64::MAX;
+        extreme.sender.incarnation = u32::MAX;
+        extreme.sender.node_type = NodeType::Manager;
+        extreme.sender.subcluster = String::new();
+        extreme.sender.pid = 0;
+        extreme.sender.version = "é".repeat(MAX_NAME / 2);
+        extreme.sender.port = u16::MAX;
+        extreme.sender.config_digest = vec![u32::MAX; 300];
+        extreme.view_id = u64::MAX;
+        extreme.view_size = 0;
+        extreme.about_you = Some(Opinion {
+            state: PeerState::Down,
+            generation: u64::MAX,
+            incarnation: u32::MAX,
+        });
+        let mut bare = heartbeat("");
+        bare.sender.config_digest = Vec::new();
+        bare.about_you = None;
+        let mut alive = heartbeat("mta1");
+        alive.about_you = alive.about_you.map(|o| Opinion {
+            state: PeerState::Alive,
+            ..o
+        });
+        vec![
+            Message::Heartbeat(heartbeat("mta1")),
+            Message::Heartbeat(extreme),
+            Message::Heartbeat(bare),
+            Message::Heartbeat(alive),
+            Message::Hello(Hello {
+                name: "mta2".to_string(),
+                generation: 1,
+                cluster_group: "ecc".to_string(),
+            }),
+            Message::Hello(Hello {
+                name: String::new(),
+                generation: 0,
+                cluster_group: max_name.clone(),
+            }),
+            Message::ConsoleRequest(ConsoleRequest {
+                id: 0,
+                command: "cluster info".to_string(),
+            }),
+            Message::ConsoleRequest(ConsoleRequest {
+                id: u64::MAX,
+                command: String::new(),
+            }),
+            Message::ConsoleResponse(ConsoleResponse {
+                id: 3,
+                ok: true,
+                output: "line 1\nline 2 ✓\n".to_string(),
+            }),
+            Message::ConsoleResponse(ConsoleResponse {
+                id: 4,
+                ok: false,
+                output: "x".repeat(MAX_FRAME),
+            }),
+        ]
+    }
+
+    fn err(b: &[u8]) -> String {
+        decode_message(b).expect_err("must not decode").to_string()
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for m in samples() {
+            let bytes = encode_message(&m);
+            assert_eq!(bytes[0], PROTOCOL_VERSION);
+            assert_eq!(decode_message(&bytes), Ok(m));
+        }
+    }
+
+    #[test]
+    fn layout_is_as_documented() {
+        let bytes = encode_message(&Message::ConsoleResponse(ConsoleResponse {
+            id: 0x0102,
+            ok: true,
+            output: "hi".to_string(),
+        }));
+        assert_eq!(
+            bytes,
+            [
+                PROTOCOL_VERSION,
+                4,
+                0x02,
+                0x01,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                1,
+                2,
+                0,
+                0,
+                0,
+                b'h',
+                b'i'
+            ]
+        );
+        let hello = encode_message(&Message::Hello(Hello {
+            name: String::new(),
+            generation: 0,
+            cluster_group: String::new(),
+        }));
+        assert_eq!(hello[1], 2);
+        assert_eq!(hello.len(), 2 + 4 + 8 + 4);
+    }
+
+    #[test]
+    fn version_and_kind_are_checked() {
+        assert_eq!(err(&[]), "version: truncated: needs 1 bytes, 0 left");
+        assert_eq!(
+            err(&[PROTOCOL_VERSION + 1, 1]),
+            format!(
+                "version: message is protocol version {}, this build speaks version {PROTOCOL_VERSION}",
+                PROTOCOL_VERSION + 1
+            )
+        );
+        assert_eq!(
+            err(&[PROTOCOL_VERSION]),
+            "kind: truncated: needs 1 bytes, 0 left"
+        );
+        assert_eq!(err(&[PROTOCOL_VERSION, 0]), "kind: unknown message kind 0");
+        assert_eq!(err(&[PROTOCOL_VERSION, 5]), "kind: unknown message kind 5");
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = encode_message(&Message::Hello(Hello {
+            name: "a".to_string(),
+            generation: 1,
+            cluster_group: "g".to_string(),
+        }));
+        bytes.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(err(&bytes), "3 trailing bytes after a complete hello");
+    }
+
+    #[test]
+    fn truncation_names_the_field() {
+        let bytes = encode_message(&samples()[0]);
+        // Cut inside view_id: name(4+4) generation(8) incarnation(4)
+        // node_type(1) subcluster(4+4) pid(4) version(4+5) port(2)
+        // digest(2+8) precede it.
+        let view_id_at = 2 + 8 + 8 + 4 + 1 + 8 + 4 + 9 + 2 + 10;
+        assert_eq!(
+            err(&bytes[..view_id_at + 3]),
+            "heartbeat.view_id: truncated: needs 8 bytes, 3 left"
+        );
+    }
+
+    #[test]
+    fn string_errors_name_the_field() {
+        let mut long = vec![PROTOCOL_VERSION, KIND_HEARTBEAT];
+        long.extend_from_slice(&300u32.to_le_bytes());
+        long.extend_from_slice(&[b'a'; 300]);
+        assert_eq!(err(&long), "heartbeat.sender.name: length 300 exceeds 255");
+
+        let mut huge = vec![PROTOCOL_VERSION, KIND_CONSOLE_REQUEST];
+        huge.extend_from_slice(&[0; 8]);
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            err(&huge),
+            format!(
+                "console_request.command: length {} exceeds {MAX_FRAME}",
+                u32::MAX
+            )
+        );
+
+        let mut short = vec![PROTOCOL_VERSION, KIND_HELLO];
+        short.extend_from_slice(&10u32.to_le_bytes());
+        short.extend_from_slice(b"abc");
+        assert_eq!(
+            err(&short),
+            "hello.name: length 10 exceeds the 3 bytes left"
+        );
+
+        let mut bad = vec![PROTOCOL_VERSION, KIND_HELLO];
+        bad.extend_from_slice(&3u32.to_le_bytes());
+        bad.extend_from_slice(&[b'a', 0xff, b'b']);
+        assert_eq!(
+            err(&bad),
+            "hello.name: not UTF-8 (invalid byte at offset 1)"
+        );
+    }
+
+    /// Replaces the byte at `at` in the first sample's encoding.
+    fn patched_heartbeat(at: usize, value: u8) -> Vec<u8> {
+        let mut bytes = encode_message(&samples()[0]);
+        bytes[at] = value;
+        bytes
+    }
+
+    #[test]
+    fn enums_options_and_bools_reject_unknown_values() {
+        // node_type follows name(4+4), generation(8), incarnation(4).
+        let node_type_at = 2 + 8 + 8 + 4;
+        assert_eq!(
+            err(&patched_heartbeat(node_type_at, 2)),
+            "heartbeat.sender.node_type: unknown value 2"
+        );
+        let about_you_at = encode_message(&samples()[0]).len() - (1 + 1 + 8 + 4);
+        assert_eq!(
+            err(&patched_heartbeat(about_you_at, 2)),
+            "heartbeat.about_you: invalid option tag 2 (must be 0 or 1)"
+        );
+        assert_eq!(
+            err(&patched_heartbeat(about_you_at + 1, 3)),
+            "heartbeat.about_you.state: unknown value 3"
+        );
+        let mut response = encode_message(&samples()[8]);
+        response[10] = 2;
+        assert_eq!(
+            err(&response),
+            "console_response.ok: invalid bool 2 (must be 0 or 1)"
+        );
+    }
+
+    #[test]
+    fn list_count_is_checked_before_allocating() {
+        // The digest count sits after name(4+4) generation(8) incarnation(4)
+        // node_type(1) subcluster(4+4) pid(4) version(4+5) port(2).
+        let count_at = 2 + 8 + 8 + 4 + 1 + 8 + 4 + 9 + 2;
+        let mut bytes = encode_message(&samples()[0]);
+        bytes.truncate(count_at);
+        bytes.extend_from_slice(&u16::MAX.to_le_bytes());
+        bytes.extend_from_slice(&[0; 10]);
+        assert_eq!(
+            err(&bytes),
+            "heartbeat.sender.config_digest: 65535 entries need 262140 bytes, 10 left"
+        );
+    }
+
+    /// A deterministic xorshift64 generator, so a failure replays exactly.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn no_input_panics() {
+        // Every prefix of every valid encoding (the big console text is
+        // skipped: its prefixes add time, not paths).
+        for m in samples()
+            .iter()
+            .filter(|m| encode_message(m).len() < 10_000)
+        {
+            let bytes = encode_message(m);
+            for end in 0..bytes.len() {
+                assert!(
+                    decode_message(&bytes[..end]).is_err(),
+                    "prefix {end} of {m:?}"
+                );
+            }
+        }
+        // Random bytes, and valid encodings with random bytes overwritten.
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let valid: Vec<Vec<u8>> = samples()[..9].iter().map(encode_message).collect();
+        for round in 0..20_000 {
+            let mut bytes = if round % 2 == 0 {
+                let len = (rng.next() % 64) as usize;
+                let mut b: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                // Mostly the right version, so the fields get exercised.
+                if let Some(first) = b.first_mut()
+                    && !rng.next().is_multiple_of(4)
+                {
+                    *first = PROTOCOL_VERSION;
+                }
+                b
+            } else {
+                valid[(rng.next() % valid.len() as u64) as usize].clone()
+            };
+            if !bytes.is_empty() {
+                for _ in 0..=(rng.next() % 3) {
+                    let at = (rng.next() % bytes.len() as u64) as usize;
+                    bytes[at] = rng.next() as u8;
+                }
+            }
+            // Whatever decodes must re-encode to the same bytes: one
+            // encoding per message.
+            if let Ok(m) = decode_message(&bytes) {
+                assert_eq!(encode_message(&m), bytes);
+            }
+        }
+    }
 }

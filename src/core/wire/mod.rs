@@ -10,10 +10,18 @@
 //! Decoding is total: any byte string yields a message or a [`DecodeError`]
 //! naming what was wrong; it never panics and never allocates more than the
 //! input's length justifies.
+//!
+//! Besides the codec, this module holds the pure half of receiving: the
+//! [`Reject`] reasons a packet is refused for (with their counters) and the
+//! per-peer [`ReplayGuard`]. The AEAD itself lives in `io::seal`.
 
 mod codec;
+mod reject;
+mod replay;
 
 pub use codec::{DecodeError, decode_message, encode_message};
+pub use reject::{Reject, RejectCounters};
+pub use replay::{REPLAY_WINDOW, ReplayGuard};
 
 /// The protocol version this build speaks; bumped on incompatible changes.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -21,6 +29,9 @@ pub const PROTOCOL_VERSION: u8 = 1;
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame we send or accept.
 pub const MAX_FRAME: usize = 1 << 20;
+/// Longest node name, subcluster, version or cluster group, in bytes: names
+/// travel in every heartbeat and envelope header (behind a one-byte length).
+pub const MAX_NAME: usize = 255;
 
 /// The reference's node types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
