@@ -271,27 +271,24 @@ impl Membership {
     pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
         self.observe_time(now_ms, &mut out);
+        for m in self.members.values_mut() {
+            let silent = now_ms.saturating_sub(m.last_heard_ms);
+            if m.state != PeerState::Down && silent >= self.cfg.down_after_ms {
+                m.state = PeerState::Down;
+                out.push(Output::Event(Event::MemberDown { name: m.info.name.clone() }));
+            } else if m.state == PeerState::Alive && silent >= self.cfg.suspect_after_ms {
+                m.state = PeerState::Suspect;
+                out.push(Output::Event(Event::MemberSuspect { name: m.info.name.clone() }));
+            }
+        }
+        // Before sending, so that the heartbeats carry the new view.
+        self.update_view(now_ms, &mut out);
         if now_ms >= self.next_heartbeat_ms {
             self.send_heartbeats(&mut out);
             // Skip missed slots rather than bursting after a pause.
             self.next_heartbeat_ms = (self.next_heartbeat_ms + self.cfg.heartbeat_interval_ms)
                 .max(now_ms + self.cfg.heartbeat_interval_ms / 2);
         }
-        for m in self.members.values_mut() {
-            let silent = now_ms.saturating_sub(m.last_heard_ms);
-            if m.state != PeerState::Down && silent >= self.cfg.down_after_ms {
-                m.state = PeerState::Down;
-                out.push(Output::Event(Event::MemberDown {
-                    name: m.info.name.clone(),
-                }));
-            } else if m.state == PeerState::Alive && silent >= self.cfg.suspect_after_ms {
-                m.state = PeerState::Suspect;
-                out.push(Output::Event(Event::MemberSuspect {
-                    name: m.info.name.clone(),
-                }));
-            }
-        }
-        self.update_view(now_ms, &mut out);
         out
     }
 
