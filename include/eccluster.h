@@ -87,6 +87,19 @@ typedef uint32_t ecc_hook_order;
 // node unless the host calls those concurrently.
 typedef bool (*ecc_identity_hook_fn)(void *userdata, const char *current, char *buf, size_t buf_len);
 
+// A membership hook (the reference's `cluster_membership_update`): called
+// after every view change with the view's number (counting changes on this
+// node), its id, and the member names, sorted. `members` and the strings
+// are valid only during the call.
+//
+// Runs on the node's engine thread: keep it short, and do not call
+// `ecc_node_stop` or `ecc_node_free` on this node from it.
+typedef void (*ecc_membership_hook_fn)(void *userdata,
+                                       uint64_t view_number,
+                                       uint64_t view_id,
+                                       const char *const *members,
+                                       size_t member_count);
+
 // Detect from the text: a `[table]` header line means TOML.
 #define ECC_FORMAT_AUTO 0
 
@@ -217,6 +230,15 @@ ecc_status ecc_console_exec(const ecc_node *node,
                             char *buf,
                             size_t len,
                             size_t *out_len);
+
+// Registers a membership hook; may be called at any time.
+//
+// # Safety
+// `node` is a live handle; `hook` a valid function; `userdata` usable on
+// the engine thread until the node is freed.
+ecc_status ecc_node_register_membership_hook(ecc_node *node,
+                                             ecc_membership_hook_fn hook,
+                                             void *userdata);
 
 // The text of the last error on this thread ("" if none). The pointer is
 // valid until the next `ecc_` call on this thread.

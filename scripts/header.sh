@@ -16,6 +16,13 @@ if [ "${1:-}" = "--check" ]; then
     echo "include/eccluster.h is stale: run scripts/header.sh and commit it" >&2
     exit 1
   fi
+  # cbindgen exports every public constant of the crate; anything not named
+  # ECC_ is a Rust-side constant that leaked (add it to [export] exclude).
+  leaked=$(grep -E '^#define ' "$out" | awk '{print $2}' | grep -v -E '^(ECC_|ECCLUSTER_H$)' || true)
+  if [ -n "$leaked" ]; then
+    echo "include/eccluster.h exports non-ECC_ names: $leaked (exclude them in cbindgen.toml)" >&2
+    exit 1
+  fi
   echo "header: include/eccluster.h is up to date"
 else
   cbindgen --quiet --config cbindgen.toml --crate eccluster --output "$out"

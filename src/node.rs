@@ -124,6 +124,9 @@ pub struct ViewChange {
     pub members: Vec<String>,
 }
 
+/// Each node's answer to one console command (`broadcast`, `retrieve`).
+type Answers = Vec<(String, Result<String, String>)>;
+
 /// How long a manager waits for each node's answer to a console request.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How many distinct commands' answers a manager keeps for `retrieve`.
@@ -134,7 +137,7 @@ struct Inner {
     hooks: RwLock<Hooks>,
     view_hooks: Arc<RwLock<Vec<ViewHook>>>,
     /// A manager's answers to its last broadcasts: command, then node to answer.
-    responses: Mutex<Vec<(String, Vec<(String, Result<String, String>)>)>>,
+    responses: Mutex<Vec<(String, Answers)>>,
     running: Mutex<Option<Running>>,
     /// Readers run commands concurrently; Lua-defined commands (later) register under the write lock.
     console: RwLock<Console<Inner>>,
@@ -247,13 +250,14 @@ impl Node {
         let runtime = self.inner.start_runtime(&identity, Arc::clone(&exec))?;
         let mut identity = identity;
         identity.cluster_port = runtime.local_addr().port();
-        let control = ControlServer::start(&control_cfg.path, control_cfg.mode, exec).map_err(|source| {
-            runtime.stop();
-            NodeError::Io {
-                what: format!("console socket {}", control_cfg.path.display()),
-                source,
-            }
-        })?;
+        let control =
+            ControlServer::start(&control_cfg.path, control_cfg.mode, exec).map_err(|source| {
+                runtime.stop();
+                NodeError::Io {
+                    what: format!("console socket {}", control_cfg.path.display()),
+                    source,
+                }
+            })?;
         *running = Some(Running {
             identity,
             control,
@@ -322,12 +326,18 @@ impl Inner {
             .peers
             .iter()
             .filter(|p| p.name != identity.nodename)
-            .map(|p| (p.name.clone(), SocketAddr::new(p.addr, p.port.unwrap_or(port))))
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    SocketAddr::new(p.addr, p.port.unwrap_or(port)),
+                )
+            })
             .collect();
         let key = match &cluster.auth_key_file {
             Some(path) => Some(seal::load_key_file(path).map_err(NodeError::Config)?),
             None => {
-                let loopback = bind.ip().is_loopback() && peers.iter().all(|(_, a)| a.ip().is_loopback());
+                let loopback =
+                    bind.ip().is_loopback() && peers.iter().all(|(_, a)| a.ip().is_loopback());
                 if !loopback && !cluster.insecure {
                     return Err(NodeError::Config(
                         "no cluster key: set cluster { auth_key_file = ... } (create one with `eccluster keygen FILE`), \
@@ -338,7 +348,11 @@ impl Inner {
                 eprintln!(
                     "eccluster[{}]: WARNING: no cluster key; traffic is not authenticated ({})",
                     identity.nodename,
-                    if loopback { "loopback only" } else { "insecure = true" }
+                    if loopback {
+                        "loopback only"
+                    } else {
+                        "insecure = true"
+                    }
                 );
                 None
             }
@@ -365,7 +379,9 @@ impl Inner {
             cluster_group: cluster.cluster_group.clone(),
             key,
             reconnect_max: Duration::from_secs(u64::from(config.bus.reconnect_interval)),
-            connect_timeout: Duration::from_secs(u64::from(config.bus.connect_timeout.clamp(1, 60))),
+            connect_timeout: Duration::from_secs(u64::from(
+                config.bus.connect_timeout.clamp(1, 60),
+            )),
             log,
             console,
             view_hooks: Arc::clone(&self.view_hooks),
@@ -467,13 +483,35 @@ type Builtin = (
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
     let node_commands: [Builtin; 6] = [
-        ("cluster nodename", "", "Show the name of the local node.", |inner, _, mode| {
-            Ok(reports::value("nodename", &identity_or_err(inner)?.nodename, mode))
-        }),
-        ("cluster nodeaddr", "", "Show the cluster protocol service address.", |inner, _, mode| {
-            Ok(reports::nodeaddr(identity_or_err(inner)?.service_addr(), mode))
-        }),
-        ("cluster info", "", "Display the current operating status and parameters.", cluster_info),
+        (
+            "cluster nodename",
+            "",
+            "Show the name of the local node.",
+            |inner, _, mode| {
+                Ok(reports::value(
+                    "nodename",
+                    &identity_or_err(inner)?.nodename,
+                    mode,
+                ))
+            },
+        ),
+        (
+            "cluster nodeaddr",
+            "",
+            "Show the cluster protocol service address.",
+            |inner, _, mode| {
+                Ok(reports::nodeaddr(
+                    identity_or_err(inner)?.service_addr(),
+                    mode,
+                ))
+            },
+        ),
+        (
+            "cluster info",
+            "",
+            "Display the current operating status and parameters.",
+            cluster_info,
+        ),
         (
             "cluster membership",
             "",
@@ -487,16 +525,27 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             |inner, _, mode| {
                 let (runtime, id) = inner.runtime()?;
                 let generation = runtime.reset().map_err(|e| e.to_string())?;
-                let text = format!("{} rejoining with generation {generation:016x}", id.nodename);
+                let text = format!(
+                    "{} rejoining with generation {generation:016x}",
+                    id.nodename
+                );
                 Ok(reports::value("reset", &text, mode))
             },
         ),
-        ("version", "", "Show the eccluster version.", |_, _, mode| Ok(reports::version(VERSION, mode))),
+        (
+            "version",
+            "",
+            "Show the eccluster version.",
+            |_, _, mode| Ok(reports::version(VERSION, mode)),
+        ),
     ];
     let manager_commands: [Builtin; 6] = [
-        ("broadcast", "<command>", "Run a console command on every MTA node and show each answer.", |inner, args, mode| {
-            gather(inner, None, &join_args(args)?, mode)
-        }),
+        (
+            "broadcast",
+            "<command>",
+            "Run a console command on every MTA node and show each answer.",
+            |inner, args, mode| gather(inner, None, &join_args(args)?, mode),
+        ),
         (
             "unicast",
             "<node> <command>",
@@ -510,16 +559,27 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
                 Ok(reports::gathered(&answers, mode))
             },
         ),
-        ("retrieve", "<command>", "Show the answers to the last broadcast of a command.", |inner, args, mode| {
-            Ok(reports::gathered(&inner.recall(&join_args(args)?, |_| true)?, mode))
-        }),
+        (
+            "retrieve",
+            "<command>",
+            "Show the answers to the last broadcast of a command.",
+            |inner, args, mode| {
+                Ok(reports::gathered(
+                    &inner.recall(&join_args(args)?, |_| true)?,
+                    mode,
+                ))
+            },
+        ),
         (
             "retrieve_node",
             "<node> <command>",
             "Show one node's answer to the last broadcast of a command.",
             |inner, args, mode| {
                 let (node, command) = node_and_command(args)?;
-                Ok(reports::gathered(&inner.recall(&command, |n| n == node)?, mode))
+                Ok(reports::gathered(
+                    &inner.recall(&command, |n| n == node)?,
+                    mode,
+                ))
             },
         ),
         (
@@ -538,7 +598,10 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             |inner, args, mode| {
                 let (sc, command) = node_and_command(args)?;
                 let members = inner.mta_nodes(Some(sc))?;
-                Ok(reports::gathered(&inner.recall(&command, |n| members.iter().any(|m| m == n))?, mode))
+                Ok(reports::gathered(
+                    &inner.recall(&command, |n| members.iter().any(|m| m == n))?,
+                    mode,
+                ))
             },
         ),
     ];
@@ -570,9 +633,10 @@ fn cluster_info(inner: &Inner, _: &[String], mode: Mode) -> Result<String, Strin
     let cluster = &inner.config.cluster;
     let runtime = inner.runtime().ok();
     let snapshot = runtime.as_ref().map(|(r, _)| r.snapshot());
-    let leader = snapshot
-        .as_ref()
-        .map_or_else(|| id.nodename.clone(), |s| s.membership.leader().to_string());
+    let leader = snapshot.as_ref().map_or_else(
+        || id.nodename.clone(),
+        |s| s.membership.leader().to_string(),
+    );
     let view = InfoView {
         cluster_port: id.cluster_port,
         main_private_name: reports::private_name(0, pid, &id.nodename),
@@ -586,7 +650,10 @@ fn cluster_info(inner: &Inner, _: &[String], mode: Mode) -> Result<String, Strin
         let m = &s.membership;
         let q = m.quorum();
         let by_state = |state: PeerState| -> Vec<String> {
-            m.members().filter(|p| p.state == state).map(|p| p.info.name.clone()).collect()
+            m.members()
+                .filter(|p| p.state == state)
+                .map(|p| p.info.name.clone())
+                .collect()
         };
         ClusterStatus {
             view_number: m.view_number(),
@@ -602,9 +669,18 @@ fn cluster_info(inner: &Inner, _: &[String], mode: Mode) -> Result<String, Strin
             mismatches: m
                 .members()
                 .filter(|p| !p.mismatched.is_empty() && p.state != PeerState::Down)
-                .map(|p| (p.info.name.clone(), p.mismatched.iter().map(|o| o.to_string()).collect()))
+                .map(|p| {
+                    (
+                        p.info.name.clone(),
+                        p.mismatched.iter().map(|o| o.to_string()).collect(),
+                    )
+                })
                 .collect(),
-            rejected: s.rejected.iter().map(|(r, n)| (r.to_string(), *n)).collect(),
+            rejected: s
+                .rejected
+                .iter()
+                .map(|(r, n)| (r.to_string(), *n))
+                .collect(),
             late_timer_events: s.late_timer_events,
             secured: cluster.auth_key_file.is_some(),
             heartbeats_sent: s.heartbeats_sent,
@@ -654,7 +730,9 @@ fn cluster_membership(inner: &Inner, _: &[String], mode: Mode) -> Result<String,
             .peers
             .iter()
             .find(|p| p.name == name)
-            .map_or(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port), |p| SocketAddr::new(p.addr, port))
+            .map_or(SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port), |p| {
+                SocketAddr::new(p.addr, port)
+            })
     };
     let mut members: Vec<MemberView> = m
         .view()
@@ -664,7 +742,8 @@ fn cluster_membership(inner: &Inner, _: &[String], mode: Mode) -> Result<String,
             if vm.name == id.nodename {
                 Some(view_of(m.me(), id.service_addr()))
             } else {
-                m.member(&vm.name).map(|p| view_of(&p.info, peer_addr(&p.info.name, p.info.port)))
+                m.member(&vm.name)
+                    .map(|p| view_of(&p.info, peer_addr(&p.info.name, p.info.port)))
             }
         })
         .collect();
@@ -673,7 +752,12 @@ fn cluster_membership(inner: &Inner, _: &[String], mode: Mode) -> Result<String,
 }
 
 /// Sends a command to every MTA node (of one subcluster) and remembers the answers.
-fn gather(inner: &Inner, subcluster: Option<&str>, command: &str, mode: Mode) -> Result<String, String> {
+fn gather(
+    inner: &Inner,
+    subcluster: Option<&str>,
+    command: &str,
+    mode: Mode,
+) -> Result<String, String> {
     let (runtime, _) = inner.runtime()?;
     let nodes = inner.mta_nodes(subcluster)?;
     if nodes.is_empty() {
@@ -723,11 +807,7 @@ impl Inner {
         }
     }
 
-    fn recall(
-        &self,
-        command: &str,
-        keep: impl Fn(&str) -> bool,
-    ) -> Result<Vec<(String, Result<String, String>)>, String> {
+    fn recall(&self, command: &str, keep: impl Fn(&str) -> bool) -> Result<Answers, String> {
         let cache = self.responses.lock();
         let (_, answers) = cache
             .iter()
@@ -795,7 +875,10 @@ mod tests {
         n.start().unwrap();
         let port = n.identity().unwrap().cluster_port;
         assert_ne!(port, 0, "the identity shows the port actually bound");
-        assert_eq!(n.console_exec("cluster nodeaddr").unwrap(), format!("127.0.0.1:{port}\n"));
+        assert_eq!(
+            n.console_exec("cluster nodeaddr").unwrap(),
+            format!("127.0.0.1:{port}\n")
+        );
         let path = n.console_path().unwrap();
         assert!(path.exists());
         n.stop();

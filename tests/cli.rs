@@ -468,12 +468,24 @@ fn demo_runs_a_cluster_and_shows_failover() {
     let out = run(&["demo"]);
     let text = ok_stdout("demo", &out);
     for name in ["demo1", "demo2", "demo3", "mgr"] {
-        assert!(text.contains(&format!("Node Name: {name}")), "{name} in the membership:\n{text}");
+        assert!(
+            text.contains(&format!("Node Name: {name}")),
+            "{name} in the membership:\n{text}"
+        );
     }
-    assert!(text.contains("Cluster Group: ec_cluster (demo1 is leader)"), "{text}");
-    assert!(text.contains("[demo3]\ndemo3\n"), "the manager's broadcast answers:\n{text}");
+    assert!(
+        text.contains("Cluster Group: ec_cluster (demo1 is leader)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[demo3]\ndemo3\n"),
+        "the manager's broadcast answers:\n{text}"
+    );
     assert!(text.contains("dropped demo1"), "{text}");
-    assert!(text.contains("Cluster Group: ec_cluster (demo2 is leader)"), "the new leader:\n{text}");
+    assert!(
+        text.contains("Cluster Group: ec_cluster (demo2 is leader)"),
+        "the new leader:\n{text}"
+    );
     assert!(text.contains("Down: demo1"), "{text}");
 }
 

@@ -384,7 +384,15 @@ pub unsafe extern "C" fn ecc_node_register_membership_hook(
             let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
             // SAFETY: the pointers and strings outlive the call; the host's
             // function is called as its type declares.
-            unsafe { hook(userdata.get(), change.number, change.id, pointers.as_ptr(), pointers.len()) };
+            unsafe {
+                hook(
+                    userdata.get(),
+                    change.number,
+                    change.id,
+                    pointers.as_ptr(),
+                    pointers.len(),
+                )
+            };
         }));
         ecc_status::ECC_OK
     })

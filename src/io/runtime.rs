@@ -30,8 +30,8 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::core::membership::{Event, Membership, MembershipConfig, Output};
 use crate::core::wire::{
-    ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject, RejectCounters, ReplayGuard,
-    SelfInfo, decode_message, encode_message,
+    ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject,
+    RejectCounters, ReplayGuard, SelfInfo, decode_message, encode_message,
 };
 use crate::io::seal::{Envelope, Key, Sealer};
 
@@ -113,11 +113,15 @@ impl Shared {
         let first = {
             let mut counters = self.rejects.lock();
             counters.increment(why);
-            counters.iter().any(|(reason, n)| reason == why.reason() && n == 1)
+            counters
+                .iter()
+                .any(|(reason, n)| reason == why.reason() && n == 1)
         };
         // Log the first of each kind; an attacker must not be able to flood the log.
         if first {
-            (self.log)(&format!("rejected traffic from {from}: {why} (further ones are only counted)"));
+            (self.log)(&format!(
+                "rejected traffic from {from}: {why} (further ones are only counted)"
+            ));
         }
     }
 
@@ -145,7 +149,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("me", &self.shared.me_name).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("me", &self.shared.me_name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -201,7 +207,9 @@ impl Runtime {
         {
             let shared = Arc::clone(&shared);
             let hooks = Arc::clone(&cfg.view_hooks);
-            threads.push(spawn("ecc-engine", move || engine(shared, udp, membership, now, rx, hooks))?);
+            threads.push(spawn("ecc-engine", move || {
+                engine(shared, udp, membership, now, rx, hooks)
+            })?);
         }
         {
             let shared = Arc::clone(&shared);
@@ -212,7 +220,9 @@ impl Runtime {
                 let shared = Arc::clone(&shared);
                 let (peer, addr) = (peer.clone(), *addr);
                 let (max, timeout) = (cfg.reconnect_max, cfg.connect_timeout);
-                threads.push(spawn("ecc-dial", move || dial_loop(shared, peer, addr, max, timeout))?);
+                threads.push(spawn("ecc-dial", move || {
+                    dial_loop(shared, peer, addr, max, timeout)
+                })?);
             }
         }
         Ok(Runtime {
@@ -246,7 +256,12 @@ impl Runtime {
 
     /// Sends a console command to one peer over its TCP link and waits for
     /// the answer at most `timeout`.
-    pub fn console_request(&self, node: &str, command: &str, timeout: Duration) -> Result<String, String> {
+    pub fn console_request(
+        &self,
+        node: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
         let pending = self.send_console_request(node, command)?;
         wait_response(pending, timeout)
     }
@@ -287,7 +302,11 @@ impl Runtime {
         }
     }
 
-    fn send_console_request(&self, node: &str, command: &str) -> Result<Receiver<ConsoleResponse>, String> {
+    fn send_console_request(
+        &self,
+        node: &str,
+        command: &str,
+    ) -> Result<Receiver<ConsoleResponse>, String> {
         let link = self.link_to(node)?;
         let id = self.shared.next_request.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
@@ -359,7 +378,10 @@ fn engine(
     let (mut heartbeats_sent, mut heartbeat_bytes) = (0u64, 0u64);
     let mut buf = vec![0u8; MAX_DATAGRAM + 512];
     while !shared.stopping.load(Ordering::SeqCst) {
-        let wait = membership.next_deadline().saturating_sub(now_ms()).clamp(1, 250);
+        let wait = membership
+            .next_deadline()
+            .saturating_sub(now_ms())
+            .clamp(1, 250);
         let _ = udp.set_read_timeout(Some(Duration::from_millis(wait)));
         let mut outputs = Vec::new();
         if let Ok((n, from)) = udp.recv_from(&mut buf)
@@ -372,7 +394,9 @@ fn engine(
         }
         while let Ok(EngineCommand::Reset(generation)) = commands.try_recv() {
             shared.generation.store(generation, Ordering::SeqCst);
-            (shared.log)(&format!("cluster reset: rejoining with generation {generation:016x}"));
+            (shared.log)(&format!(
+                "cluster reset: rejoining with generation {generation:016x}"
+            ));
             outputs.extend(membership.reset(now_ms(), generation));
         }
         outputs.extend(membership.tick(now_ms()));
@@ -443,7 +467,9 @@ fn describe(event: &Event) -> String {
             let names: Vec<&str> = view.members.iter().map(|m| m.name.as_str()).collect();
             format!("view {number} ({:016x}): {}", view.id, names.join(", "))
         }
-        Event::MemberUp { name, generation } => format!("{name} is up (generation {generation:016x})"),
+        Event::MemberUp { name, generation } => {
+            format!("{name} is up (generation {generation:016x})")
+        }
         Event::MemberSuspect { name } => format!("{name} is suspect"),
         Event::MemberDown { name } => format!("{name} is down"),
         Event::MemberRestarted { name, .. } => format!("{name} restarted"),
@@ -454,7 +480,10 @@ fn describe(event: &Event) -> String {
             format!("{by} suspected us; refuted with incarnation {incarnation}")
         }
         Event::ConfigMismatch { node, options } => {
-            format!("configuration differs from {node}: {} (must be equal on every node)", options.join(", "))
+            format!(
+                "configuration differs from {node}: {} (must be equal on every node)",
+                options.join(", ")
+            )
         }
         Event::DuplicateName { generation } => {
             format!("another node uses our name (generation {generation:016x}): check nodename")
@@ -476,7 +505,10 @@ fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
     let len = u32::from_le_bytes(len) as usize;
     // Sealing adds a header and a tag; anything far beyond a frame is an attack or a bug.
     if len > MAX_FRAME + 1024 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {len} bytes")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes"),
+        ));
     }
     let mut buf = vec![0u8; len];
     stream.read_exact(&mut buf)?;
@@ -484,10 +516,17 @@ fn read_frame(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
 }
 
 /// Reads and checks one frame of a link: from `peer`, in sequence, decodable.
-fn read_message(shared: &Shared, stream: &mut TcpStream, peer: Option<&str>, last_seq: &mut u64) -> io::Result<(String, Message)> {
+fn read_message(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    peer: Option<&str>,
+    last_seq: &mut u64,
+) -> io::Result<(String, Message)> {
     let frame = read_frame(stream)?;
     let bad = |why: Reject| {
-        let from = stream.peer_addr().map_or("?".to_string(), |a| a.to_string());
+        let from = stream
+            .peer_addr()
+            .map_or("?".to_string(), |a| a.to_string());
         shared.reject(&why, from);
         io::Error::new(io::ErrorKind::InvalidData, why.to_string())
     };
@@ -515,7 +554,9 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             let mut stream = stream;
             let mut last_seq = 0;
-            let Ok((peer, Message::Hello(hello))) = read_message(&shared, &mut stream, None, &mut last_seq) else {
+            let Ok((peer, Message::Hello(hello))) =
+                read_message(&shared, &mut stream, None, &mut last_seq)
+            else {
                 return;
             };
             let source_ok = stream
@@ -543,7 +584,13 @@ fn hello_from(shared: &Shared) -> Message {
     })
 }
 
-fn dial_loop(shared: Arc<Shared>, peer: String, addr: SocketAddr, max: Duration, timeout: Duration) {
+fn dial_loop(
+    shared: Arc<Shared>,
+    peer: String,
+    addr: SocketAddr,
+    max: Duration,
+    timeout: Duration,
+) {
     let mut backoff = Duration::from_millis(100);
     while !shared.stopping.load(Ordering::SeqCst) {
         match dial(&shared, &peer, addr, timeout) {
@@ -568,7 +615,12 @@ fn dial_loop(shared: Arc<Shared>, peer: String, addr: SocketAddr, max: Duration,
     }
 }
 
-fn dial(shared: &Shared, peer: &str, addr: SocketAddr, timeout: Duration) -> io::Result<(TcpStream, u64)> {
+fn dial(
+    shared: &Shared,
+    peer: &str,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> io::Result<(TcpStream, u64)> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     let _ = stream.set_nodelay(true);
@@ -583,7 +635,9 @@ fn dial(shared: &Shared, peer: &str, addr: SocketAddr, timeout: Duration) -> io:
 /// Serves an established link until it breaks: registers its writer, then
 /// reads frames and answers console requests.
 fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String, mut last_seq: u64) {
-    let Ok(writer) = stream.try_clone() else { return };
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
     let link = Arc::new(Link {
         peer: peer.clone(),
         writer: Mutex::new(writer),
@@ -609,7 +663,11 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String, mut last_
                         Ok(o) => (true, o),
                         Err(e) => (false, e),
                     };
-                    let answer = Message::ConsoleResponse(ConsoleResponse { id: req.id, ok, output });
+                    let answer = Message::ConsoleResponse(ConsoleResponse {
+                        id: req.id,
+                        ok,
+                        output,
+                    });
                     if let Some(link) = weak.upgrade() {
                         let _ = write_frame(&mut link.writer.lock(), &shared.seal(&answer));
                     }

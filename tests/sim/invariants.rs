@@ -88,7 +88,8 @@ pub fn dead_generation_leaves_views(sim: &Sim<MemberNode>) -> Result<(), String>
 /// (b) Convergence: once nothing has disturbed the cluster (no loss, no
 /// pause, no start/crash/network change) for longer than
 /// `start_delay + D + 2·(I + δ)`, every running node's view is exactly the
-/// running nodes it hears (itself plus those whose link to it is not cut),
+/// running nodes it hears, directly or through a witness it hears (itself,
+/// those whose link to it is not cut, and those a node it hears can hear),
 /// with their current generations. With no cut at all, that makes every
 /// view equal; then every node also reports agreement and names the same
 /// leader.
@@ -112,9 +113,17 @@ pub fn quiet_cluster_converges(sim: &Sim<MemberNode>) -> Result<(), String> {
         if now <= since + settle {
             return Ok(());
         }
+        // x is in the observer's view if the observer hears it, or hears a
+        // witness that hears it (indirect evidence, membership module docs).
+        let heard_by = |listener: &str, x: &str| x == listener || sim.link_up(x, listener);
         let expected: Vec<ViewMember> = live
             .iter()
-            .filter(|x| *x == observer || sim.link_up(x, observer))
+            .filter(|x| {
+                heard_by(observer, x)
+                    || live.iter().any(|w| {
+                        w != observer && w != *x && sim.link_up(w, observer) && sim.link_up(x, w)
+                    })
+            })
             .map(|x| ViewMember {
                 name: x.clone(),
                 generation: sim.generation(x),

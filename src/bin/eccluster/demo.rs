@@ -30,8 +30,14 @@ impl Drop for Proc {
 }
 
 fn config(name: &str, ports: &[(&str, u16)], dir: &Path, manager: bool) -> String {
-    let port = ports.iter().find(|(n, _)| *n == name).map_or(0, |(_, p)| *p);
-    let peers: String = ports.iter().map(|(n, p)| format!("{n} = \"127.0.0.1:{p}\"\n")).collect();
+    let port = ports
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, p)| *p);
+    let peers: String = ports
+        .iter()
+        .map(|(n, p)| format!("{n} = \"127.0.0.1:{p}\"\n"))
+        .collect();
     format!(
         r#"[cluster]
 nodename = "{name}"
@@ -66,7 +72,11 @@ fn show(p: &Proc, command: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn wait_for(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) -> Result<Duration, String> {
+fn wait_for(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Result<Duration, String> {
     let start = Instant::now();
     while start.elapsed() < deadline {
         if check() {
@@ -98,12 +108,16 @@ fn run_in(dir: &Path) -> Result<(), String> {
     let base = 20000 + u16::try_from(std::process::id() % 2000).unwrap_or(0) * 10;
     let names: Vec<&'static str> = NODES.iter().copied().chain([MANAGER]).collect();
     let ports: Vec<(&str, u16)> = names.iter().zip(base..).map(|(n, p)| (*n, p)).collect();
-    println!("== eccluster {VERSION} demo: three MTA nodes and a manager on loopback, sealed with a cluster key ==");
+    println!(
+        "== eccluster {VERSION} demo: three MTA nodes and a manager on loopback, sealed with a cluster key =="
+    );
     let mut procs = Vec::new();
     for name in &names {
         let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, config(name, &ports, dir, *name == MANAGER)).map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
+        std::fs::write(&path, config(name, &ports, dir, *name == MANAGER))
+            .map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
         let mut child = Command::new(&exe)
             .args(["node", "--config"])
             .arg(&path)
@@ -113,7 +127,9 @@ fn run_in(dir: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut ready = String::new();
-        BufReader::new(stdout).read_line(&mut ready).map_err(|e| e.to_string())?;
+        BufReader::new(stdout)
+            .read_line(&mut ready)
+            .map_err(|e| e.to_string())?;
         print!("{name}: {ready}");
         procs.push(Proc {
             name,
@@ -121,10 +137,15 @@ fn run_in(dir: &Path) -> Result<(), String> {
             socket: dir.join(format!("{name}.sock")),
         });
     }
-    let took = wait_for("every node to see all four", Duration::from_secs(10), || {
-        procs.iter().all(|p| view_size(&p.socket) == Some(4))
-    })?;
-    println!("\n== all four agree on the view after {} ms ==\n", took.as_millis());
+    let took = wait_for(
+        "every node to see all four",
+        Duration::from_secs(10),
+        || procs.iter().all(|p| view_size(&p.socket) == Some(4)),
+    )?;
+    println!(
+        "\n== all four agree on the view after {} ms ==\n",
+        took.as_millis()
+    );
     show(&procs[0], "cluster membership")?;
     show(&procs[1], "cluster info")?;
     println!();
@@ -135,14 +156,22 @@ fn run_in(dir: &Path) -> Result<(), String> {
     let _ = procs[0].child.kill();
     let _ = procs[0].child.wait();
     let survivors = &procs[1..3];
-    wait_for("demo2 and demo3 to drop demo1", Duration::from_secs(10), || {
-        survivors.iter().all(|p| view_size(&p.socket) == Some(3))
-    })?;
-    println!("== demo2 and demo3 dropped demo1 {} ms after the kill ==\n", killed.elapsed().as_millis());
+    wait_for(
+        "demo2 and demo3 to drop demo1",
+        Duration::from_secs(10),
+        || survivors.iter().all(|p| view_size(&p.socket) == Some(3)),
+    )?;
+    println!(
+        "== demo2 and demo3 dropped demo1 {} ms after the kill ==\n",
+        killed.elapsed().as_millis()
+    );
     show(&procs[1], "cluster info")?;
     let log = std::fs::read_to_string(dir.join("demo2.log")).unwrap_or_default();
     println!("\n== demo2's log ==");
-    for line in log.lines().filter(|l| l.contains("demo1") || l.contains("view")) {
+    for line in log
+        .lines()
+        .filter(|l| l.contains("demo1") || l.contains("view"))
+    {
         println!("{line}");
     }
     println!("\n== stopping the rest with SIGTERM ==");

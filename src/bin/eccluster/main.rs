@@ -185,4 +185,3 @@ fn cmd_keygen(args: &[String]) -> Result<(), String> {
     println!("wrote key {path} (mode 0600)");
     Ok(())
 }
-

@@ -163,7 +163,13 @@ pub struct MemberView {
 /// the control group, its subcluster's group `ec_sc_<subcluster>` and the
 /// cluster group (and the log group, when one is set); a manager only in the
 /// cluster group.
-pub fn groups(manager: bool, control: &str, subcluster: &str, cluster: &str, log: Option<&str>) -> Vec<String> {
+pub fn groups(
+    manager: bool,
+    control: &str,
+    subcluster: &str,
+    cluster: &str,
+    log: Option<&str>,
+) -> Vec<String> {
     let mut g = Vec::new();
     if !manager {
         g.push(control.to_string());
@@ -260,8 +266,15 @@ pub fn status(s: &ClusterStatus, mode: Mode) -> String {
             if agreed {
                 out.push_str("View Agreement: agreed by all members\n");
             } else {
-                let who: Vec<String> = s.disagreeing.iter().map(|(n, id)| format!("{n} holds {id:016x}")).collect();
-                out.push_str(&format!("View Agreement: not agreed ({})\n", who.join(", ")));
+                let who: Vec<String> = s
+                    .disagreeing
+                    .iter()
+                    .map(|(n, id)| format!("{n} holds {id:016x}"))
+                    .collect();
+                out.push_str(&format!(
+                    "View Agreement: not agreed ({})\n",
+                    who.join(", ")
+                ));
             }
             out.push_str(&format!(
                 "Quorum: {} ({} of {} configured nodes up, {} needed; mode {})\n",
@@ -282,14 +295,35 @@ pub fn status(s: &ClusterStatus, mode: Mode) -> String {
                 out.push_str("Config Mismatch: none\n");
             } else {
                 for (node, options) in &s.mismatches {
-                    out.push_str(&format!("Config Mismatch: {node} differs in {}\n", options.join(", ")));
+                    out.push_str(&format!(
+                        "Config Mismatch: {node} differs in {}\n",
+                        options.join(", ")
+                    ));
                 }
             }
-            out.push_str(&format!("Security: {}\n", if s.secured { "sealed (cluster key)" } else { "none (no cluster key)" }));
-            let rejected: Vec<String> = s.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            out.push_str(&format!("Rejected: {}\n", if rejected.is_empty() { "none".into() } else { rejected.join(", ") }));
+            out.push_str(&format!(
+                "Security: {}\n",
+                if s.secured {
+                    "sealed (cluster key)"
+                } else {
+                    "none (no cluster key)"
+                }
+            ));
+            let rejected: Vec<String> =
+                s.rejected.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            out.push_str(&format!(
+                "Rejected: {}\n",
+                if rejected.is_empty() {
+                    "none".into()
+                } else {
+                    rejected.join(", ")
+                }
+            ));
             out.push_str(&format!("Late Timers: {}\n", s.late_timer_events));
-            out.push_str(&format!("Heartbeats Sent: {} ({} bytes)\n", s.heartbeats_sent, s.heartbeat_bytes));
+            out.push_str(&format!(
+                "Heartbeats Sent: {} ({} bytes)\n",
+                s.heartbeats_sent, s.heartbeat_bytes
+            ));
             out
         }
         Mode::Xml => {
@@ -313,7 +347,10 @@ pub fn status(s: &ClusterStatus, mode: Mode) -> String {
                 ));
             }
             for (reason, n) in &s.rejected {
-                out.push_str(&format!("  <rejected reason=\"{}\">{n}</rejected>\n", xml_escape(reason)));
+                out.push_str(&format!(
+                    "  <rejected reason=\"{}\">{n}</rejected>\n",
+                    xml_escape(reason)
+                ));
             }
             out
         }
@@ -321,7 +358,11 @@ pub fn status(s: &ClusterStatus, mode: Mode) -> String {
 }
 
 fn none_or_list(v: &[String]) -> String {
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// Answers gathered from several nodes (`broadcast`, `retrieve`): a header
@@ -380,13 +421,25 @@ mod membership_tests {
                         Version: 0.1.0\nAddress: 10.79.0.20:4802\nGroups: ec_console, ec_sc_default, ec_cluster\n";
         assert_eq!(membership(std::slice::from_ref(&m), Mode::Text), expected);
         let two = membership(&[m.clone(), m], Mode::Text);
-        assert!(two.contains("ec_cluster\n\nPrivate Name"), "blocks are separated by a blank line");
-        assert_eq!(groups(true, "ec_console", "default", "ec_cluster", None), ["ec_cluster"]);
+        assert!(
+            two.contains("ec_cluster\n\nPrivate Name"),
+            "blocks are separated by a blank line"
+        );
+        assert_eq!(
+            groups(true, "ec_console", "default", "ec_cluster", None),
+            ["ec_cluster"]
+        );
     }
 
     #[test]
     fn gathered_answers_name_each_node() {
-        let out = gathered(&[("a".into(), Ok("a\n".into())), ("b".into(), Err("no answer".into()))], Mode::Text);
+        let out = gathered(
+            &[
+                ("a".into(), Ok("a\n".into())),
+                ("b".into(), Err("no answer".into())),
+            ],
+            Mode::Text,
+        );
         assert_eq!(out, "[a]\na\n[b] error: no answer\n");
     }
 }

@@ -8,6 +8,15 @@
 //! for `down_heartbeats` intervals it is down (defaults 3 and 6: 0.75 s and
 //! 1.5 s at 4 heartbeats/s).
 //!
+//! One lossy link must not down a live node, so silence alone is not enough:
+//! every heartbeat also says how long ago its sender last heard each peer.
+//! A peer is **down** only when neither this node nor any member it
+//! currently hears has heard from it for `down_after` (foca and memberlist
+//! get the same robustness from indirect probes). A crash is still detected
+//! within the bound, counted from the last heartbeat *anyone* received; a
+//! peer silent only towards us stays in the view as suspect. In a two-node
+//! cluster there is no third witness, so there silence alone decides.
+//!
 //! The rest follows from that table:
 //! - **Identity.** A member is a name plus a boot *generation* chosen anew on
 //!   every start: a heartbeat with a newer generation is a restarted node (the
@@ -41,7 +50,7 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::config::model::QuorumMode;
-use crate::core::wire::{Heartbeat, NodeType, Opinion, PeerState, SelfInfo};
+use crate::core::wire::{Heard, Heartbeat, NodeType, Opinion, PeerState, SelfInfo};
 
 /// Timing and peer set of one node's membership.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +127,9 @@ pub struct Member {
     pub view_size: u32,
     /// Options on which the peer's configuration differs from ours.
     pub mismatched: Vec<&'static str>,
+    /// The peer's last report of whom it heard, and how long before
+    /// `last_heard_ms` it heard them.
+    pub heard: Vec<Heard>,
 }
 
 /// Whether every member holds this node's view.
@@ -261,7 +273,9 @@ impl Membership {
     pub fn next_deadline(&self) -> u64 {
         let timeouts = self.members.values().filter_map(|m| match m.state {
             PeerState::Alive => Some(m.last_heard_ms + self.cfg.suspect_after_ms),
-            PeerState::Suspect => Some(m.last_heard_ms + self.cfg.down_after_ms),
+            PeerState::Suspect => {
+                Some(self.last_evidence_ms(&m.info.name) + self.cfg.down_after_ms)
+            }
             PeerState::Down => None,
         });
         timeouts.fold(self.next_heartbeat_ms, u64::min)
@@ -271,20 +285,35 @@ impl Membership {
     pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
         self.observe_time(now_ms, &mut out);
+        // Suspicion first: it decides which members count as witnesses below.
         for m in self.members.values_mut() {
             let silent = now_ms.saturating_sub(m.last_heard_ms);
-            if m.state != PeerState::Down && silent >= self.cfg.down_after_ms {
-                m.state = PeerState::Down;
-                out.push(Output::Event(Event::MemberDown { name: m.info.name.clone() }));
-            } else if m.state == PeerState::Alive && silent >= self.cfg.suspect_after_ms {
+            if m.state == PeerState::Alive && silent >= self.cfg.suspect_after_ms {
                 m.state = PeerState::Suspect;
-                out.push(Output::Event(Event::MemberSuspect { name: m.info.name.clone() }));
+                out.push(Output::Event(Event::MemberSuspect {
+                    name: m.info.name.clone(),
+                }));
+            }
+        }
+        // Only suspects can go down, so downing one never changes the witnesses.
+        let evidence: BTreeMap<String, u64> = self
+            .members
+            .values()
+            .filter(|m| m.state == PeerState::Suspect)
+            .map(|m| (m.info.name.clone(), self.last_evidence_ms(&m.info.name)))
+            .collect();
+        for (name, last) in evidence {
+            if now_ms.saturating_sub(last) >= self.cfg.down_after_ms
+                && let Some(m) = self.members.get_mut(&name)
+            {
+                m.state = PeerState::Down;
+                out.push(Output::Event(Event::MemberDown { name }));
             }
         }
         // Before sending, so that the heartbeats carry the new view.
         self.update_view(now_ms, &mut out);
         if now_ms >= self.next_heartbeat_ms {
-            self.send_heartbeats(&mut out);
+            self.send_heartbeats(now_ms, &mut out);
             // Skip missed slots rather than bursting after a pause.
             self.next_heartbeat_ms = (self.next_heartbeat_ms + self.cfg.heartbeat_interval_ms)
                 .max(now_ms + self.cfg.heartbeat_interval_ms / 2);
@@ -343,6 +372,7 @@ impl Membership {
                 m.view_id = hb.view_id;
                 m.view_size = hb.view_size;
                 m.mismatched = mismatched;
+                m.heard = hb.heard;
             }
             None => {
                 out.push(Output::Event(Event::MemberUp {
@@ -364,6 +394,7 @@ impl Membership {
                         view_id: hb.view_id,
                         view_size: hb.view_size,
                         mismatched,
+                        heard: hb.heard,
                     },
                 );
             }
@@ -475,7 +506,34 @@ impl Membership {
         }
     }
 
-    fn send_heartbeats(&self, out: &mut Vec<Output>) {
+    /// When anyone we trust last heard `name`: our own last heartbeat from it,
+    /// or what a member we currently hear (alive, not suspect) reported.
+    fn last_evidence_ms(&self, name: &str) -> u64 {
+        let direct = self.members.get(name).map_or(0, |m| m.last_heard_ms);
+        self.members
+            .values()
+            .filter(|w| w.state == PeerState::Alive && w.info.name != name)
+            .filter_map(|w| {
+                let h = w.heard.iter().find(|h| h.name == name)?;
+                Some(w.last_heard_ms.saturating_sub(u64::from(h.age_ms)))
+            })
+            .fold(direct, u64::max)
+    }
+
+    /// The `heard` list of our heartbeats at `now_ms`.
+    fn heard_list(&self, now_ms: u64) -> Vec<Heard> {
+        self.members
+            .values()
+            .filter(|m| m.state != PeerState::Down)
+            .map(|m| Heard {
+                name: m.info.name.clone(),
+                age_ms: u16::try_from(now_ms.saturating_sub(m.last_heard_ms)).unwrap_or(u16::MAX),
+            })
+            .collect()
+    }
+
+    fn send_heartbeats(&self, now_ms: u64, out: &mut Vec<Output>) {
+        let heard = self.heard_list(now_ms);
         for peer in &self.cfg.peers {
             if *peer == self.me.name {
                 continue;
@@ -491,6 +549,7 @@ impl Membership {
                     sender: self.me.clone(),
                     view_id: self.view.id,
                     view_size: u32::try_from(self.view.members.len()).unwrap_or(u32::MAX),
+                    heard: heard.clone(),
                     about_you,
                 },
             });

@@ -146,6 +146,7 @@ fn a_restarted_peer_replaces_its_old_generation() {
         sender: me("b", 2),
         view_id: 0,
         view_size: 1,
+        heard: Vec::new(),
         about_you: None,
     };
     let view = a.view().clone();

@@ -40,8 +40,8 @@
 use std::fmt;
 
 use super::{
-    ConsoleRequest, ConsoleResponse, Heartbeat, Hello, MAX_FRAME, MAX_NAME, Message, NodeType,
-    Opinion, PROTOCOL_VERSION, PeerState, SelfInfo,
+    ConsoleRequest, ConsoleResponse, Heard, Heartbeat, Hello, MAX_FRAME, MAX_NAME, Message,
+    NodeType, Opinion, PROTOCOL_VERSION, PeerState, SelfInfo,
 };
 
 const KIND_HEARTBEAT: u8 = 1;
@@ -79,6 +79,12 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
             put_self_info(&mut w, &h.sender);
             put_u64(&mut w, h.view_id);
             put_u32(&mut w, h.view_size);
+            let count = u16::try_from(h.heard.len()).expect("heard list exceeds u16 entries");
+            w.extend_from_slice(&count.to_le_bytes());
+            for heard in &h.heard {
+                put_str(&mut w, &heard.name);
+                w.extend_from_slice(&heard.age_ms.to_le_bytes());
+            }
             match &h.about_you {
                 None => w.push(0),
                 Some(o) => {
@@ -155,6 +161,16 @@ fn heartbeat(r: &mut Reader<'_>) -> Result<Heartbeat, DecodeError> {
     };
     let view_id = r.u64("heartbeat.view_id")?;
     let view_size = r.u32("heartbeat.view_size")?;
+    let count = r.u16("heartbeat.heard")?;
+    // Each entry takes at least 6 bytes, so the count cannot make us allocate
+    // more than the input justifies.
+    let mut heard = Vec::with_capacity(usize::from(count).min(r.rest.len() / 6));
+    for _ in 0..count {
+        heard.push(Heard {
+            name: r.string("heartbeat.heard.name", MAX_NAME)?,
+            age_ms: r.u16("heartbeat.heard.age_ms")?,
+        });
+    }
     let about_you = if r.option("heartbeat.about_you")? {
         Some(Opinion {
             state: peer_state(r.u8("heartbeat.about_you.state")?)?,
@@ -168,6 +184,7 @@ fn heartbeat(r: &mut Reader<'_>) -> Result<Heartbeat, DecodeError> {
         sender,
         view_id,
         view_size,
+        heard,
         about_you,
     })
 }
@@ -385,6 +402,16 @@ mod tests {
             sender: self_info(name),
             view_id: 99,
             view_size: 3,
+            heard: vec![
+                Heard {
+                    name: "mta2".into(),
+                    age_ms: 120,
+                },
+                Heard {
+                    name: String::new(),
+                    age_ms: u16::MAX,
+                },
+            ],
             about_you: Some(Opinion {
                 state: PeerState::Suspect,
                 generation: 5,

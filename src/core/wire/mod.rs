@@ -81,10 +81,20 @@ pub struct Heartbeat {
     pub view_id: u64,
     /// How many members that view has.
     pub view_size: u32,
+    /// How long ago the sender last heard each peer it considers up: the
+    /// indirect evidence that keeps one lossy link from downing a live node.
+    pub heard: Vec<Heard>,
     /// The sender's opinion of the receiver: the state and the incarnation
     /// and generation it last saw. A receiver that learns it is suspected or
     /// down raises its incarnation (refutation).
     pub about_you: Option<Opinion>,
+}
+
+/// "I heard `name` `age_ms` milliseconds ago" (saturating at `u16::MAX`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heard {
+    pub name: String,
+    pub age_ms: u16,
 }
 
 /// One node's opinion of another.
