@@ -89,6 +89,11 @@ struct Shared {
     rejects: Mutex<RejectCounters>,
     links: Mutex<HashMap<String, Arc<Link>>>,
     pending: Mutex<HashMap<u64, Sender<ConsoleResponse>>>,
+    /// Per peer, the newest (generation, seq) received on any TCP link. A
+    /// sender's seq only grows, so every frame, including the `Hello` of a
+    /// new connection, must be newer: replaying a captured stream on a fresh
+    /// connection is refused.
+    stream_high: Mutex<HashMap<String, (u64, u64)>>,
     next_request: AtomicU64,
     stopping: AtomicBool,
     peers: Vec<(String, SocketAddr)>,
@@ -195,6 +200,7 @@ impl Runtime {
             rejects: Mutex::new(RejectCounters::default()),
             links: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+            stream_high: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             peers: cfg.peers.clone(),
@@ -520,7 +526,6 @@ fn read_message(
     shared: &Shared,
     stream: &mut TcpStream,
     peer: Option<&str>,
-    last_seq: &mut u64,
 ) -> io::Result<(String, Message)> {
     let frame = read_frame(stream)?;
     let bad = |why: Reject| {
@@ -534,11 +539,15 @@ fn read_message(
     if shared.peer_named(&env.sender).is_none() || peer.is_some_and(|p| p != env.sender) {
         return Err(bad(Reject::UnknownPeer));
     }
-    // TCP delivers in order, so anything not newer than the last frame is a replay.
-    if env.seq <= *last_seq {
-        return Err(bad(Reject::Replay));
+    {
+        let mut high = shared.stream_high.lock();
+        let newest = high.entry(env.sender.clone()).or_insert((0, 0));
+        if (env.generation, env.seq) <= *newest {
+            drop(high);
+            return Err(bad(Reject::Replay));
+        }
+        *newest = (env.generation, env.seq);
     }
-    *last_seq = env.seq;
     let message = decode_message(&env.body).map_err(|e| bad(Reject::Malformed(e.to_string())))?;
     Ok((env.sender, message))
 }
@@ -553,10 +562,7 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
         let _ = spawn("ecc-link", move || {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             let mut stream = stream;
-            let mut last_seq = 0;
-            let Ok((peer, Message::Hello(hello))) =
-                read_message(&shared, &mut stream, None, &mut last_seq)
-            else {
+            let Ok((peer, Message::Hello(hello))) = read_message(&shared, &mut stream, None) else {
                 return;
             };
             let source_ok = stream
@@ -571,7 +577,7 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
             if write_frame(&mut stream, &shared.seal(&hello_from(&shared))).is_err() {
                 return;
             }
-            run_link(&shared, stream, peer, last_seq);
+            run_link(&shared, stream, peer);
         });
     }
 }
@@ -594,9 +600,9 @@ fn dial_loop(
     let mut backoff = Duration::from_millis(100);
     while !shared.stopping.load(Ordering::SeqCst) {
         match dial(&shared, &peer, addr, timeout) {
-            Ok((stream, last_seq)) => {
+            Ok(stream) => {
                 backoff = Duration::from_millis(100);
-                run_link(&shared, stream, peer.clone(), last_seq);
+                run_link(&shared, stream, peer.clone());
             }
             Err(_) => {
                 // Back off while the peer is silent; once its heartbeats
@@ -615,26 +621,20 @@ fn dial_loop(
     }
 }
 
-fn dial(
-    shared: &Shared,
-    peer: &str,
-    addr: SocketAddr,
-    timeout: Duration,
-) -> io::Result<(TcpStream, u64)> {
+fn dial(shared: &Shared, peer: &str, addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     let _ = stream.set_nodelay(true);
     write_frame(&mut stream, &shared.seal(&hello_from(shared)))?;
-    let mut last_seq = 0;
-    match read_message(shared, &mut stream, Some(peer), &mut last_seq)? {
-        (_, Message::Hello(h)) if h.cluster_group == shared.cluster_group => Ok((stream, last_seq)),
+    match read_message(shared, &mut stream, Some(peer))? {
+        (_, Message::Hello(h)) if h.cluster_group == shared.cluster_group => Ok(stream),
         _ => Err(io::Error::new(io::ErrorKind::InvalidData, "bad hello")),
     }
 }
 
 /// Serves an established link until it breaks: registers its writer, then
 /// reads frames and answers console requests.
-fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String, mut last_seq: u64) {
+fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
     let Ok(writer) = stream.try_clone() else {
         return;
     };
@@ -650,7 +650,7 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String, mut last_
     let _ = stream.set_read_timeout(None);
     let weak: Weak<Link> = Arc::downgrade(&link);
     while !shared.stopping.load(Ordering::SeqCst) {
-        let Ok((_, message)) = read_message(shared, &mut stream, Some(&peer), &mut last_seq) else {
+        let Ok((_, message)) = read_message(shared, &mut stream, Some(&peer)) else {
             break;
         };
         match message {
