@@ -61,8 +61,8 @@ wire_seeds() {
   printf "$v$(le 4 1)$(le 1 8)$(le 1 1)$(str 'ok')" >"$1/console_response"
   printf "$v$(le 2 1)$(str mta1)$(le 7 8)$(str ec_cluster)" >"$1/hello"
   # sender: name generation incarnation node_type subcluster pid version
-  # port config_digest; then view_id view_size about_you.
-  printf "$v$(le 1 1)$(str mta1)$(le 7 8)$(le 1 4)$(le 0 1)$(str east)$(le 42 4)$(str 0.1.0)$(le 4802 2)$(le 1 2)$(le 99 4)$(le 5 8)$(le 2 4)$(le 1 1)$(le 1 1)$(le 3 8)$(le 0 4)" >"$1/heartbeat"
+  # port config_digest; then view_id view_size heard about_you.
+  printf "$v$(le 1 1)$(str mta1)$(le 7 8)$(le 1 4)$(le 0 1)$(str east)$(le 42 4)$(str 0.1.0)$(le 4802 2)$(le 1 2)$(le 99 4)$(le 5 8)$(le 2 4)$(le 1 2)$(str mta2)$(le 120 2)$(le 1 1)$(le 1 1)$(le 3 8)$(le 0 4)" >"$1/heartbeat"
   # A clear envelope: "EC" version flags sender_len sender generation seq body.
   printf "EC$v$(le 0 1)$(le 4 1)mta1$(le 7 8)$(le 1 8)$request" >"$1/envelope"
 }
