@@ -4,9 +4,11 @@
 #   2. the same under AddressSanitizer + UBSan;
 #   3. the same under valgrind (errors, definite and indirect leaks fail);
 #   4. against libeccluster.a (no libeccluster.so at run time);
-#   5. installed into a temporary prefix (scripts/install.sh), compiled with
+#   5. examples/c/membership.c (two nodes in one process, a membership hook
+#      on the engine thread), plain and under ASan + UBSan, output checked;
+#   6. installed into a temporary prefix (scripts/install.sh), compiled with
 #      `pkg-config --cflags --libs eccluster`, to prove the .pc file works.
-# Steps 1-4 use the debug build (fast for CI); step 5 the release build that
+# Steps 1-5 use the debug build (fast for CI); step 6 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/
 set -euo pipefail
@@ -123,6 +125,81 @@ step "minimal.c against the static library"
   -o "$out/minimal-static"
 [[ $(ldd "$out/minimal-static") != *libeccluster* ]] || die "minimal-static needs libeccluster.so"
 run_checked minimal-static "$out/minimal-static"
+
+step "membership.c: two nodes in one process and a membership hook"
+# Two loopback ports not in use, derived from our pid so parallel runs differ
+# (a TCP connect that succeeds means the port is taken).
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ports=()
+p=$((20000 + ($$ % 5000) * 2))
+while [ ${#ports[@]} -lt 2 ]; do
+  p=$((p + 1))
+  [ "$p" -lt 32000 ] || p=20000
+  if port_free "$p"; then ports+=("$p"); fi
+done
+for i in 1 2; do
+  cat >"$tmp/member$i.toml" <<CONF
+[cluster]
+nodename = "member$i"
+nodeaddr = "127.0.0.1"
+heartbeat_start_delay = 0
+heartbeats_per_sec = 10
+[msgc_server.peers]
+member1 = "127.0.0.1:${ports[0]}"
+member2 = "127.0.0.1:${ports[1]}"
+[eccluster_listener.listen."127.0.0.1:${ports[$((i - 1))]}"]
+[control_listener.listen."$tmp/member$i.sock"]
+CONF
+done
+
+# run_membership NAME CMD...: runs CMD with both configs; requires exit 0, the
+# hook's view of both nodes (a node's first view, itself alone, is not a
+# change, so the hook does not see it), then the final lines.
+run_membership() {
+  local name=$1
+  shift
+  local log=$out/$name.out
+  if ! "$@" "$tmp/member1.toml" "$tmp/member2.toml" >"$log" 2>"$out/$name.err"; then
+    cat "$log" "$out/$name.err" >&2
+    die "$name exited non-zero (output above)"
+  fi
+  local re
+  for re in '^view [0-9]+: member1, member2$' '^joined: 2 members$' '^stopped$'; do
+    grep -qE -- "$re" "$log" || {
+      cat "$log" >&2
+      die "$name: no output line matches $re"
+    }
+  done
+  [ "$(tail -n 2 "$log" | head -n 1)" = "joined: 2 members" ] || {
+    cat "$log" >&2
+    die "$name: the hook printed after the nodes stopped"
+  }
+  if grep -vqE '^(view [0-9]+: member[12](, member2)?|joined: 2 members|stopped)$' "$log"; then
+    cat "$log" >&2
+    die "$name: unexpected output"
+  fi
+  for i in 1 2; do
+    [ ! -e "$tmp/member$i.sock" ] || die "$name: console socket $i left behind after stop"
+  done
+  echo "$name: ok ($(grep -c '^view ' "$log") views)"
+}
+
+"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/membership.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/membership"
+run_membership membership "$out/membership"
+sed 's/^/  /' "$out/membership.out"
+
+"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=all -Iinclude examples/c/membership.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/membership-asan"
+[[ $(nm -u "$out/membership-asan") == *__asan_init* ]] || die "membership-asan is not instrumented"
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_membership membership-asan "$out/membership-asan"
+
+if "$out/membership" "$tmp/member1.toml" >/dev/null 2>"$out/membership-usage.err"; then
+  die "membership succeeded with one config"
+fi
+grep -q '^usage: ' "$out/membership-usage.err" || die "membership: no usage message"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix

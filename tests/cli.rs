@@ -1,15 +1,11 @@
 //! The `eccluster` command, run as a real process.
 
 mod common;
-use common::TempDir;
+use common::{Guard, TempDir, first_line, free_port, output_within_deadline, wait_until};
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_eccluster");
 const REFERENCE_CONF: &str = concat!(
@@ -20,46 +16,6 @@ const REFERENCE_TOML: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/examples/config/ecelerity-cluster.toml"
 );
-/// How long anything may take before the test gives up.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A child process that is killed (and reaped) if the test ends early.
-struct Guard(Option<Child>);
-
-impl Guard {
-    fn child(&mut self) -> &mut Child {
-        self.0.as_mut().expect("child already reaped")
-    }
-
-    fn pid(&mut self) -> libc::pid_t {
-        libc::pid_t::try_from(self.child().id()).expect("pid fits")
-    }
-
-    /// Waits for the child to exit, polling until the deadline.
-    fn wait_exit(&mut self) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child().try_wait().expect("try_wait") {
-                self.0 = None;
-                return status;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "the process did not exit within {DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 #[allow(unsafe_code)]
 fn send_signal(pid: libc::pid_t, signal: libc::c_int) {
@@ -67,15 +23,6 @@ fn send_signal(pid: libc::pid_t, signal: libc::c_int) {
     // `pid` is our own unreaped child, so it cannot name another process.
     let rc = unsafe { libc::kill(pid, signal) };
     assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
-}
-
-/// Polls `cond` until it holds or the deadline passes.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A running `eccluster node` with its temp directory.
@@ -89,28 +36,10 @@ struct RunningNode {
     _dir: TempDir,
 }
 
-fn free_ish_port() -> u16 {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    20000 + u16::try_from((std::process::id() * 7 + n) % 20000).expect("fits")
-}
-
-/// Reads the first line of `stdout` within the deadline.
-fn first_line(stdout: ChildStdout) -> String {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    rx.recv_timeout(DEADLINE)
-        .expect("the node printed no line within the deadline")
-}
-
 fn start_node(tag: &str) -> RunningNode {
     let dir = TempDir::new(tag);
     let socket = dir.0.join("console");
-    let port = free_ish_port();
+    let port = free_port();
     let name = format!("cli-{tag}");
     let config = dir.write(
         "node.toml",
@@ -150,40 +79,6 @@ fn console(socket: &Path, command: &str) -> Output {
     cmd.arg("console").arg("--socket").arg(socket);
     cmd.args(command.split_whitespace());
     output_within_deadline(cmd, None)
-}
-
-/// Runs a command to completion, killing it if it outlives the deadline.
-fn output_within_deadline(mut cmd: Command, input: Option<&str>) -> Output {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut guard = Guard(Some(cmd.spawn().expect("spawn eccluster")));
-    if let Some(input) = input {
-        let mut stdin = guard.child().stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
-    let mut stdout = guard.child().stdout.take().expect("stdout");
-    let mut stderr = guard.child().stderr.take().expect("stderr");
-    let out_thread = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        s
-    });
-    let err_thread = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let status = guard.wait_exit();
-    Output {
-        status,
-        stdout: out_thread.join().expect("stdout reader"),
-        stderr: err_thread.join().expect("stderr reader"),
-    }
 }
 
 fn run(args: &[&str]) -> Output {

@@ -131,11 +131,17 @@ impl Shared {
     }
 
     fn peer_alive(&self, name: &str) -> bool {
+        self.alive_generation(name).is_some()
+    }
+
+    /// The generation of `name` while it is alive, `None` otherwise.
+    fn alive_generation(&self, name: &str) -> Option<u64> {
         let snapshot = self.snapshot.read();
         snapshot
             .membership
             .member(name)
-            .is_some_and(|m| m.state == crate::core::wire::PeerState::Alive)
+            .filter(|m| m.state == crate::core::wire::PeerState::Alive)
+            .map(|m| m.info.generation)
     }
 
     fn peer_named(&self, name: &str) -> Option<SocketAddr> {
@@ -605,17 +611,28 @@ fn dial_loop(
                 run_link(&shared, stream, peer.clone());
             }
             Err(_) => {
-                // Back off while the peer is silent; once its heartbeats
-                // arrive it is listening, so retry promptly.
+                // Back off. When the peer comes up meanwhile (alive after
+                // silence, or alive with a new generation: restarted) it is
+                // listening, so retry promptly. A peer that stays alive and
+                // still refuses the link (another cluster_group, another
+                // source address) only gets the normal backoff: retrying it
+                // at once would spin, thousands of connections a second.
+                let before = shared.alive_generation(&peer);
                 let until = Instant::now() + backoff;
+                let mut came_up = false;
                 while Instant::now() < until && !shared.stopping.load(Ordering::SeqCst) {
-                    if shared.peer_alive(&peer) {
-                        backoff = Duration::from_millis(100);
+                    std::thread::sleep(Duration::from_millis(50));
+                    let now = shared.alive_generation(&peer);
+                    if now.is_some() && now != before {
+                        came_up = true;
                         break;
                     }
-                    std::thread::sleep(Duration::from_millis(50));
                 }
-                backoff = (backoff * 2).min(max);
+                backoff = if came_up {
+                    Duration::from_millis(100)
+                } else {
+                    (backoff * 2).min(max)
+                };
             }
         }
     }

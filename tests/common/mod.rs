@@ -1,7 +1,18 @@
 //! Helpers shared by the integration tests.
 
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long anything may take before a test gives up.
+pub const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A fresh directory under the system temp dir, removed on drop. Names carry
 /// the process id and a counter, so parallel tests and test binaries never
@@ -29,4 +40,146 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A child process that is killed (and reaped) if the test ends early.
+pub struct Guard(pub Option<Child>);
+
+impl Guard {
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child already reaped")
+    }
+
+    pub fn pid(&mut self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child().id()).expect("pid fits")
+    }
+
+    /// Waits for the child to exit, polling until the deadline.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child().try_wait().expect("try_wait") {
+                self.0 = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the process did not exit within {DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            child.kill().expect("kill the child");
+            child.wait().expect("reap the child");
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; fails the test after `deadline`.
+/// Returns how long it took.
+pub fn wait_until_within(
+    what: &str,
+    deadline: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// [`wait_until_within`] the default deadline.
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) -> Duration {
+    wait_until_within(what, DEADLINE, cond)
+}
+
+/// Reads the first line of `stdout` within the deadline; the rest of the
+/// output is drained in the background, so the child never writes to a
+/// closed pipe.
+pub fn first_line(stdout: ChildStdout) -> String {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    rx.recv_timeout(DEADLINE)
+        .expect("the process printed no line within the deadline")
+}
+
+/// Runs a command to completion, killing it if it outlives the deadline.
+pub fn output_within_deadline(mut cmd: Command, input: Option<&str>) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut guard = Guard(Some(cmd.spawn().expect("spawn the command")));
+    if let Some(input) = input {
+        let mut stdin = guard.child().stdin.take().expect("stdin");
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let mut stdout = guard.child().stdout.take().expect("stdout");
+    let mut stderr = guard.child().stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let status = guard.wait_exit();
+    Output {
+        status,
+        stdout: out_thread.join().expect("stdout reader"),
+        stderr: err_thread.join().expect("stderr reader"),
+    }
+}
+
+/// A loopback port that is free for both TCP and UDP right now. Candidates
+/// start at an offset derived from the process id and advance with a
+/// process-wide counter, so parallel tests (and test binaries run side by
+/// side) get different ports; the bind check skips ports in use. Kept below
+/// the usual ephemeral range (32768+) so outgoing connections do not take them.
+pub fn free_port() -> u16 {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 12000;
+    const SPAN: u32 = 20000;
+    let offset = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(LOW + (offset + n) % SPAN).expect("port fits");
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let tcp = TcpListener::bind(addr);
+        let udp = UdpSocket::bind(addr);
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port");
 }

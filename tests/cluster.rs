@@ -1,0 +1,845 @@
+//! Clusters of real `eccluster node` processes on loopback: membership,
+//! failure detection, restart, authentication, the manager's console
+//! commands, `cluster reset` and configuration mismatches.
+//!
+//! Every test builds its own cluster in its own temp directory, with its own
+//! key and ports (`common::free_port`), so the tests run in parallel. Nodes
+//! run with `heartbeats_per_sec = 4` and no start delay: a peer is suspect
+//! after 0.75 s of silence and down after 1.5 s. Everything is polled with a
+//! deadline; no assertion depends on a fixed sleep.
+
+mod common;
+use common::{
+    DEADLINE, Guard, TempDir, first_line, free_port, output_within_deadline, wait_until,
+    wait_until_within,
+};
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_eccluster");
+
+/// How a node is configured.
+#[derive(Clone)]
+struct Spec {
+    name: String,
+    /// The peers map: every node this one knows, with its port (may include itself).
+    peers: Vec<(String, u16)>,
+    /// The cluster key file; `None` runs without one.
+    key: Option<PathBuf>,
+    /// Extra lines for the `[cluster]` table.
+    extra: String,
+    /// The `ECCluster_Listener` address; the node's own port on 127.0.0.1 if unset.
+    listen: Option<String>,
+}
+
+impl Spec {
+    fn port(&self) -> u16 {
+        self.peers
+            .iter()
+            .find(|(n, _)| *n == self.name)
+            .map(|(_, p)| *p)
+            .expect("a node is in its own peers map")
+    }
+
+    fn render(&self, socket: &Path) -> String {
+        let peers: String = self
+            .peers
+            .iter()
+            .map(|(n, p)| format!("{n} = \"127.0.0.1:{p}\"\n"))
+            .collect();
+        let key = self
+            .key
+            .as_ref()
+            .map(|k| format!("auth_key_file = {:?}\n", k.display().to_string()))
+            .unwrap_or_default();
+        let listen = self
+            .listen
+            .clone()
+            .unwrap_or_else(|| format!("127.0.0.1:{}", self.port()));
+        format!(
+            "[cluster]\n\
+             nodename = \"{name}\"\n\
+             nodeaddr = \"127.0.0.1\"\n\
+             heartbeats_per_sec = 4\n\
+             heartbeat_start_delay = 0\n\
+             {key}{extra}\n\
+             [msgc_server.peers]\n{peers}\n\
+             [eccluster_listener.listen.\"{listen}\"]\n\n\
+             [control_listener.listen.{socket:?}]\n",
+            name = self.name,
+            extra = self.extra,
+            socket = socket.display().to_string(),
+        )
+    }
+}
+
+/// A running `eccluster node`; killed on drop.
+struct Node {
+    guard: Guard,
+    name: String,
+    config: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Node {
+    /// Writes the node's config into `dir` and starts it.
+    fn start(dir: &Path, spec: &Spec) -> Node {
+        let socket = dir.join(format!("{}.sock", spec.name));
+        let config = dir.join(format!("{}.toml", spec.name));
+        std::fs::write(&config, spec.render(&socket)).expect("write config");
+        let mut node = Node {
+            guard: Guard(None),
+            name: spec.name.clone(),
+            config,
+            socket,
+            log: dir.join(format!("{}.log", spec.name)),
+        };
+        node.spawn();
+        node
+    }
+
+    /// Starts the process (again) and waits for its ready line. The log is
+    /// appended to, so a restarted node keeps its earlier lines.
+    fn spawn(&mut self) {
+        assert!(self.guard.0.is_none(), "{} is already running", self.name);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let child = Command::new(BIN)
+            .args(["node", "--config"])
+            .arg(&self.config)
+            .env_remove("EC_NODE_NAME")
+            .env_remove("EC_SUB_CLUSTER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn eccluster node");
+        self.guard = Guard(Some(child));
+        let stdout = self.guard.child().stdout.take().expect("stdout");
+        let ready = first_line(stdout);
+        assert!(
+            ready.starts_with(&format!("ready node={} ", self.name)),
+            "{} did not start: {ready:?}\nlog:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    fn kill(&mut self) {
+        self.guard.kill();
+    }
+
+    /// Runs a console command over the socket (no process per poll).
+    fn console(&self, command: &str) -> Result<String, String> {
+        console(&self.socket, command)
+    }
+
+    /// `cluster info`, parsed; `None` while the console does not answer.
+    fn info(&self) -> Option<Info> {
+        self.console("cluster info").ok().map(|t| Info::parse(&t))
+    }
+
+    /// The node names `cluster membership` lists; empty while the console
+    /// does not answer.
+    fn membership(&self) -> Vec<String> {
+        self.console("cluster membership")
+            .map(|t| {
+                t.lines()
+                    .filter_map(|l| l.strip_prefix("Node Name: "))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log from byte `from` on (see [`Node::log_len`]).
+    fn log_since(&self, from: usize) -> String {
+        self.log_text().get(from..).unwrap_or_default().to_string()
+    }
+
+    fn log_len(&self) -> usize {
+        self.log_text().len()
+    }
+
+    /// Runs a console command through the CLI, as an operator would.
+    fn cli(&self, command: &str) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("console").arg("--socket").arg(&self.socket);
+        cmd.args(command.split_whitespace());
+        output_within_deadline(cmd, None)
+    }
+}
+
+/// One request on a node's console socket, with a read timeout so that a
+/// hung node fails the test instead of hanging it.
+fn console(socket: &Path, command: &str) -> Result<String, String> {
+    let stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    writeln!(writer, "{command}").map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).map_err(|e| e.to_string())?;
+    let (tag, len) = header
+        .trim_end()
+        .split_once(' ')
+        .ok_or_else(|| format!("bad reply header {header:?}"))?;
+    let len: usize = len.parse().map_err(|_| format!("bad length {header:?}"))?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    match tag {
+        "OK" => Ok(body),
+        _ => Err(body),
+    }
+}
+
+/// The parts of `cluster info` the tests look at.
+#[derive(Debug, Default)]
+struct Info {
+    text: String,
+    leader: String,
+    view_id: String,
+    members: Vec<String>,
+    agreed: bool,
+    quorum: bool,
+    suspect: Vec<String>,
+    down: Vec<String>,
+    rejected: BTreeMap<String, u64>,
+    mismatches: Vec<String>,
+    heartbeats_sent: u64,
+}
+
+fn names(list: &str) -> Vec<String> {
+    if list == "none" || list.is_empty() {
+        Vec::new()
+    } else {
+        list.split(", ").map(str::to_string).collect()
+    }
+}
+
+impl Info {
+    fn parse(text: &str) -> Info {
+        let mut info = Info {
+            text: text.to_string(),
+            ..Info::default()
+        };
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("Cluster Group: ") {
+                if let Some((_, l)) = rest.split_once(" (") {
+                    info.leader = l.trim_end_matches(" is leader)").to_string();
+                }
+            } else if let Some(rest) = line.strip_prefix("View: ") {
+                // "View: N (id), K members: a, b"
+                if let Some((head, list)) = rest.split_once(" members: ") {
+                    info.view_id = head.split(['(', ')']).nth(1).unwrap_or("").to_string();
+                    info.members = names(list);
+                }
+            } else if let Some(rest) = line.strip_prefix("View Agreement: ") {
+                info.agreed = rest == "agreed by all members";
+            } else if let Some(rest) = line.strip_prefix("Quorum: ") {
+                info.quorum = rest.starts_with("yes ");
+            } else if let Some(rest) = line.strip_prefix("Suspect: ") {
+                info.suspect = names(rest);
+            } else if let Some(rest) = line.strip_prefix("Down: ") {
+                info.down = names(rest);
+            } else if let Some(rest) = line.strip_prefix("Rejected: ") {
+                if rest != "none" {
+                    for item in rest.split(", ") {
+                        let (reason, n) = item.rsplit_once(' ').expect("reason count");
+                        info.rejected
+                            .insert(reason.to_string(), n.parse().expect("a count"));
+                    }
+                }
+            } else if let Some(rest) = line.strip_prefix("Heartbeats Sent: ") {
+                info.heartbeats_sent = rest
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("a heartbeat count");
+            } else if let Some(rest) = line.strip_prefix("Config Mismatch: ")
+                && rest != "none"
+            {
+                info.mismatches.push(rest.to_string());
+            }
+        }
+        info
+    }
+
+    fn rejected(&self, reason: &str) -> u64 {
+        self.rejected.get(reason).copied().unwrap_or(0)
+    }
+}
+
+/// A cluster's files: its temp directory and its key.
+struct Lab {
+    dir: TempDir,
+    key: PathBuf,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let dir = TempDir::new(&format!("cluster-{tag}"));
+        let key = dir.0.join("cluster.key");
+        eccluster::io::seal::generate_key_file(&key).expect("generate the cluster key");
+        Lab { dir, key }
+    }
+
+    /// A port for each name.
+    fn ports(names: &[&str]) -> Vec<(String, u16)> {
+        names.iter().map(|n| (n.to_string(), free_port())).collect()
+    }
+
+    /// The spec of `name`, holding the cluster key, with `peers` as its peers map.
+    fn spec(&self, name: &str, peers: &[(String, u16)]) -> Spec {
+        Spec {
+            name: name.to_string(),
+            peers: peers.to_vec(),
+            key: Some(self.key.clone()),
+            extra: String::new(),
+            listen: None,
+        }
+    }
+
+    fn start(&self, spec: &Spec) -> Node {
+        Node::start(&self.dir.0, spec)
+    }
+
+    /// Starts every node of `peers` whose name is in `names`, each with the
+    /// whole map as its peers.
+    fn start_all(&self, names: &[&str], peers: &[(String, u16)]) -> Vec<Node> {
+        names
+            .iter()
+            .map(|n| self.start(&self.spec(n, peers)))
+            .collect()
+    }
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// Every node's view is exactly `expected`, agreed by all, with one view id
+/// and one leader; returns that leader.
+fn converged(nodes: &[&Node], expected: &[&str]) -> Option<String> {
+    let infos: Vec<Info> = nodes.iter().map(|n| n.info()).collect::<Option<_>>()?;
+    let first = infos.first()?;
+    let same = infos.iter().all(|i| {
+        i.members == strings(expected)
+            && i.agreed
+            && i.view_id == first.view_id
+            && i.leader == first.leader
+    });
+    same.then(|| first.leader.clone())
+}
+
+fn wait_converged(nodes: &[&Node], expected: &[&str]) -> String {
+    let mut leader = String::new();
+    wait_until(&format!("a common view of {expected:?}"), || {
+        leader = converged(nodes, expected).unwrap_or_default();
+        !leader.is_empty()
+    });
+    leader
+}
+
+fn all(nodes: &[Node]) -> Vec<&Node> {
+    nodes.iter().collect()
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn three_nodes_converge_on_one_view_and_leader() {
+    let lab = Lab::new("converge");
+    let names = ["n1", "n2", "n3"];
+    let peers = Lab::ports(&names);
+    let nodes = lab.start_all(&names, &peers);
+    let leader = wait_converged(&all(&nodes), &names);
+    assert_eq!(leader, "n1", "the first MTA node by name leads");
+
+    for node in &nodes {
+        assert_eq!(
+            node.membership(),
+            strings(&names),
+            "{}'s cluster membership",
+            node.name
+        );
+        let info = node.info().expect("cluster info");
+        let text = &info.text;
+        assert!(
+            text.contains("\nCluster Group: ec_cluster (n1 is leader)\n"),
+            "{}: {text}",
+            node.name
+        );
+        assert!(
+            text.contains(", 3 members: n1, n2, n3\n"),
+            "{}: {text}",
+            node.name
+        );
+        assert!(
+            text.contains("\nView Agreement: agreed by all members\n"),
+            "{}: {text}",
+            node.name
+        );
+        assert!(
+            text.contains("\nQuorum: yes (3 of 3 configured nodes up, 2 needed; mode none)\n"),
+            "{}: {text}",
+            node.name
+        );
+        assert!(
+            text.contains("\nSecurity: sealed (cluster key)\n"),
+            "{}: {text}",
+            node.name
+        );
+        assert!(
+            text.contains("\nConfig Mismatch: none\n"),
+            "{}: {text}",
+            node.name
+        );
+        assert!(
+            info.suspect.is_empty() && info.down.is_empty(),
+            "{}: {text}",
+            node.name
+        );
+        assert!(
+            info.rejected.is_empty(),
+            "a healthy cluster rejects nothing: {}: {text}",
+            node.name
+        );
+    }
+}
+
+#[test]
+fn a_killed_leader_is_dropped_quickly_and_rejoins_when_restarted() {
+    let lab = Lab::new("kill");
+    let names = ["n1", "n2", "n3"];
+    let peers = Lab::ports(&names);
+    let mut nodes = lab.start_all(&names, &peers);
+    assert_eq!(wait_converged(&all(&nodes), &names), "n1");
+
+    let logged: Vec<usize> = nodes.iter().map(Node::log_len).collect();
+    let killed = Instant::now();
+    nodes[0].kill();
+    let survivors = [&nodes[1], &nodes[2]];
+    wait_until_within("the survivors to drop n1", Duration::from_secs(5), || {
+        survivors
+            .iter()
+            .all(|n| n.membership() == strings(&["n2", "n3"]))
+    });
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_millis(3500),
+        "n1 was dropped {} ms after SIGKILL (1.5 s down bound at 4 heartbeats/s)",
+        took.as_millis()
+    );
+    eprintln!("n1 dropped {} ms after SIGKILL", took.as_millis());
+
+    assert_eq!(wait_converged(&survivors, &["n2", "n3"]), "n2");
+    for node in survivors {
+        let info = node.info().expect("cluster info");
+        assert_eq!(info.down, ["n1"], "{}: {}", node.name, info.text);
+        assert!(
+            info.text
+                .contains("\nCluster Group: ec_cluster (n2 is leader)\n"),
+            "{}: {}",
+            node.name,
+            info.text
+        );
+        assert!(
+            info.text.contains("\nQuorum: yes (2 of 3 configured"),
+            "{}: {}",
+            node.name,
+            info.text
+        );
+    }
+
+    nodes[0].spawn();
+    assert_eq!(wait_converged(&all(&nodes), &names), "n1");
+    for node in &nodes {
+        assert_eq!(node.membership(), strings(&names), "{}", node.name);
+    }
+    for (node, from) in nodes.iter().zip(&logged).skip(1) {
+        let log = node.log_since(*from);
+        assert!(
+            log.contains("n1 is down"),
+            "{} logged the failure:\n{log}",
+            node.name
+        );
+        assert!(
+            log.contains("n1 restarted") || log.contains("n1 is up"),
+            "{} logged the return:\n{log}",
+            node.name
+        );
+    }
+}
+
+#[test]
+fn nodes_without_the_cluster_key_cannot_join() {
+    let lab = Lab::new("nokey");
+    let members = ["n1", "n2", "n3"];
+    // Everyone's peers map names the outsiders too: only the key keeps them out.
+    let peers = Lab::ports(&["n1", "n2", "n3", "rogue", "plain"]);
+    let nodes = lab.start_all(&members, &peers);
+    let other_key = lab.dir.0.join("other.key");
+    eccluster::io::seal::generate_key_file(&other_key).expect("another key");
+    let rogue = lab.start(&Spec {
+        key: Some(other_key),
+        ..lab.spec("rogue", &peers)
+    });
+    let plain = lab.start(&Spec {
+        key: None,
+        extra: "insecure = true\n".into(),
+        ..lab.spec("plain", &peers)
+    });
+
+    let outsiders = ["rogue", "plain"];
+    let never_listed = |node: &Node| {
+        let listed = node.membership();
+        assert!(
+            !listed.iter().any(|n| outsiders.contains(&n.as_str())),
+            "{} lists an outsider: {listed:?}",
+            node.name
+        );
+    };
+    // Several heartbeats from each outsider must have arrived and been refused.
+    wait_until("the members to converge and refuse both outsiders", || {
+        nodes.iter().for_each(never_listed);
+        converged(&all(&nodes), &members).is_some()
+            && nodes.iter().all(|n| {
+                n.info()
+                    .is_some_and(|i| i.rejected("bad_auth") >= 4 && i.rejected("not_sealed") >= 4)
+            })
+    });
+    for node in &nodes {
+        never_listed(node);
+        let info = node.info().expect("cluster info");
+        assert_eq!(info.members, strings(&members), "{}", info.text);
+        let log = node.log_text();
+        assert!(
+            log.contains("authentication failed"),
+            "{} logs the bad key:\n{log}",
+            node.name
+        );
+        assert!(
+            log.contains("not sealed, but this node has a cluster key"),
+            "{} logs the unsealed traffic:\n{log}",
+            node.name
+        );
+    }
+    for (outsider, refused) in [(&rogue, "bad_auth"), (&plain, "unexpectedly_sealed")] {
+        assert_eq!(outsider.membership(), [outsider.name.as_str()]);
+        let info = outsider.info().expect("cluster info");
+        assert_eq!(info.members, [outsider.name.as_str()], "{}", info.text);
+        assert!(info.rejected(refused) > 0, "{}", info.text);
+    }
+    assert!(
+        plain
+            .info()
+            .expect("info")
+            .text
+            .contains("\nSecurity: none (no cluster key)\n")
+    );
+}
+
+#[test]
+fn a_node_missing_from_the_peers_map_cannot_join() {
+    let lab = Lab::new("unknown");
+    let members = ["n1", "n2", "n3"];
+    let peers = Lab::ports(&members);
+    let nodes = lab.start_all(&members, &peers);
+    // The intruder holds the key and knows everyone; nobody knows it.
+    let mut its_peers = peers.clone();
+    its_peers.push(("intruder".into(), free_port()));
+    let intruder = lab.start(&lab.spec("intruder", &its_peers));
+
+    wait_until("the members to converge and refuse the intruder", || {
+        for node in &nodes {
+            let listed = node.membership();
+            assert!(
+                !listed.iter().any(|n| n == "intruder"),
+                "{} lists the intruder: {listed:?}",
+                node.name
+            );
+        }
+        converged(&all(&nodes), &members).is_some()
+            && nodes
+                .iter()
+                .all(|n| n.info().is_some_and(|i| i.rejected("unknown_peer") >= 4))
+    });
+    for node in &nodes {
+        let info = node.info().expect("cluster info");
+        assert_eq!(info.members, strings(&members), "{}", info.text);
+        assert!(!info.rejected.contains_key("bad_auth"), "{}", info.text);
+        let log = node.log_text();
+        assert!(
+            log.contains("sender is not a configured peer"),
+            "{} logs the refusal:\n{log}",
+            node.name
+        );
+        assert!(!log.contains("intruder is up"), "{log}");
+    }
+    let info = intruder.info().expect("cluster info");
+    assert_eq!(info.members, ["intruder"], "{}", info.text);
+    assert_eq!(intruder.membership(), ["intruder"]);
+}
+
+#[test]
+fn a_manager_runs_console_commands_on_the_mta_nodes() {
+    let lab = Lab::new("manager");
+    let names = ["mgr", "n1", "n2", "n3"];
+    let peers = Lab::ports(&names);
+    let mgr = lab.start(&Spec {
+        extra: "node_type = \"Manager\"\n".into(),
+        ..lab.spec("mgr", &peers)
+    });
+    let nodes = lab.start_all(&names[1..], &peers);
+    let mut everyone = vec![&mgr];
+    everyone.extend(&nodes);
+    assert_eq!(
+        wait_converged(&everyone, &names),
+        "n1",
+        "the manager never leads while an MTA node is up"
+    );
+    // The manager (first by name) dials every node; wait for those links.
+    wait_until("the manager's links to every node", || {
+        let log = mgr.log_text();
+        names[1..]
+            .iter()
+            .all(|n| log.contains(&format!("link to {n} established")))
+    });
+
+    let ok = |node: &Node, command: &str| -> String {
+        let out = node.cli(command);
+        assert!(
+            out.status.success(),
+            "{command} on {} failed: {}",
+            node.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let every = "[n1]\nn1\n[n2]\nn2\n[n3]\nn3\n";
+
+    // Nothing cached before the first broadcast.
+    let out = mgr.cli("retrieve cluster nodename");
+    assert!(!out.status.success(), "retrieve before broadcast succeeded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("broadcast it first"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    assert_eq!(ok(&mgr, "broadcast cluster nodename"), every);
+    assert_eq!(ok(&mgr, "retrieve cluster nodename"), every);
+    assert_eq!(ok(&mgr, "retrieve_node n2 cluster nodename"), "[n2]\nn2\n");
+    assert_eq!(ok(&mgr, "unicast n3 cluster nodename"), "[n3]\nn3\n");
+    assert_eq!(
+        ok(&mgr, "subcluster broadcast default cluster nodename"),
+        every
+    );
+    assert_eq!(
+        ok(&mgr, "subcluster retrieve default cluster nodename"),
+        every
+    );
+    let addrs = ok(&mgr, "broadcast cluster nodeaddr");
+    for (name, port) in &peers[1..] {
+        assert!(
+            addrs.contains(&format!("[{name}]\n127.0.0.1:{port}\n")),
+            "{addrs}"
+        );
+    }
+    let out = mgr.cli("subcluster broadcast nosuch cluster nodename");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no MTA node of subcluster 'nosuch'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The manager-only commands do not exist on an MTA node.
+    let out = nodes[0].cli("broadcast cluster nodename");
+    assert!(!out.status.success(), "broadcast succeeded on an MTA node");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown command"), "{err}");
+}
+
+#[test]
+fn cluster_reset_rejoins_as_a_restart() {
+    let lab = Lab::new("reset");
+    let names = ["n1", "n2", "n3"];
+    let peers = Lab::ports(&names);
+    let nodes = lab.start_all(&names, &peers);
+    wait_converged(&all(&nodes), &names);
+    let before = nodes[0].info().expect("info").view_id;
+    let logged: Vec<usize> = nodes.iter().map(Node::log_len).collect();
+
+    let out = nodes[1].cli("cluster reset");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("n2 rejoining with generation "), "{text}");
+
+    wait_until("n1 and n3 to log n2's restart", || {
+        [0, 2]
+            .iter()
+            .all(|&i| nodes[i].log_since(logged[i]).contains("n2 restarted"))
+    });
+    wait_converged(&all(&nodes), &names);
+    let after = nodes[0].info().expect("info").view_id;
+    assert_ne!(before, after, "a new generation makes a new view");
+    assert!(
+        nodes[1]
+            .log_since(logged[1])
+            .contains("cluster reset: rejoining with generation"),
+        "{}",
+        nodes[1].log_text()
+    );
+    for node in &nodes {
+        assert_eq!(node.membership(), strings(&names), "{}", node.name);
+    }
+}
+
+#[test]
+fn a_mismatched_must_be_equal_option_is_named() {
+    let lab = Lab::new("mismatch");
+    let names = ["n1", "n2", "n3"];
+    let peers = Lab::ports(&names);
+    let mut nodes = lab.start_all(&names[..2], &peers);
+    nodes.push(lab.start(&Spec {
+        extra: "duravip_balance_set_size = 3\n".into(),
+        ..lab.spec("n3", &peers)
+    }));
+    wait_converged(&all(&nodes), &names);
+    let expected = "n3 differs in duravip_balance_set_size";
+    wait_until("n1 and n2 to report n3's mismatch", || {
+        nodes[..2]
+            .iter()
+            .all(|n| n.info().is_some_and(|i| i.mismatches == [expected]))
+    });
+    for node in &nodes[..2] {
+        let info = node.info().expect("info");
+        assert!(
+            info.text
+                .contains(&format!("\nConfig Mismatch: {expected}\n")),
+            "{}",
+            info.text
+        );
+        let log = node.log_text();
+        assert!(
+            log.contains("configuration differs from n3: duravip_balance_set_size"),
+            "{}'s log:\n{log}",
+            node.name
+        );
+    }
+    let info = nodes[2].info().expect("info");
+    assert_eq!(
+        info.mismatches,
+        [
+            "n1 differs in duravip_balance_set_size",
+            "n2 differs in duravip_balance_set_size"
+        ],
+        "{}",
+        info.text
+    );
+    let log = nodes[2].log_text();
+    assert!(
+        log.contains("configuration differs from n1: duravip_balance_set_size"),
+        "{log}"
+    );
+}
+
+#[test]
+fn no_key_on_a_non_loopback_address_is_refused() {
+    let lab = Lab::new("open");
+    let peers = Lab::ports(&["lone"]);
+    let port = peers[0].1;
+    let spec = Spec {
+        key: None,
+        listen: Some(format!("0.0.0.0:{port}")),
+        ..lab.spec("lone", &peers)
+    };
+    let config = lab
+        .dir
+        .write("lone.toml", &spec.render(&lab.dir.0.join("lone.sock")));
+    let mut cmd = Command::new(BIN);
+    cmd.args(["node", "--config"]).arg(&config);
+    let out = output_within_deadline(cmd, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without a key: {err}");
+    assert!(err.contains("auth_key_file"), "{err}");
+    assert!(err.contains("insecure"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("ready"),
+        "{out:?}"
+    );
+
+    // With insecure = true the same node runs, and says it is unauthenticated.
+    let node = lab.start(&Spec {
+        extra: "insecure = true\n".into(),
+        name: "lone".into(),
+        ..spec
+    });
+    let info = node.info().expect("info");
+    assert!(
+        info.text.contains("\nSecurity: none (no cluster key)\n"),
+        "{}",
+        info.text
+    );
+    assert!(
+        node.log_text()
+            .contains("no cluster key; traffic is not authenticated"),
+        "{}",
+        node.log_text()
+    );
+}
+
+#[test]
+fn a_peer_that_refuses_the_link_is_not_redialled_in_a_tight_loop() {
+    // Another cluster_group: heartbeats pass (the mismatch is reported), but
+    // the TCP link is refused at its Hello. n1 (the smaller name) dials.
+    let lab = Lab::new("refused");
+    let names = ["n1", "n2"];
+    let peers = Lab::ports(&names);
+    let n1 = lab.start(&lab.spec("n1", &peers));
+    let n2 = lab.start(&Spec {
+        extra: "cluster_group = \"other\"\n".into(),
+        ..lab.spec("n2", &peers)
+    });
+    wait_until("the mismatch and a refused link", || {
+        n2.info().is_some_and(|i| {
+            i.mismatches == ["n1 differs in cluster_group"] && i.rejected("unknown_peer") > 0
+        })
+    });
+    // Use n2's own heartbeats as the clock: 8 more is 2 s at 4 per second.
+    let start = n2.info().expect("info").heartbeats_sent;
+    let mut info = Info::default();
+    wait_until("n2 to send 8 more heartbeats", || {
+        info = n2.info().expect("info");
+        info.heartbeats_sent >= start + 8
+    });
+    // With backoff (100 ms doubling) that is a handful of attempts, not thousands.
+    let refused = info.rejected("unknown_peer");
+    assert!(
+        refused <= 12,
+        "n1 dialled n2 {refused} times in about 2 s:\n{}",
+        info.text
+    );
+    let log = n2.log_text();
+    assert!(log.contains("rejected traffic from n1"), "{log}");
+    assert_eq!(n1.membership(), strings(&names));
+}
