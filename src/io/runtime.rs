@@ -584,6 +584,9 @@ fn hello_from(shared: &Shared) -> Message {
     })
 }
 
+/// The shortest wait between two failed dials of one peer.
+const MIN_REDIAL: Duration = Duration::from_millis(100);
+
 fn dial_loop(
     shared: Arc<Shared>,
     peer: String,
@@ -591,20 +594,24 @@ fn dial_loop(
     max: Duration,
     timeout: Duration,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = MIN_REDIAL;
     while !shared.stopping.load(Ordering::SeqCst) {
         match dial(&shared, &peer, addr, timeout) {
             Ok((stream, last_seq)) => {
-                backoff = Duration::from_millis(100);
+                backoff = MIN_REDIAL;
                 run_link(&shared, stream, peer.clone(), last_seq);
             }
             Err(_) => {
                 // Back off while the peer is silent; once its heartbeats
-                // arrive it is listening, so retry promptly.
-                let until = Instant::now() + backoff;
+                // arrive it is listening, so retry promptly, but never
+                // sooner than MIN_REDIAL: a peer that has just crashed stays
+                // alive in the table until it is suspected, and without the
+                // floor this loop would spin on refused connects meanwhile.
+                let failed = Instant::now();
+                let until = failed + backoff.max(MIN_REDIAL);
                 while Instant::now() < until && !shared.stopping.load(Ordering::SeqCst) {
-                    if shared.peer_alive(&peer) {
-                        backoff = Duration::from_millis(100);
+                    if failed.elapsed() >= MIN_REDIAL && shared.peer_alive(&peer) {
+                        backoff = MIN_REDIAL;
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(50));
