@@ -265,7 +265,7 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
     let quorum = s.get(ctx, "quorum", QuorumMode::None);
     let node_type = s.get(ctx, "node_type", NodeType::Momentum);
     let suspect_heartbeats = s.get_checked(ctx, "suspect_heartbeats", 3u32, at_least(1));
-    let down_heartbeats = s.get_checked(ctx, "down_heartbeats", 6u32, at_least(1));
+    let down_heartbeats = s.get_checked(ctx, "down_heartbeats", 5u32, at_least(1));
     if down_heartbeats < suspect_heartbeats {
         let span = s
             .span_of("down_heartbeats")

@@ -596,6 +596,9 @@ fn hello_from(shared: &Shared) -> Message {
     })
 }
 
+/// The shortest wait between two failed dials of one peer.
+const MIN_REDIAL: Duration = Duration::from_millis(100);
+
 fn dial_loop(
     shared: Arc<Shared>,
     peer: String,
@@ -603,11 +606,11 @@ fn dial_loop(
     max: Duration,
     timeout: Duration,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = MIN_REDIAL;
     while !shared.stopping.load(Ordering::SeqCst) {
         match dial(&shared, &peer, addr, timeout) {
             Ok(stream) => {
-                backoff = Duration::from_millis(100);
+                backoff = MIN_REDIAL;
                 run_link(&shared, stream, peer.clone());
             }
             Err(_) => {
@@ -629,7 +632,7 @@ fn dial_loop(
                     }
                 }
                 backoff = if came_up {
-                    Duration::from_millis(100)
+                    MIN_REDIAL
                 } else {
                     (backoff * 2).min(max)
                 };

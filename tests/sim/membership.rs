@@ -49,13 +49,13 @@ impl SimNode for MemberNode {
 }
 
 /// The timings the scenarios use: 4 heartbeats/s, suspect after 3 missed,
-/// down after 6 (the defaults), no start delay.
+/// down after 5 (the defaults), no start delay.
 pub fn config(names: &[&str], quorum: QuorumMode) -> MembershipConfig {
     MembershipConfig {
         heartbeat_interval_ms: 250,
         start_delay_ms: 0,
         suspect_after_ms: 750,
-        down_after_ms: 1500,
+        down_after_ms: 1250,
         peers: names.iter().map(|n| n.to_string()).collect(),
         quorum,
     }

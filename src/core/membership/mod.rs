@@ -5,8 +5,8 @@
 //! every configured peer at `heartbeats_per_sec` and judges each peer only by
 //! what it hears from that peer directly. That gives a hard detection bound,
 //! like VRRP's: a peer silent for `suspect_heartbeats` intervals is suspect,
-//! for `down_heartbeats` intervals it is down (defaults 3 and 6: 0.75 s and
-//! 1.5 s at 4 heartbeats/s).
+//! for `down_heartbeats` intervals it is down (defaults 3 and 5: 0.75 s and
+//! 1.25 s at 4 heartbeats/s).
 //!
 //! One lossy link must not down a live node, so silence alone is not enough:
 //! every heartbeat also says how long ago its sender last heard each peer.
