@@ -704,10 +704,9 @@ fn run_bytes(opts: &Options, base_port: u16) {
 fn main() {
     let opts = Options::parse();
     let started = Instant::now();
-    // Ports from the pid, so that two runs on one host do not collide:
-    // 48 ports per run (detection 8, load 3, bytes up to 2 x 16 after them).
-    let spread = u16::try_from(std::process::id() % 700).unwrap_or(0);
-    let base = 30000 + spread * 48;
+    // 48 free consecutive ports per run (detection 8, load 3, bytes up to
+    // 2 x 16 after them), below the ephemeral range.
+    let base = eccluster::io::host::free_loopback_ports(48).expect("free loopback ports");
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "eccluster cluster bench ({}; {cores} cores; node binary {BIN})",

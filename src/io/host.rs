@@ -59,3 +59,32 @@ pub fn local_hms() -> String {
     };
     format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
+
+/// The first of `count` consecutive loopback ports that are free for both
+/// TCP and UDP, searched from a start derived from the process id within
+/// 10000..32000 (below Linux's ephemeral range, where outgoing connections
+/// would take ports from under us). For demos and benchmarks that run whole
+/// clusters on one host; the ports can still be taken between this check
+/// and their use, which callers report as an ordinary bind error.
+pub fn free_loopback_ports(count: u16) -> std::io::Result<u16> {
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    let count32 = u32::from(count.max(1));
+    let start = (std::process::id().wrapping_mul(7919) % SPAN) / count32 * count32;
+    let blocks = SPAN / count32;
+    for block in 0..blocks {
+        let first = LOW + (start + block * count32) % (blocks * count32);
+        let free = (first..first + count32).all(|p| {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, u16::try_from(p).unwrap_or(0)));
+            TcpListener::bind(addr).is_ok() && UdpSocket::bind(addr).is_ok()
+        });
+        if free {
+            return Ok(u16::try_from(first).unwrap_or(0));
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no {count} consecutive free loopback ports"),
+    ))
+}

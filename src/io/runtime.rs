@@ -558,17 +558,36 @@ fn read_message(
     Ok((env.sender, message))
 }
 
+/// At most this many inbound connections may be between accept and a
+/// checked `Hello` at once, so that a flood of idle connections cannot pile
+/// up threads.
+const MAX_HANDSHAKES: usize = 32;
+
 fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let handshakes = Arc::new(AtomicU64::new(0));
     for conn in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = conn else { continue };
+        let Ok(mut stream) = conn else { continue };
+        // Only configured peers' addresses may even start a handshake.
+        let from = stream.peer_addr().ok();
+        if !from.is_some_and(|f| shared.peers.iter().any(|(_, a)| a.ip() == f.ip())) {
+            let who = from.map_or("?".to_string(), |f| f.to_string());
+            shared.reject(&Reject::UnknownPeer, who);
+            continue;
+        }
+        if handshakes.fetch_add(1, Ordering::SeqCst) >= MAX_HANDSHAKES as u64 {
+            handshakes.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
         let shared = Arc::clone(&shared);
+        let handshakes = Arc::clone(&handshakes);
         let _ = spawn("ecc-link", move || {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-            let mut stream = stream;
-            let Ok((peer, Message::Hello(hello))) = read_message(&shared, &mut stream, None) else {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let hello = read_message(&shared, &mut stream, None);
+            handshakes.fetch_sub(1, Ordering::SeqCst);
+            let Ok((peer, Message::Hello(hello))) = hello else {
                 return;
             };
             let source_ok = stream

@@ -104,8 +104,8 @@ pub fn run() -> Result<(), String> {
 fn run_in(dir: &Path) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     seal::generate_key_file(&dir.join("cluster.key")).map_err(|e| e.to_string())?;
-    // Ports from the pid, so two demos on one host do not collide.
-    let base = 20000 + u16::try_from(std::process::id() % 2000).unwrap_or(0) * 10;
+    // Free ports below the ephemeral range, so two demos on one host do not collide.
+    let base = host::free_loopback_ports(4).map_err(|e| e.to_string())?;
     let names: Vec<&'static str> = NODES.iter().copied().chain([MANAGER]).collect();
     let ports: Vec<(&str, u16)> = names.iter().zip(base..).map(|(n, p)| (*n, p)).collect();
     println!(
