@@ -12,7 +12,9 @@ use eccluster::node::Node;
 fn console(c: &mut Criterion) {
     let socket = std::env::temp_dir().join(format!("ecc-bench-console-{}", std::process::id()));
     let text = format!(
-        "cluster {{ nodename = \"bench1\" nodeaddr = \"127.0.0.1\" }}\nControl_Listener {{ Listen \"{}\" {{}} }}\n",
+        "cluster {{ nodename = \"bench1\" nodeaddr = \"127.0.0.1\" }}\n\
+         ECCluster_Listener {{ Listen \"127.0.0.1:0\" {{}} }}\n\
+         Control_Listener {{ Listen \"{}\" {{}} }}\n",
         socket.display()
     );
     let config = LoadedConfig::parse(&text, Format::Ecelerity)
