@@ -87,10 +87,15 @@ fn wait_for(
     Err(format!("timed out waiting for {what}"))
 }
 
-fn view_size(socket: &Path) -> Option<usize> {
+/// The size of a node's view, and whether every member holds it.
+fn view_state(socket: &Path) -> Option<(usize, bool)> {
     let info = console(socket, "cluster info").ok()?;
     let line = info.lines().find(|l| l.starts_with("View: "))?;
-    line.split(", ").nth(1)?.split(' ').next()?.parse().ok()
+    let size = line.split(", ").nth(1)?.split(' ').next()?.parse().ok()?;
+    let agreed = info
+        .lines()
+        .any(|l| l == "View Agreement: agreed by all members");
+    Some((size, agreed))
 }
 
 pub fn run() -> Result<(), String> {
@@ -140,7 +145,11 @@ fn run_in(dir: &Path) -> Result<(), String> {
     let took = wait_for(
         "every node to see all four",
         Duration::from_secs(10),
-        || procs.iter().all(|p| view_size(&p.socket) == Some(4)),
+        || {
+            procs
+                .iter()
+                .all(|p| view_state(&p.socket) == Some((4, true)))
+        },
     )?;
     println!(
         "\n== all four agree on the view after {} ms ==\n",
@@ -159,7 +168,11 @@ fn run_in(dir: &Path) -> Result<(), String> {
     wait_for(
         "demo2 and demo3 to drop demo1",
         Duration::from_secs(10),
-        || survivors.iter().all(|p| view_size(&p.socket) == Some(3)),
+        || {
+            survivors
+                .iter()
+                .all(|p| view_state(&p.socket).is_some_and(|(n, _)| n == 3))
+        },
     )?;
     println!(
         "== demo2 and demo3 dropped demo1 {} ms after the kill ==\n",
