@@ -7,6 +7,7 @@
 //! runtime (`io/`) and under the simulator.
 
 pub mod console;
+pub mod duravip;
 pub mod identity;
 pub mod membership;
 pub mod wire;

@@ -1,0 +1,334 @@
+//! Unit tests: a few DuraVIP machines exchanging tables by hand over a
+//! perfect network; the simulator drives them with membership and faults.
+
+use super::*;
+
+const MATURE: u64 = 5_000;
+const BALANCE: u64 = 10_000;
+
+fn cfg(set_size: usize, quorum: QuorumMode) -> DuraVipConfig {
+    DuraVipConfig {
+        view_mature_ms: MATURE,
+        balance_interval_ms: BALANCE,
+        balance_set_size: set_size,
+        quorum,
+    }
+}
+
+fn ip(i: u32) -> IpAddr {
+    IpAddr::from([10, 1, (i >> 8) as u8, i as u8])
+}
+
+fn claim(i: u32, preference: Option<&str>) -> Claim {
+    Claim {
+        ip: ip(i),
+        names: vec![format!("b{i}")],
+        services: vec![Service::Binding],
+        preference: preference.map(str::to_string),
+    }
+}
+
+/// A cluster of machines on a perfect network, all in one view.
+struct Net {
+    nodes: BTreeMap<String, DuraVip>,
+    now: u64,
+    acquired: Vec<(String, IpAddr)>,
+    released: Vec<(String, IpAddr)>,
+}
+
+impl Net {
+    fn new(names: &[&str], cfg: DuraVipConfig) -> Net {
+        let nodes = names
+            .iter()
+            .map(|n| (n.to_string(), DuraVip::new(n, cfg.clone(), 0)))
+            .collect();
+        let mut net = Net {
+            nodes,
+            now: 0,
+            acquired: Vec::new(),
+            released: Vec::new(),
+        };
+        net.set_view(names, true);
+        net
+    }
+
+    fn claim_everywhere(&mut self, claims: &[Claim]) {
+        let names: Vec<String> = self.nodes.keys().cloned().collect();
+        for n in names {
+            for c in claims {
+                let out = self
+                    .nodes
+                    .get_mut(&n)
+                    .unwrap()
+                    .set_claim(self.now, c.clone());
+                self.deliver(&n, out);
+            }
+        }
+    }
+
+    fn set_view(&mut self, members: &[&str], quorum: bool) {
+        let members: Vec<(String, u64)> = members.iter().map(|s| (s.to_string(), 1)).collect();
+        for (n, _) in members.clone() {
+            if let Some(m) = self.nodes.get_mut(&n) {
+                let out = m.set_view(self.now, &members, quorum);
+                self.deliver(&n, out);
+            }
+        }
+    }
+
+    /// Carries out a node's outputs: announcements reach every other node.
+    fn deliver(&mut self, from: &str, out: Vec<Output>) {
+        let mut queue = vec![(from.to_string(), out)];
+        while let Some((from, out)) = queue.pop() {
+            for o in out {
+                match o {
+                    Output::Acquire(c) => self.acquired.push((from.clone(), c.ip)),
+                    Output::Release(c) => self.released.push((from.clone(), c.ip)),
+                    Output::Announce(table) => {
+                        let others: Vec<String> =
+                            self.nodes.keys().filter(|n| **n != from).cloned().collect();
+                        for n in others {
+                            let o = self.nodes.get_mut(&n).unwrap().on_table(
+                                self.now,
+                                &from,
+                                1,
+                                table.clone(),
+                            );
+                            queue.push((n, o));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, to: u64) {
+        while self.now < to {
+            self.now = (self.now + 250).min(to);
+            let names: Vec<String> = self.nodes.keys().cloned().collect();
+            for n in names {
+                let out = self.nodes.get_mut(&n).unwrap().tick(self.now);
+                self.deliver(&n, out);
+            }
+        }
+    }
+
+    fn owners_of(&self, i: u32) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|(_, m)| m.owned().any(|o| *o == ip(i)))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    fn loads(&self) -> Vec<usize> {
+        self.nodes.values().map(|m| m.owned().count()).collect()
+    }
+}
+
+#[test]
+fn nothing_is_acquired_before_a_node_has_settled() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::None));
+    net.claim_everywhere(&[claim(1, None)]);
+    assert!(net.acquired.is_empty());
+    net.advance(MATURE);
+    assert_eq!(net.owners_of(1).len(), 1);
+}
+
+#[test]
+fn every_ip_gets_exactly_one_owner_and_counts_are_balanced() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::None));
+    let claims: Vec<Claim> = (0..100).map(|i| claim(i, None)).collect();
+    net.claim_everywhere(&claims);
+    net.advance(MATURE);
+    for i in 0..100 {
+        assert_eq!(net.owners_of(i).len(), 1, "ip {i}: {:?}", net.owners_of(i));
+    }
+    let loads = net.loads();
+    assert!(
+        loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1,
+        "{loads:?}"
+    );
+    // Every node agrees who owns what.
+    for m in net.nodes.values() {
+        for s in m.states(net.now) {
+            let owner = s.owner.expect("owned");
+            assert!(net.nodes[&owner].owned().any(|o| *o == s.ip));
+        }
+    }
+}
+
+#[test]
+fn preference_wins_when_its_node_is_up_and_a_conflict_is_ignored() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::None));
+    net.claim_everywhere(&[claim(1, Some("c")), claim(2, None)]);
+    net.advance(MATURE);
+    assert_eq!(net.owners_of(1), ["c"]);
+    // c leaves: a survivor takes over; c returns: it gets its IP back.
+    net.set_view(&["a", "b"], true);
+    net.nodes
+        .get_mut("c")
+        .unwrap()
+        .set_view(net.now, &[("c".to_string(), 1)], false);
+    let survivors: Vec<&str> = net.owners_of(1).into_iter().filter(|n| *n != "c").collect();
+    assert_eq!(survivors.len(), 1, "a survivor owns it at once");
+    net.set_view(&["a", "b", "c"], true);
+    net.advance(net.now + MATURE + 500);
+    assert_eq!(net.owners_of(1), ["c"]);
+
+    // Two nodes prefer themselves: conflict, the preference is ignored.
+    let mut net = Net::new(&["a", "b"], cfg(1, QuorumMode::None));
+    let out = net
+        .nodes
+        .get_mut("a")
+        .unwrap()
+        .set_claim(0, claim(9, Some("a")));
+    net.deliver("a", out);
+    let out = net
+        .nodes
+        .get_mut("b")
+        .unwrap()
+        .set_claim(0, claim(9, Some("b")));
+    net.deliver("b", out);
+    net.advance(MATURE);
+    assert_eq!(net.owners_of(9).len(), 1);
+    let s = &net.nodes["a"].states(net.now)[0];
+    assert!(s.flags.conflict && s.flags.owned);
+}
+
+#[test]
+fn broken_ips_are_not_managed_and_unsafe_ones_are_flagged() {
+    let mut net = Net::new(&["a", "b"], cfg(1, QuorumMode::None));
+    let mut other_name = claim(1, None);
+    other_name.names = vec!["different".into()];
+    let out = net.nodes.get_mut("a").unwrap().set_claim(0, claim(1, None));
+    net.deliver("a", out);
+    let out = net.nodes.get_mut("b").unwrap().set_claim(0, other_name);
+    net.deliver("b", out);
+    let mut listener_too = claim(2, None);
+    listener_too.services.push(Service::Listener(25));
+    let out = net.nodes.get_mut("a").unwrap().set_claim(0, listener_too);
+    net.deliver("a", out);
+    let out = net.nodes.get_mut("b").unwrap().set_claim(0, claim(2, None));
+    net.deliver("b", out);
+    net.advance(MATURE);
+    assert!(net.owners_of(1).is_empty(), "BROKEN is never owned");
+    assert_eq!(net.owners_of(2).len(), 1, "UNSAFE is still managed");
+    let states = net.nodes["a"].states(net.now);
+    assert!(states[0].flags.broken);
+    assert!(states[1].flags.unsafe_services && !states[1].flags.broken);
+}
+
+#[test]
+fn a_dead_owners_ips_move_at_once() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::None));
+    let claims: Vec<Claim> = (0..30).map(|i| claim(i, None)).collect();
+    net.claim_everywhere(&claims);
+    net.advance(MATURE);
+    let c_had: Vec<u32> = (0..30).filter(|i| net.owners_of(*i) == ["c"]).collect();
+    assert!(!c_had.is_empty());
+    // c dies: a and b see a view without it; no time passes.
+    net.nodes.remove("c");
+    net.set_view(&["a", "b"], true);
+    for i in 0..30 {
+        assert_eq!(
+            net.owners_of(i).len(),
+            1,
+            "ip {i} has one owner right after the view change"
+        );
+    }
+}
+
+#[test]
+fn balancing_moves_at_most_the_batch_per_interval() {
+    let mut net = Net::new(&["a", "b"], cfg(2, QuorumMode::None));
+    let claims: Vec<Claim> = (0..20).map(|i| claim(i, None)).collect();
+    net.claim_everywhere(&claims);
+    net.advance(MATURE);
+    // c joins late: it owns nothing, then gains at most 2 per node per interval.
+    net.nodes.insert(
+        "c".into(),
+        DuraVip::new("c", cfg(2, QuorumMode::None), net.now),
+    );
+    let out = {
+        let c = net.nodes.get_mut("c").unwrap();
+        let mut out = Vec::new();
+        for cl in &claims {
+            out.extend(c.set_claim(net.now, cl.clone()));
+        }
+        out
+    };
+    net.deliver("c", out);
+    net.set_view(&["a", "b", "c"], true);
+    // Once the view is mature, each node balances once per interval, so any
+    // window shorter than an interval sees at most one batch per node.
+    net.advance(net.now + MATURE - 250);
+    let before = net.released.len();
+    net.advance(net.now + BALANCE);
+    let moved = net.released.len() - before;
+    assert!(
+        (1..=2 * 2).contains(&moved),
+        "moved {moved} in one interval"
+    );
+    net.advance(net.now + 10 * BALANCE);
+    let loads = net.loads();
+    assert!(
+        loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1,
+        "{loads:?}"
+    );
+    for i in 0..20 {
+        assert_eq!(net.owners_of(i).len(), 1);
+    }
+}
+
+#[test]
+fn without_quorum_in_majority_mode_a_node_owns_nothing() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::Majority));
+    net.claim_everywhere(&[claim(1, Some("a"))]);
+    net.advance(MATURE);
+    assert_eq!(net.owners_of(1), ["a"]);
+    let out = net
+        .nodes
+        .get_mut("a")
+        .unwrap()
+        .set_view(net.now, &[("a".to_string(), 1)], false);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Release(c) if c.ip == ip(1)))
+    );
+}
+
+#[test]
+fn after_a_healed_split_one_owner_keeps_the_ip() {
+    let mut net = Net::new(&["a", "b"], cfg(1, QuorumMode::None));
+    net.claim_everywhere(&[claim(1, None)]);
+    net.advance(MATURE);
+    // Split: each side is alone and owns the IP (the reference's behaviour).
+    for n in ["a", "b"] {
+        let out = net
+            .nodes
+            .get_mut(n)
+            .unwrap()
+            .set_view(net.now, &[(n.to_string(), 1)], false);
+        assert!(out.iter().all(|o| !matches!(o, Output::Release(_))));
+        let out = net.nodes.get_mut(n).unwrap().tick(net.now);
+        drop(out);
+    }
+    assert_eq!(net.owners_of(1).len(), 2, "both sides own it while split");
+    // The link returns: the view gains the other node, and each announces.
+    net.set_view(&["a", "b"], true);
+    assert_eq!(net.owners_of(1).len(), 1, "{:?}", net.owners_of(1));
+}
+
+#[test]
+fn a_removed_claim_is_released_and_the_lost_hook_gets_the_claim() {
+    let mut net = Net::new(&["a"], cfg(1, QuorumMode::None));
+    net.claim_everywhere(&[claim(1, None)]);
+    net.advance(MATURE);
+    let out = net.nodes.get_mut("a").unwrap().remove_claim(net.now, ip(1));
+    assert!(out.contains(&Output::Release(claim(1, None))), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Announce(t) if t.owned.is_empty()))
+    );
+}
