@@ -717,7 +717,7 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
                     let _ = tx.send(resp);
                 }
             }
-            Message::Hello(_) | Message::Heartbeat(_) => {}
+            Message::Hello(_) | Message::Heartbeat(_) | Message::DuraVipTable(_) => {}
         }
     }
     let mut links = shared.links.lock();

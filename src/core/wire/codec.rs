@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! byte 0   PROTOCOL_VERSION
-//! byte 1   kind: 1 Heartbeat, 2 Hello, 3 ConsoleRequest, 4 ConsoleResponse
+//! byte 1   kind: 1 Heartbeat, 2 Hello, 3 ConsoleRequest, 4 ConsoleResponse,
+//!          5 DuraVipTable
 //! then     the message's fields, in declaration order
 //! ```
 //!
@@ -16,6 +17,9 @@
 //! | `Vec<u32>`| u16 count, then the items                                   |
 //! | Option    | u8 0 (none) or 1 (some), then the value                     |
 //! | enums     | u8: NodeType Momentum 0, Manager 1; PeerState Alive 0, Suspect 1, Down 2 |
+//! | IpAddr    | u8 4 or 6, then 4 or 16 bytes                               |
+//! | Service   | u8 0 (binding) or 1 (listener, then its u16 port)           |
+//! | lists     | of names and services: u16 count; of claims and IPs: u32 count |
 //!
 //! No self-description, no optional trailing fields: a change to any message
 //! bumps [`PROTOCOL_VERSION`], and a peer on another version is told so by
@@ -38,16 +42,20 @@
 //! [`encode_message`]).
 
 use std::fmt;
+use std::net::IpAddr;
+
+use crate::core::duravip::{Claim, Service, Table};
 
 use super::{
-    ConsoleRequest, ConsoleResponse, Heard, Heartbeat, Hello, MAX_FRAME, MAX_NAME, Message,
-    NodeType, Opinion, PROTOCOL_VERSION, PeerState, SelfInfo,
+    ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, MAX_FRAME, MAX_NAME,
+    Message, NodeType, Opinion, PROTOCOL_VERSION, PeerState, SelfInfo,
 };
 
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_HELLO: u8 = 2;
 const KIND_CONSOLE_REQUEST: u8 = 3;
 const KIND_CONSOLE_RESPONSE: u8 = 4;
+const KIND_DURAVIP_TABLE: u8 = 5;
 
 /// Why bytes are not a message: the field at fault and what was wrong,
 /// e.g. `heartbeat.sender.name: length 300 exceeds 255`.
@@ -106,6 +114,40 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
             put_u64(&mut w, r.id);
             put_str(&mut w, &r.command);
         }
+        Message::DuraVipTable(t) => {
+            w.push(KIND_DURAVIP_TABLE);
+            put_u64(&mut w, t.generation);
+            put_u64(&mut w, t.table.version);
+            put_u32(&mut w, len32(t.table.claims.len()));
+            for c in &t.table.claims {
+                put_ip(&mut w, &c.ip);
+                w.extend_from_slice(&len16(c.names.len()).to_le_bytes());
+                for n in &c.names {
+                    put_str(&mut w, n);
+                }
+                w.extend_from_slice(&len16(c.services.len()).to_le_bytes());
+                for svc in &c.services {
+                    match svc {
+                        Service::Binding => w.push(0),
+                        Service::Listener(port) => {
+                            w.push(1);
+                            w.extend_from_slice(&port.to_le_bytes());
+                        }
+                    }
+                }
+                match &c.preference {
+                    None => w.push(0),
+                    Some(p) => {
+                        w.push(1);
+                        put_str(&mut w, p);
+                    }
+                }
+            }
+            put_u32(&mut w, len32(t.table.owned.len()));
+            for ip in &t.table.owned {
+                put_ip(&mut w, ip);
+            }
+        }
         Message::ConsoleResponse(r) => {
             w.push(KIND_CONSOLE_RESPONSE);
             put_u64(&mut w, r.id);
@@ -131,6 +173,10 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
         KIND_CONSOLE_REQUEST => (
             Message::ConsoleRequest(console_request(&mut r)?),
             "console_request",
+        ),
+        KIND_DURAVIP_TABLE => (
+            Message::DuraVipTable(duravip_table(&mut r)?),
+            "duravip_table",
         ),
         KIND_CONSOLE_RESPONSE => (
             Message::ConsoleResponse(console_response(&mut r)?),
@@ -204,6 +250,60 @@ fn console_request(r: &mut Reader<'_>) -> Result<ConsoleRequest, DecodeError> {
     })
 }
 
+fn duravip_table(r: &mut Reader<'_>) -> Result<DuraVipTable, DecodeError> {
+    let generation = r.u64("duravip_table.generation")?;
+    let version = r.u64("duravip_table.version")?;
+    // The smallest claim is 11 bytes (an IPv4 address, two empty counts, no
+    // preference) and the smallest IP 5: counts beyond what is left are lies.
+    let count = r.count32("duravip_table.claims", 11)?;
+    let mut claims = Vec::with_capacity(count);
+    for _ in 0..count {
+        let ip = r.ip("duravip_table.claims.ip")?;
+        let names_count = usize::from(r.u16("duravip_table.claims.names")?);
+        let mut names = Vec::with_capacity(names_count.min(r.rest.len() / 4));
+        for _ in 0..names_count {
+            names.push(r.string("duravip_table.claims.names", MAX_NAME)?);
+        }
+        let services_count = usize::from(r.u16("duravip_table.claims.services")?);
+        let mut services = Vec::with_capacity(services_count.min(r.rest.len()));
+        for _ in 0..services_count {
+            services.push(match r.u8("duravip_table.claims.services")? {
+                0 => Service::Binding,
+                1 => Service::Listener(r.u16("duravip_table.claims.services.port")?),
+                other => {
+                    return Err(DecodeError(format!(
+                        "duravip_table.claims.services: unknown value {other}"
+                    )));
+                }
+            });
+        }
+        let preference = if r.option("duravip_table.claims.preference")? {
+            Some(r.string("duravip_table.claims.preference", MAX_NAME)?)
+        } else {
+            None
+        };
+        claims.push(Claim {
+            ip,
+            names,
+            services,
+            preference,
+        });
+    }
+    let count = r.count32("duravip_table.owned", 5)?;
+    let mut owned = Vec::with_capacity(count);
+    for _ in 0..count {
+        owned.push(r.ip("duravip_table.owned")?);
+    }
+    Ok(DuraVipTable {
+        generation,
+        table: Table {
+            version,
+            claims,
+            owned,
+        },
+    })
+}
+
 fn console_response(r: &mut Reader<'_>) -> Result<ConsoleResponse, DecodeError> {
     Ok(ConsoleResponse {
         id: r.u64("console_response.id")?,
@@ -258,6 +358,29 @@ fn put_self_info(w: &mut Vec<u8>, s: &SelfInfo) {
     for d in &s.config_digest {
         put_u32(w, *d);
     }
+}
+
+fn put_ip(w: &mut Vec<u8>, ip: &IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            w.push(4);
+            w.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            w.push(6);
+            w.extend_from_slice(&v6.octets());
+        }
+    }
+}
+
+/// A length for a u32 prefix; tables never come near it.
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).expect("list exceeds u32 entries")
+}
+
+/// A length for a u16 prefix.
+fn len16(n: usize) -> u16 {
+    u16::try_from(n).expect("list exceeds u16 entries")
 }
 
 fn put_u32(w: &mut Vec<u8>, v: u32) {
@@ -355,6 +478,29 @@ impl<'a> Reader<'a> {
         })?;
         self.rest = rest;
         Ok(text.to_owned())
+    }
+
+    /// A u32 count of items that take at least `min_item` bytes each,
+    /// refused when the bytes left cannot hold that many.
+    fn count32(&mut self, field: &str, min_item: usize) -> Result<usize, DecodeError> {
+        let count = usize::try_from(self.u32(field)?).unwrap_or(usize::MAX);
+        if count.saturating_mul(min_item) > self.rest.len() {
+            return Err(DecodeError(format!(
+                "{field}: {count} entries cannot fit in the {} bytes left",
+                self.rest.len()
+            )));
+        }
+        Ok(count)
+    }
+
+    fn ip(&mut self, field: &str) -> Result<IpAddr, DecodeError> {
+        match self.u8(field)? {
+            4 => Ok(IpAddr::from(self.fixed::<4>(field)?)),
+            6 => Ok(IpAddr::from(self.fixed::<16>(field)?)),
+            other => Err(DecodeError(format!(
+                "{field}: unknown address family {other}"
+            ))),
+        }
     }
 
     /// A u16-counted list of u32s.
@@ -480,6 +626,31 @@ mod tests {
                 ok: false,
                 output: "x".repeat(MAX_FRAME),
             }),
+            Message::DuraVipTable(DuraVipTable {
+                generation: 42,
+                table: Table {
+                    version: 7,
+                    claims: vec![
+                        Claim {
+                            ip: "10.1.1.1".parse().unwrap(),
+                            names: vec!["out1".into(), "out2".into()],
+                            services: vec![Service::Binding, Service::Listener(25)],
+                            preference: Some("mta2".into()),
+                        },
+                        Claim {
+                            ip: "2001:db8::7".parse().unwrap(),
+                            names: Vec::new(),
+                            services: Vec::new(),
+                            preference: None,
+                        },
+                    ],
+                    owned: vec!["10.1.1.1".parse().unwrap(), "2001:db8::7".parse().unwrap()],
+                },
+            }),
+            Message::DuraVipTable(DuraVipTable {
+                generation: 0,
+                table: Table::default(),
+            }),
         ]
     }
 
@@ -549,7 +720,27 @@ mod tests {
             "kind: truncated: needs 1 bytes, 0 left"
         );
         assert_eq!(err(&[PROTOCOL_VERSION, 0]), "kind: unknown message kind 0");
-        assert_eq!(err(&[PROTOCOL_VERSION, 5]), "kind: unknown message kind 5");
+        assert_eq!(err(&[PROTOCOL_VERSION, 6]), "kind: unknown message kind 6");
+    }
+
+    #[test]
+    fn duravip_tables_reject_lying_counts_and_unknown_families() {
+        let mut lying = vec![PROTOCOL_VERSION, KIND_DURAVIP_TABLE];
+        lying.extend_from_slice(&[0; 16]);
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            err(&lying),
+            "duravip_table.claims: 4294967295 entries cannot fit in the 0 bytes left"
+        );
+        let mut family = vec![PROTOCOL_VERSION, KIND_DURAVIP_TABLE];
+        family.extend_from_slice(&[0; 16]);
+        family.extend_from_slice(&0u32.to_le_bytes());
+        family.extend_from_slice(&1u32.to_le_bytes());
+        family.extend_from_slice(&[5, 1, 2, 3, 4]);
+        assert_eq!(
+            err(&family),
+            "duravip_table.owned: unknown address family 5"
+        );
     }
 
     #[test]

@@ -130,6 +130,15 @@ pub struct ConsoleResponse {
     pub output: String,
 }
 
+/// A node's DuraVIP table (its claims and the IPs it owns), sent over the
+/// reliable links on every change and whenever a link comes up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuraVipTable {
+    /// The sender's generation: a restarted node's versions start again.
+    pub generation: u64,
+    pub table: crate::core::duravip::Table,
+}
+
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -137,4 +146,5 @@ pub enum Message {
     Hello(Hello),
     ConsoleRequest(ConsoleRequest),
     ConsoleResponse(ConsoleResponse),
+    DuraVipTable(DuraVipTable),
 }
