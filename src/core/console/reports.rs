@@ -443,3 +443,138 @@ mod membership_tests {
         assert_eq!(out, "[a]\na\n[b] error: no answer\n");
     }
 }
+
+/// `cluster duravip show`, in the reference's format (momentum-notes §1.6):
+/// a header line per IP `<ip>/<name>[/<name>...]: (<flags>) <services>`, the
+/// two stability lines, then one line per candidate node: ` *  ` for the
+/// owner or four spaces, a TAB, the node name and its services.
+pub fn duravip_show(states: &[crate::core::duravip::IpState], mode: Mode) -> String {
+    let services = |s: &[crate::core::duravip::Service]| {
+        s.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            out.push_str("DuraVIP State:\n");
+            for s in states {
+                let mut head = s.ip.to_string();
+                for n in &s.names {
+                    head.push('/');
+                    head.push_str(n);
+                }
+                out.push_str(&format!(
+                    "{head}: ({}) {}\n\t[view stable for {} seconds]\n\t[configuration stable for {} seconds]\n",
+                    flag_words(&s.flags).join(","),
+                    services(&s.services),
+                    s.view_stable_ms / 1000,
+                    s.config_stable_ms / 1000,
+                ));
+                for (node, svc) in &s.candidates {
+                    let mark = if s.owner.as_deref() == Some(node.as_str()) {
+                        " *  "
+                    } else {
+                        "    "
+                    };
+                    out.push_str(&format!("{mark}\t{node} {}\n", services(svc)));
+                }
+            }
+        }
+        Mode::Xml => {
+            out.push_str("<duravip>\n");
+            for s in states {
+                out.push_str(&format!(
+                    "  <ip address=\"{}\" flags=\"{}\" owner=\"{}\" view_stable=\"{}\" configuration_stable=\"{}\">\n",
+                    s.ip,
+                    flag_words(&s.flags).join(","),
+                    xml_escape(s.owner.as_deref().unwrap_or("")),
+                    s.view_stable_ms / 1000,
+                    s.config_stable_ms / 1000
+                ));
+                for n in &s.names {
+                    out.push_str(&format!("    <name>{}</name>\n", xml_escape(n)));
+                }
+                for (node, svc) in &s.candidates {
+                    out.push_str(&format!(
+                        "    <candidate node=\"{}\" services=\"{}\" owner=\"{}\"/>\n",
+                        xml_escape(node),
+                        xml_escape(&services(svc)),
+                        s.owner.as_deref() == Some(node.as_str())
+                    ));
+                }
+                out.push_str("  </ip>\n");
+            }
+            out.push_str("</duravip>\n");
+        }
+    }
+    out
+}
+
+/// The reference's state words: owned or unowned, safe or UNSAFE, and
+/// conflict / BROKEN when they apply.
+fn flag_words(f: &crate::core::duravip::Flags) -> Vec<&'static str> {
+    let mut w = vec![
+        if f.owned { "owned" } else { "unowned" },
+        if f.unsafe_services { "UNSAFE" } else { "safe" },
+    ];
+    if f.conflict {
+        w.push("conflict");
+    }
+    if f.broken {
+        w.push("BROKEN");
+    }
+    w
+}
+
+#[cfg(test)]
+mod duravip_tests {
+    use super::*;
+    use crate::core::duravip::{Flags, IpState, Service};
+
+    #[test]
+    fn duravip_show_matches_the_reference_layout() {
+        let state = IpState {
+            ip: "10.80.116.53".parse().unwrap(),
+            names: vec!["flowgomail-hotmail-53".into()],
+            services: vec![Service::Binding],
+            flags: Flags {
+                owned: true,
+                ..Flags::default()
+            },
+            candidates: vec![
+                ("labrat-1".into(), vec![Service::Binding]),
+                ("labrat-2".into(), vec![Service::Binding]),
+                ("labrat-4".into(), vec![Service::Binding]),
+            ],
+            owner: Some("labrat-2".into()),
+            view_stable_ms: 5_420_400,
+            config_stable_ms: 5_466_000,
+        };
+        // momentum-notes.md §1.6, verbatim but for the order of the node lines.
+        let expected = "DuraVIP State:\n\
+            10.80.116.53/flowgomail-hotmail-53: (owned,safe) multivip\n\
+            \t[view stable for 5420 seconds]\n\
+            \t[configuration stable for 5466 seconds]\n    \tlabrat-1 multivip\n \
+            *  \tlabrat-2 multivip\n    \tlabrat-4 multivip\n";
+        assert_eq!(
+            duravip_show(std::slice::from_ref(&state), Mode::Text),
+            expected
+        );
+        let mut broken = state;
+        broken.flags = Flags {
+            owned: false,
+            unsafe_services: true,
+            conflict: true,
+            broken: true,
+        };
+        broken.owner = None;
+        let text = duravip_show(&[broken], Mode::Text);
+        assert!(
+            text.contains(": (unowned,UNSAFE,conflict,BROKEN) multivip"),
+            "{text}"
+        );
+        assert!(!text.contains(" *  "));
+    }
+}
