@@ -41,8 +41,11 @@
 //! Everything here is pure: it is given the time, the view and the tables,
 //! and returns acquire / release / announce outputs.
 
+mod from_config;
 #[cfg(test)]
 mod tests;
+
+pub use from_config::{claims_from_config, topology_for};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
