@@ -6,6 +6,7 @@
 //! whole cluster from a seed, and what lets the same logic run under the real
 //! runtime (`io/`) and under the simulator.
 
+pub mod announce;
 pub mod console;
 pub mod duravip;
 pub mod identity;
