@@ -20,15 +20,19 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
+use crate::core::announce::AnnounceConfig;
 use crate::core::console::reports::{self, ClusterStatus, InfoView, MemberView};
 use crate::core::console::{Console, Mode};
+use crate::core::duravip::{self, DuraVipConfig};
 use crate::core::identity::{self, AddrSource, Origin};
 use crate::core::membership::{Event, MembershipConfig, digest};
 use crate::core::wire::{NodeType, PeerState, SelfInfo};
 use crate::io::control::{ControlServer, Exec};
 use crate::io::host;
+use crate::io::plumb::{DryRunPlumber, NetlinkPlumber, Plumber};
 use crate::io::runtime::{Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
+use crate::io::vip::{VipEvent, VipHook, VipSetup};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -136,6 +140,7 @@ struct Inner {
     config: Config,
     hooks: RwLock<Hooks>,
     view_hooks: Arc<RwLock<Vec<ViewHook>>>,
+    vip_hooks: Arc<RwLock<Vec<VipHook>>>,
     /// A manager's answers to its last broadcasts: command, then node to answer.
     responses: Mutex<Vec<(String, Answers)>>,
     running: Mutex<Option<Running>>,
@@ -166,6 +171,7 @@ impl Node {
             inner: Arc::new(Inner {
                 hooks: RwLock::default(),
                 view_hooks: Arc::default(),
+                vip_hooks: Arc::default(),
                 responses: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
                 console: RwLock::new(console),
@@ -264,6 +270,13 @@ impl Node {
             runtime: Arc::new(runtime),
         });
         Ok(())
+    }
+
+    /// Adds a DuraVIP hook: it runs on the engine thread when this node gains
+    /// or loses an address, so the host can start or stop a listener or a
+    /// binding. May be registered at any time.
+    pub fn register_duravip_hook(&self, hook: Box<dyn Fn(&VipEvent) + Send + Sync>) {
+        self.inner.vip_hooks.write().push(Arc::from(hook));
     }
 
     /// Adds a membership hook: it runs on the engine thread after every view
@@ -385,11 +398,50 @@ impl Inner {
             log,
             console,
             view_hooks: Arc::clone(&self.view_hooks),
+            vip: self.vip_setup()?,
         };
         Runtime::start(rc).map_err(|source| NodeError::Io {
             what: format!("cluster port {bind}"),
             source,
         })
+    }
+
+    /// DuraVIP for this node, when its configuration claims any address.
+    fn vip_setup(&self) -> Result<Option<VipSetup>, NodeError> {
+        let config = &self.config;
+        let cluster = &config.cluster;
+        let claims = duravip::claims_from_config(config);
+        if claims.is_empty() {
+            return Ok(None);
+        }
+        let (plumber, announce): (Box<dyn Plumber>, Option<AnnounceConfig>) = if cluster
+            .duravip_dry_run
+        {
+            (Box::new(DryRunPlumber::new()), None)
+        } else {
+            let plumber = NetlinkPlumber::new().map_err(|source| NodeError::Io {
+                what: "netlink for DuraVIP plumbing (needs CAP_NET_ADMIN; duravip_dry_run = true runs without)".into(),
+                source,
+            })?;
+            let announce = AnnounceConfig {
+                refresh_interval_ms: u64::from(cluster.arp_refresh_interval) * 1000,
+                ..AnnounceConfig::default()
+            };
+            (Box::new(plumber), Some(announce))
+        };
+        Ok(Some(VipSetup {
+            cfg: DuraVipConfig {
+                view_mature_ms: u64::from(cluster.view_mature_time) * 1000,
+                balance_interval_ms: u64::from(cluster.view_balance_interval) * 1000,
+                balance_set_size: cluster.duravip_balance_set_size as usize,
+                quorum: cluster.quorum,
+            },
+            claims,
+            topology: cluster.topology.clone(),
+            plumber,
+            announce,
+            hooks: Arc::clone(&self.vip_hooks),
+        }))
     }
 
     /// The running runtime, cloned out of the lock so that slow commands do not hold it.
@@ -482,7 +534,19 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 6] = [
+    let node_commands: [Builtin; 8] = [
+        (
+            "cluster duravip show",
+            "",
+            "Show every DuraVIP: its names, flags and services, and its candidates with the owner marked *.",
+            |inner, _, mode| duravip_show(inner, mode),
+        ),
+        (
+            "cluster duravip show tables",
+            "",
+            "Show the DuraVIP state tables in XML (the schema is in the README).",
+            |inner, _, _| duravip_show(inner, Mode::Xml),
+        ),
         (
             "cluster nodename",
             "",
@@ -611,6 +675,23 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             unreachable!("built-in command {words:?} is valid: {e}");
         }
     }
+}
+
+fn duravip_show(inner: &Inner, mode: Mode) -> Result<String, String> {
+    let (runtime, _) = inner.runtime()?;
+    let snapshot = runtime.snapshot();
+    let Some((dv, plumbing)) = snapshot.vip else {
+        return Err(
+            "this node has no DuraVIP: no Binding or Listen has Enable_Duravip = true".into(),
+        );
+    };
+    // The engine's clock started with the runtime; the snapshot is recent enough.
+    let now = runtime.now_ms();
+    let mut out = reports::duravip_show(&dv.states(now), mode);
+    if mode == Mode::Text && plumbing != "netlink" {
+        out.push_str(&format!("(plumbing: {plumbing})\n"));
+    }
+    Ok(out)
 }
 
 fn join_args(args: &[String]) -> Result<String, String> {

@@ -65,6 +65,11 @@ pub struct ClusterConfig {
     /// Ours: whether this node is an MTA node or a manager (the reference ran
     /// the manager as a separate `eccmgr` daemon; here it is a node type).
     pub node_type: crate::core::wire::NodeType,
+    /// Ours: record what DuraVIP would plumb instead of plumbing (for
+    /// unprivileged demos and tests).
+    pub duravip_dry_run: bool,
+    /// Ours: seconds between gratuitous ARP refreshes of owned DuraVIPs (0: off).
+    pub arp_refresh_interval: u32,
     /// Ours: missed heartbeats before a peer is suspected.
     pub suspect_heartbeats: u32,
     /// Ours: missed heartbeats before a suspected peer is declared down.

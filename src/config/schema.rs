@@ -264,6 +264,8 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
     let insecure = s.get(ctx, "insecure", false);
     let quorum = s.get(ctx, "quorum", QuorumMode::None);
     let node_type = s.get(ctx, "node_type", NodeType::Momentum);
+    let duravip_dry_run = s.get(ctx, "duravip_dry_run", false);
+    let arp_refresh_interval = s.get(ctx, "arp_refresh_interval", 60u32);
     let suspect_heartbeats = s.get_checked(ctx, "suspect_heartbeats", 3u32, at_least(1));
     let down_heartbeats = s.get_checked(ctx, "down_heartbeats", 5u32, at_least(1));
     if down_heartbeats < suspect_heartbeats {
@@ -323,6 +325,8 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
         insecure,
         quorum,
         node_type,
+        duravip_dry_run,
+        arp_refresh_interval,
         suspect_heartbeats,
         down_heartbeats,
     }

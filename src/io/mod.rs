@@ -10,3 +10,4 @@ pub mod plumb;
 pub mod runtime;
 pub mod seal;
 pub mod signals;
+pub mod vip;

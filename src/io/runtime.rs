@@ -28,12 +28,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::core::duravip::DuraVip;
 use crate::core::membership::{Event, Membership, MembershipConfig, Output};
+use crate::core::wire::DuraVipTable;
 use crate::core::wire::{
     ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject,
     RejectCounters, ReplayGuard, SelfInfo, decode_message, encode_message,
 };
 use crate::io::seal::{Envelope, Key, Sealer};
+use crate::io::vip::{VipDriver, VipSetup};
 
 /// A membership hook: runs on the engine thread after every view change.
 pub type ViewHook = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -57,6 +60,8 @@ pub struct RuntimeConfig {
     pub log: Arc<dyn Fn(&str) + Send + Sync>,
     pub console: ConsoleExec,
     pub view_hooks: Arc<RwLock<Vec<ViewHook>>>,
+    /// DuraVIP, when this node has any DuraVIP claims.
+    pub vip: Option<VipSetup>,
 }
 
 /// What the console reads: the membership table and the transport's counters.
@@ -69,10 +74,14 @@ pub struct Snapshot {
     /// Heartbeat datagrams sent, and their bytes (sealed, without IP/UDP headers).
     pub heartbeats_sent: u64,
     pub heartbeat_bytes: u64,
+    /// The DuraVIP core's state and how addresses are plumbed, when enabled.
+    pub vip: Option<(DuraVip, &'static str)>,
 }
 
 enum EngineCommand {
     Reset(u64),
+    /// A peer's DuraVIP table, received on its link.
+    Table(String, DuraVipTable),
 }
 
 struct Link {
@@ -94,6 +103,11 @@ struct Shared {
     /// new connection, must be newer: replaying a captured stream on a fresh
     /// connection is refused.
     stream_high: Mutex<HashMap<String, (u64, u64)>>,
+    /// Commands for the engine thread, and the address that wakes it.
+    commands: Mutex<Sender<EngineCommand>>,
+    wake: SocketAddr,
+    /// This node's latest DuraVIP table, sent on every new link.
+    latest_table: Mutex<Option<DuraVipTable>>,
     next_request: AtomicU64,
     stopping: AtomicBool,
     peers: Vec<(String, SocketAddr)>,
@@ -130,6 +144,26 @@ impl Shared {
         }
     }
 
+    fn send_command(&self, command: EngineCommand) {
+        if self.commands.lock().send(command).is_ok() {
+            self.wake_engine();
+        }
+    }
+
+    fn wake_engine(&self) {
+        if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.wake.ip(), 0)) {
+            let _ = s.send_to(&[], self.wake);
+        }
+    }
+
+    /// Sends a message on every link.
+    fn broadcast(&self, message: &Message) {
+        let links: Vec<Arc<Link>> = self.links.lock().values().cloned().collect();
+        for link in links {
+            let _ = write_frame(&mut link.writer.lock(), &self.seal(message));
+        }
+    }
+
     fn peer_alive(&self, name: &str) -> bool {
         self.alive_generation(name).is_some()
     }
@@ -152,9 +186,8 @@ impl Shared {
 /// A running cluster runtime.
 pub struct Runtime {
     shared: Arc<Shared>,
-    commands: Sender<EngineCommand>,
-    wake: SocketAddr,
     tcp_addr: SocketAddr,
+    started: Instant,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -179,7 +212,7 @@ pub fn new_generation(previous: u64) -> u64 {
 
 impl Runtime {
     /// Binds the cluster port (UDP and TCP) and starts the threads.
-    pub fn start(cfg: RuntimeConfig) -> io::Result<Runtime> {
+    pub fn start(mut cfg: RuntimeConfig) -> io::Result<Runtime> {
         let udp = UdpSocket::bind(cfg.bind)?;
         let tcp = TcpListener::bind(udp.local_addr()?)?;
         let local = udp.local_addr()?;
@@ -190,6 +223,7 @@ impl Runtime {
         };
         let now = Instant::now();
         let membership = Membership::new(cfg.membership.clone(), cfg.me.clone(), 0);
+        let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             sealer: Sealer::new(cfg.key.clone()),
             me_name: cfg.me.name.clone(),
@@ -202,11 +236,15 @@ impl Runtime {
                 late_timer_events: 0,
                 heartbeats_sent: 0,
                 heartbeat_bytes: 0,
+                vip: None,
             }),
             rejects: Mutex::new(RejectCounters::default()),
             links: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             stream_high: Mutex::new(HashMap::new()),
+            commands: Mutex::new(tx),
+            wake,
+            latest_table: Mutex::new(None),
             next_request: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             peers: cfg.peers.clone(),
@@ -214,13 +252,13 @@ impl Runtime {
             log: Arc::clone(&cfg.log),
             console: Arc::clone(&cfg.console),
         });
-        let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
         {
             let shared = Arc::clone(&shared);
             let hooks = Arc::clone(&cfg.view_hooks);
+            let vip = cfg.vip.take();
             threads.push(spawn("ecc-engine", move || {
-                engine(shared, udp, membership, now, rx, hooks)
+                engine(shared, udp, membership, now, rx, hooks, vip)
             })?);
         }
         {
@@ -239,9 +277,8 @@ impl Runtime {
         }
         Ok(Runtime {
             shared,
-            commands: tx,
-            wake,
             tcp_addr: local,
+            started: now,
             threads: Mutex::new(threads),
         })
     }
@@ -249,6 +286,11 @@ impl Runtime {
     /// The address the cluster port is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.tcp_addr
+    }
+
+    /// The engine's clock: milliseconds since the runtime started.
+    pub fn now_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The latest membership table and counters.
@@ -259,10 +301,7 @@ impl Runtime {
     /// Rejoins with a new generation (`cluster reset`).
     pub fn reset(&self) -> io::Result<u64> {
         let generation = new_generation(self.shared.generation.load(Ordering::SeqCst));
-        self.commands
-            .send(EngineCommand::Reset(generation))
-            .map_err(|_| io::Error::other("the engine thread has stopped"))?;
-        self.wake_engine();
+        self.shared.send_command(EngineCommand::Reset(generation));
         Ok(generation)
     }
 
@@ -334,19 +373,13 @@ impl Runtime {
         Ok(rx)
     }
 
-    fn wake_engine(&self) {
-        if let Ok(s) = UdpSocket::bind(SocketAddr::new(self.wake.ip(), 0)) {
-            let _ = s.send_to(&[], self.wake);
-        }
-    }
-
     /// Stops every thread and closes the sockets; later calls do nothing.
     pub fn stop(&self) {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.wake_engine();
-        let _ = TcpStream::connect_timeout(&self.wake, Duration::from_millis(200));
+        self.shared.wake_engine();
+        let _ = TcpStream::connect_timeout(&self.shared.wake, Duration::from_millis(200));
         for link in self.shared.links.lock().drain().map(|(_, l)| l) {
             let _ = link.writer.lock().shutdown(std::net::Shutdown::Both);
         }
@@ -383,17 +416,31 @@ fn engine(
     start: Instant,
     commands: Receiver<EngineCommand>,
     hooks: Arc<RwLock<Vec<ViewHook>>>,
+    vip: Option<VipSetup>,
 ) {
     let now_ms = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let generation = shared.generation.load(Ordering::SeqCst);
+    let mut vip = vip.map(|setup| {
+        let (driver, tables) = VipDriver::start(
+            setup,
+            &shared.me_name,
+            generation,
+            now_ms(),
+            Arc::clone(&shared.log),
+        );
+        publish_tables(&shared, &driver, tables);
+        driver
+    });
+    let mut had_quorum = None;
     let mut guards: HashMap<String, ReplayGuard> = HashMap::new();
     let mut late_timer_events = 0u64;
     let (mut heartbeats_sent, mut heartbeat_bytes) = (0u64, 0u64);
     let mut buf = vec![0u8; MAX_DATAGRAM + 512];
     while !shared.stopping.load(Ordering::SeqCst) {
-        let wait = membership
-            .next_deadline()
-            .saturating_sub(now_ms())
-            .clamp(1, 250);
+        let deadline = vip.as_ref().map_or(membership.next_deadline(), |v| {
+            v.next_deadline().min(membership.next_deadline())
+        });
+        let wait = deadline.saturating_sub(now_ms()).clamp(1, 250);
         let _ = udp.set_read_timeout(Some(Duration::from_millis(wait)));
         let mut outputs = Vec::new();
         if let Ok((n, from)) = udp.recv_from(&mut buf)
@@ -404,14 +451,25 @@ fn engine(
                 Err(why) => shared.reject(&why, from),
             }
         }
-        while let Ok(EngineCommand::Reset(generation)) = commands.try_recv() {
-            shared.generation.store(generation, Ordering::SeqCst);
-            (shared.log)(&format!(
-                "cluster reset: rejoining with generation {generation:016x}"
-            ));
-            outputs.extend(membership.reset(now_ms(), generation));
+        while let Ok(command) = commands.try_recv() {
+            match command {
+                EngineCommand::Reset(generation) => {
+                    shared.generation.store(generation, Ordering::SeqCst);
+                    (shared.log)(&format!(
+                        "cluster reset: rejoining with generation {generation:016x}"
+                    ));
+                    outputs.extend(membership.reset(now_ms(), generation));
+                }
+                EngineCommand::Table(from, table) => {
+                    if let Some(v) = &mut vip {
+                        let tables = v.on_table(now_ms(), &from, table);
+                        publish_tables(&shared, v, tables);
+                    }
+                }
+            }
         }
         outputs.extend(membership.tick(now_ms()));
+        let mut view_changed = false;
         for output in outputs {
             match output {
                 Output::Send { to, heartbeat } => {
@@ -429,12 +487,23 @@ fn engine(
                     }
                     (shared.log)(&describe(&event));
                     if matches!(event, Event::ViewChanged { .. }) {
+                        view_changed = true;
                         for hook in hooks.read().iter() {
                             hook(&event);
                         }
                     }
                 }
             }
+        }
+        if let Some(v) = &mut vip {
+            let has_quorum = membership.quorum().has_quorum();
+            let mut tables = Vec::new();
+            if view_changed || had_quorum != Some(has_quorum) {
+                tables.extend(v.set_view(now_ms(), membership.view(), has_quorum));
+                had_quorum = Some(has_quorum);
+            }
+            tables.extend(v.tick(now_ms()));
+            publish_tables(&shared, v, tables);
         }
         let rejected = shared.rejects.lock().iter().collect();
         let links = shared.links.lock().keys().cloned().collect();
@@ -445,7 +514,23 @@ fn engine(
             late_timer_events,
             heartbeats_sent,
             heartbeat_bytes,
+            vip: vip.as_ref().map(|v| (v.state().clone(), v.plumbing())),
         };
+    }
+    // A planned stop releases before anyone else acquires.
+    if let Some(v) = &mut vip {
+        v.release_all(now_ms());
+    }
+}
+
+/// Sends DuraVIP tables to every peer and keeps the newest for new links.
+fn publish_tables(shared: &Shared, driver: &VipDriver, tables: Vec<DuraVipTable>) {
+    if tables.is_empty() {
+        return;
+    }
+    *shared.latest_table.lock() = Some(driver.table());
+    for table in tables {
+        shared.broadcast(&Message::DuraVipTable(table));
     }
 }
 
@@ -685,6 +770,14 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
         let _ = old.writer.lock().shutdown(std::net::Shutdown::Both);
     }
     (shared.log)(&format!("link to {peer} established"));
+    // A new link may be a peer that restarted: give it our DuraVIP table.
+    let table = shared.latest_table.lock().clone();
+    if let Some(table) = table {
+        let _ = write_frame(
+            &mut link.writer.lock(),
+            &shared.seal(&Message::DuraVipTable(table)),
+        );
+    }
     // Links are idle for long stretches; only a broken stream ends the loop.
     let _ = stream.set_read_timeout(None);
     let weak: Weak<Link> = Arc::downgrade(&link);
@@ -717,7 +810,10 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
                     let _ = tx.send(resp);
                 }
             }
-            Message::Hello(_) | Message::Heartbeat(_) | Message::DuraVipTable(_) => {}
+            Message::DuraVipTable(table) => {
+                shared.send_command(EngineCommand::Table(peer.clone(), table))
+            }
+            Message::Hello(_) | Message::Heartbeat(_) => {}
         }
     }
     let mut links = shared.links.lock();
