@@ -843,3 +843,99 @@ fn a_peer_that_refuses_the_link_is_not_redialled_in_a_tight_loop() {
     assert!(log.contains("rejected traffic from n1"), "{log}");
     assert_eq!(n1.membership(), strings(&names));
 }
+
+/// The owner of each DuraVIP as every node's `cluster duravip show` says:
+/// address to owner, or `None` while the nodes disagree or a node does not
+/// answer.
+fn duravip_owners(nodes: &[&Node]) -> Option<Vec<(String, String)>> {
+    let mut agreed: Option<Vec<(String, String)>> = None;
+    for node in nodes {
+        let text = node.console("cluster duravip show").ok()?;
+        let mut owners = Vec::new();
+        let mut ip = String::new();
+        for line in text.lines() {
+            if let Some((head, _)) = line.split_once(": (") {
+                ip = head.split('/').next().unwrap_or_default().to_string();
+            } else if let Some(rest) = line.strip_prefix(" *  \t") {
+                owners.push((
+                    ip.clone(),
+                    rest.split(' ').next().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+        match &agreed {
+            None => agreed = Some(owners),
+            Some(a) if *a == owners => {}
+            Some(_) => return None,
+        }
+    }
+    agreed
+}
+
+/// DuraVIP across real processes (dry-run plumbing, so no privileges are
+/// needed; the netns tests plumb for real): one agreed owner per address,
+/// the preferred node owns its address, a SIGKILLed owner's addresses move
+/// to a survivor within the detection bound, and a planned stop releases.
+#[test]
+fn duravip_addresses_have_one_owner_and_fail_over() {
+    let lab = Lab::new("duravip");
+    let names = ["n1", "n2", "n3"];
+    let peers = Lab::ports(&names);
+    let extra = "view_mature_time = 1\nview_balance_interval = 1\nduravip_dry_run = true\n\
+                 [cluster.topology.\"\"]\ninterface = \"eth1\"\n\
+                 [binding.out1]\nbind_address = \"10.9.0.1\"\nenable_duravip = true\n\
+                 [binding.out2]\nbind_address = \"10.9.0.2\"\nenable_duravip = true\n\
+                 [binding.out3]\nbind_address = \"10.9.0.3\"\nenable_duravip = true\nduravip_preference = \"n2\"\n";
+    let mut nodes: Vec<Node> = names
+        .iter()
+        .map(|n| {
+            let mut spec = lab.spec(n, &peers);
+            spec.extra = extra.to_string();
+            lab.start(&spec)
+        })
+        .collect();
+    wait_converged(&all(&nodes), &names);
+    let mut owners = Vec::new();
+    let per_node = |owners: &[(String, String)]| {
+        let mut counts: Vec<usize> = names
+            .iter()
+            .map(|n| owners.iter().filter(|(_, o)| o == n).count())
+            .collect();
+        counts.sort_unstable();
+        counts
+    };
+    // One agreed owner each, balanced (balancing runs every second here).
+    wait_until("one agreed owner for each DuraVIP, one per node", || {
+        owners = duravip_owners(&all(&nodes)).unwrap_or_default();
+        owners.len() == 3 && per_node(&owners) == [1, 1, 1]
+    });
+    assert!(
+        owners.contains(&("10.9.0.3".to_string(), "n2".to_string())),
+        "{owners:?}"
+    );
+
+    // SIGKILL the owner of 10.9.0.1: a survivor takes it over.
+    let victim = owners
+        .iter()
+        .find(|(ip, _)| ip == "10.9.0.1")
+        .map(|(_, o)| o.clone())
+        .unwrap();
+    let index = names.iter().position(|n| *n == victim).unwrap();
+    let killed = Instant::now();
+    nodes[index].kill();
+    let survivors: Vec<&Node> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, n)| n)
+        .collect();
+    wait_until("a survivor owns 10.9.0.1", || {
+        duravip_owners(&survivors)
+            .is_some_and(|o| o.iter().any(|(ip, n)| ip == "10.9.0.1" && *n != victim))
+    });
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(4), "failover took {took:?}");
+    let log: String = survivors.iter().map(|n| n.log_text()).collect();
+    assert!(log.contains("gained DuraVIP 10.9.0.1/32 on eth1"), "{log}");
+    assert!(log.contains("dry run (nothing is plumbed)"), "{log}");
+}

@@ -426,7 +426,18 @@ impl DuraVip {
         let mut loads = self.loads();
         let mut acquire = Vec::new();
         let mut release = Vec::new();
-        for (ip, per_node) in &claims {
+        // Preferred addresses first: their owners are fixed, so the least
+        // loaded choice for the others should already count them.
+        let mut order: Vec<(&IpAddr, &Vec<(String, Claim)>)> = claims.iter().collect();
+        order.sort_by_key(|(ip, per_node)| {
+            let candidates: Vec<(&str, &Claim)> =
+                per_node.iter().map(|(n, c)| (n.as_str(), c)).collect();
+            let preferred = analyse(&candidates)
+                .preference
+                .is_some_and(|p| candidates.iter().any(|(n, _)| *n == p));
+            (!preferred, **ip)
+        });
+        for (ip, per_node) in order {
             let candidates: Vec<(&str, &Claim)> =
                 per_node.iter().map(|(n, c)| (n.as_str(), c)).collect();
             let analysis = analyse(&candidates);
