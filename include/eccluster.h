@@ -100,6 +100,17 @@ typedef void (*ecc_membership_hook_fn)(void *userdata,
                                        const char *const *members,
                                        size_t member_count);
 
+// A DuraVIP hook: called when this node gains (`gained` true: the address is
+// plumbed and announced) or loses (`gained` false: unplumbed) a DuraVIP,
+// with the address as text and the binding names using it, so the host can
+// start or stop a listener or a binding. Strings are valid only during the
+// call. Runs on the node's engine thread.
+typedef void (*ecc_duravip_hook_fn)(void *userdata,
+                                    bool gained,
+                                    const char *ip,
+                                    const char *const *names,
+                                    size_t name_count);
+
 // Detect from the text: a `[table]` header line means TOML.
 #define ECC_FORMAT_AUTO 0
 
@@ -239,6 +250,35 @@ ecc_status ecc_console_exec(const ecc_node *node,
 ecc_status ecc_node_register_membership_hook(ecc_node *node,
                                              ecc_membership_hook_fn hook,
                                              void *userdata);
+
+// Registers a DuraVIP gained/lost hook; may be called at any time.
+//
+// # Safety
+// `node` is a live handle; `hook` a valid function; `userdata` usable on
+// the engine thread until the node is freed.
+ecc_status ecc_node_register_duravip_hook(ecc_node *node, ecc_duravip_hook_fn hook, void *userdata);
+
+// Registers (or changes) a DuraVIP at run time, as the host owns its
+// bindings: `ip` (IPv4 or IPv6 text), the binding names on it (`names`,
+// `name_count`; may be 0), whether a listener uses it too (`listener_port`,
+// 0 for none), and an optional preferred node (`preference`, may be NULL).
+// The node must be running with DuraVIP enabled (a `Topology` configured).
+//
+// # Safety
+// `node` is a live handle; `ip` and `preference` (if not NULL) are
+// NUL-terminated strings; `names` points to `name_count` of them.
+ecc_status ecc_node_register_duravip(const ecc_node *node,
+                                     const char *ip,
+                                     const char *const *names,
+                                     size_t name_count,
+                                     uint16_t listener_port,
+                                     const char *preference);
+
+// Removes a DuraVIP (released first if this node owns it).
+//
+// # Safety
+// `node` is a live handle; `ip` a NUL-terminated string.
+ecc_status ecc_node_remove_duravip(const ecc_node *node, const char *ip);
 
 // The text of the last error on this thread ("" if none). The pointer is
 // valid until the next `ecc_` call on this thread.

@@ -272,6 +272,26 @@ impl Node {
         Ok(())
     }
 
+    /// Registers (or changes) a DuraVIP at run time: the host MTA owns its
+    /// bindings and listeners. `names` are the binding names on the address;
+    /// `services` says what uses it. Only while running, with DuraVIP enabled.
+    pub fn register_duravip(&self, claim: duravip::Claim) -> Result<(), NodeError> {
+        let (runtime, _) = self
+            .inner
+            .runtime()
+            .map_err(|_| NodeError::InvalidState("the node is not running"))?;
+        runtime.set_claim(claim).map_err(NodeError::Config)
+    }
+
+    /// Removes a DuraVIP registered at run time (or from the configuration).
+    pub fn remove_duravip(&self, ip: IpAddr) -> Result<(), NodeError> {
+        let (runtime, _) = self
+            .inner
+            .runtime()
+            .map_err(|_| NodeError::InvalidState("the node is not running"))?;
+        runtime.remove_claim(ip).map_err(NodeError::Config)
+    }
+
     /// Adds a DuraVIP hook: it runs on the engine thread when this node gains
     /// or loses an address, so the host can start or stop a listener or a
     /// binding. May be registered at any time.
@@ -411,7 +431,9 @@ impl Inner {
         let config = &self.config;
         let cluster = &config.cluster;
         let claims = duravip::claims_from_config(config);
-        if claims.is_empty() {
+        // DuraVIP runs when the configuration claims an address, or names a
+        // Topology so that the host can register its DuraVIPs at run time.
+        if claims.is_empty() && cluster.topology.is_empty() {
             return Ok(None);
         }
         let (plumber, announce): (Box<dyn Plumber>, Option<AnnounceConfig>) = if cluster

@@ -397,3 +397,169 @@ pub unsafe extern "C" fn ecc_node_register_membership_hook(
         ecc_status::ECC_OK
     })
 }
+
+/// A DuraVIP hook: called when this node gains (`gained` true: the address is
+/// plumbed and announced) or loses (`gained` false: unplumbed) a DuraVIP,
+/// with the address as text and the binding names using it, so the host can
+/// start or stop a listener or a binding. Strings are valid only during the
+/// call. Runs on the node's engine thread.
+pub type ecc_duravip_hook_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        gained: bool,
+        ip: *const c_char,
+        names: *const *const c_char,
+        name_count: usize,
+    ),
+>;
+
+/// Registers a DuraVIP gained/lost hook; may be called at any time.
+///
+/// # Safety
+/// `node` is a live handle; `hook` a valid function; `userdata` usable on
+/// the engine thread until the node is freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ecc_node_register_duravip_hook(
+    node: *mut ecc_node,
+    hook: ecc_duravip_hook_fn,
+    userdata: *mut c_void,
+) -> ecc_status {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let node = match unsafe { ecc_node::borrow(node, "node") } {
+            Ok(n) => n,
+            Err(s) => return s,
+        };
+        let Some(hook) = hook else {
+            return fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL");
+        };
+        let userdata = HostPtr(userdata);
+        node.register_duravip_hook(Box::new(move |event| {
+            let (gained, claim) = match event {
+                crate::io::vip::VipEvent::Gained(c) => (true, c),
+                crate::io::vip::VipEvent::Lost(c) => (false, c),
+            };
+            let Ok(ip) = std::ffi::CString::new(claim.ip.to_string()) else {
+                return;
+            };
+            let names: Vec<std::ffi::CString> = claim
+                .names
+                .iter()
+                .filter_map(|n| std::ffi::CString::new(n.as_str()).ok())
+                .collect();
+            let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+            // SAFETY: every pointer outlives the call; the host's function is
+            // called as its type declares.
+            unsafe {
+                hook(
+                    userdata.get(),
+                    gained,
+                    ip.as_ptr(),
+                    pointers.as_ptr(),
+                    pointers.len(),
+                )
+            };
+        }));
+        ecc_status::ECC_OK
+    })
+}
+
+/// Registers (or changes) a DuraVIP at run time, as the host owns its
+/// bindings: `ip` (IPv4 or IPv6 text), the binding names on it (`names`,
+/// `name_count`; may be 0), whether a listener uses it too (`listener_port`,
+/// 0 for none), and an optional preferred node (`preference`, may be NULL).
+/// The node must be running with DuraVIP enabled (a `Topology` configured).
+///
+/// # Safety
+/// `node` is a live handle; `ip` and `preference` (if not NULL) are
+/// NUL-terminated strings; `names` points to `name_count` of them.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ecc_node_register_duravip(
+    node: *const ecc_node,
+    ip: *const c_char,
+    names: *const *const c_char,
+    name_count: usize,
+    listener_port: u16,
+    preference: *const c_char,
+) -> ecc_status {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (node, ip) = match unsafe { (ecc_node::borrow(node, "node"), str_arg(ip, "ip")) } {
+            (Ok(n), Ok(i)) => (n, i),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+            return fail(
+                ecc_status::ECC_INVALID_ARGUMENT,
+                format!("ip {ip:?} is not an IP address"),
+            );
+        };
+        if names.is_null() && name_count > 0 {
+            return fail(ecc_status::ECC_NULL_ARGUMENT, "names is NULL");
+        }
+        let mut binding_names = Vec::with_capacity(name_count);
+        for i in 0..name_count {
+            // SAFETY: names points to name_count pointers per the contract.
+            let p = unsafe { *names.add(i) };
+            // SAFETY: each is a NUL-terminated string per the contract.
+            match unsafe { str_arg(p, "names[i]") } {
+                Ok(n) => binding_names.push(n.to_string()),
+                Err(s) => return s,
+            }
+        }
+        let preference = if preference.is_null() {
+            None
+        } else {
+            // SAFETY: non-null and NUL-terminated per the contract.
+            match unsafe { str_arg(preference, "preference") } {
+                Ok(p) => Some(p.to_string()),
+                Err(s) => return s,
+            }
+        };
+        let mut services = Vec::new();
+        if !binding_names.is_empty() {
+            services.push(crate::core::duravip::Service::Binding);
+        }
+        if listener_port != 0 {
+            services.push(crate::core::duravip::Service::Listener(listener_port));
+        }
+        let claim = crate::core::duravip::Claim {
+            ip,
+            names: binding_names,
+            services,
+            preference,
+        };
+        match node.register_duravip(claim) {
+            Ok(()) => ecc_status::ECC_OK,
+            Err(e) => node_error(&e),
+        }
+    })
+}
+
+/// Removes a DuraVIP (released first if this node owns it).
+///
+/// # Safety
+/// `node` is a live handle; `ip` a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ecc_node_remove_duravip(
+    node: *const ecc_node,
+    ip: *const c_char,
+) -> ecc_status {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (node, ip) = match unsafe { (ecc_node::borrow(node, "node"), str_arg(ip, "ip")) } {
+            (Ok(n), Ok(i)) => (n, i),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+            return fail(
+                ecc_status::ECC_INVALID_ARGUMENT,
+                format!("ip {ip:?} is not an IP address"),
+            );
+        };
+        match node.remove_duravip(ip) {
+            Ok(()) => ecc_status::ECC_OK,
+            Err(e) => node_error(&e),
+        }
+    })
+}

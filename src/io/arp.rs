@@ -48,10 +48,10 @@ const ARP_HTYPE_ETHERNET: u16 = 1;
 /// usually pad, but not every path does (veth does not), so we pad ourselves.
 const ETH_MIN_FRAME: usize = 60;
 /// The length of an ARP frame we send: padded to the Ethernet minimum.
-pub const ARP_FRAME_LEN: usize = ETH_MIN_FRAME;
+pub(crate) const ARP_FRAME_LEN: usize = ETH_MIN_FRAME;
 /// The length of the ICMPv6 part of a Neighbour Advertisement with one
 /// target link-layer address option.
-pub const NA_LEN: usize = 32;
+pub(crate) const NA_LEN: usize = 32;
 
 /// The ARP operation of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,7 +49,7 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 /// The `IFA_PROTO` value that marks an address as plumbed by eccluster
 /// (0x45 = `E`). Not registered anywhere; chosen clear of the kernel's own
 /// values (1–3) and keepalived's.
-pub const ADDR_PROTO: u8 = 0x45;
+pub(crate) const ADDR_PROTO: u8 = 0x45;
 
 /// Appended to the interface name to form the IPv4 label of our addresses.
 pub const LABEL_SUFFIX: &str = ":ecc";

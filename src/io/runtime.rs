@@ -82,6 +82,10 @@ enum EngineCommand {
     Reset(u64),
     /// A peer's DuraVIP table, received on its link.
     Table(String, DuraVipTable),
+    /// The host registered (or changed) one of its DuraVIPs.
+    Claim(crate::core::duravip::Claim),
+    /// The host removed one of its DuraVIPs.
+    Unclaim(IpAddr),
 }
 
 struct Link {
@@ -188,6 +192,7 @@ pub struct Runtime {
     shared: Arc<Shared>,
     tcp_addr: SocketAddr,
     started: Instant,
+    vip_configured: bool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -253,10 +258,12 @@ impl Runtime {
             console: Arc::clone(&cfg.console),
         });
         let mut threads = Vec::new();
+        let vip_configured;
         {
             let shared = Arc::clone(&shared);
             let hooks = Arc::clone(&cfg.view_hooks);
             let vip = cfg.vip.take();
+            vip_configured = vip.is_some();
             threads.push(spawn("ecc-engine", move || {
                 engine(shared, udp, membership, now, rx, hooks, vip)
             })?);
@@ -279,6 +286,7 @@ impl Runtime {
             shared,
             tcp_addr: local,
             started: now,
+            vip_configured,
             threads: Mutex::new(threads),
         })
     }
@@ -286,6 +294,29 @@ impl Runtime {
     /// The address the cluster port is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.tcp_addr
+    }
+
+    /// Registers or changes one of this node's DuraVIPs (the host owns its
+    /// bindings). Fails when the node runs without DuraVIP.
+    pub fn set_claim(&self, claim: crate::core::duravip::Claim) -> Result<(), String> {
+        self.vip_enabled()?;
+        self.shared.send_command(EngineCommand::Claim(claim));
+        Ok(())
+    }
+
+    /// Removes one of this node's DuraVIPs (released if owned).
+    pub fn remove_claim(&self, ip: IpAddr) -> Result<(), String> {
+        self.vip_enabled()?;
+        self.shared.send_command(EngineCommand::Unclaim(ip));
+        Ok(())
+    }
+
+    fn vip_enabled(&self) -> Result<(), String> {
+        if self.vip_configured {
+            Ok(())
+        } else {
+            Err("DuraVIP is not enabled on this node: configure a Topology (and duravip_dry_run without privileges)".into())
+        }
     }
 
     /// The engine's clock: milliseconds since the runtime started.
@@ -463,6 +494,18 @@ fn engine(
                 EngineCommand::Table(from, table) => {
                     if let Some(v) = &mut vip {
                         let tables = v.on_table(now_ms(), &from, table);
+                        publish_tables(&shared, v, tables);
+                    }
+                }
+                EngineCommand::Claim(claim) => {
+                    if let Some(v) = &mut vip {
+                        let tables = v.set_claim(now_ms(), claim);
+                        publish_tables(&shared, v, tables);
+                    }
+                }
+                EngineCommand::Unclaim(ip) => {
+                    if let Some(v) = &mut vip {
+                        let tables = v.remove_claim(now_ms(), ip);
                         publish_tables(&shared, v, tables);
                     }
                 }

@@ -120,6 +120,18 @@ impl VipDriver {
         self.apply(now_ms, outputs)
     }
 
+    /// The host registered or changed one of its DuraVIPs.
+    pub fn set_claim(&mut self, now_ms: u64, claim: Claim) -> Vec<DuraVipTable> {
+        let outputs = self.dv.set_claim(now_ms, claim);
+        self.apply(now_ms, outputs)
+    }
+
+    /// The host removed one of its DuraVIPs.
+    pub fn remove_claim(&mut self, now_ms: u64, ip: std::net::IpAddr) -> Vec<DuraVipTable> {
+        let outputs = self.dv.remove_claim(now_ms, ip);
+        self.apply(now_ms, outputs)
+    }
+
     /// A peer's table arrived over its link.
     pub fn on_table(&mut self, now_ms: u64, from: &str, table: DuraVipTable) -> Vec<DuraVipTable> {
         let outputs = self
