@@ -556,7 +556,21 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 8] = [
+    let node_commands: [Builtin; 9] = [
+        (
+            "cluster duravip announce view",
+            "",
+            "Send this node's DuraVIP table to every peer again and re-announce its addresses (run it with broadcast after a config reload).",
+            |inner, _, mode| {
+                let (runtime, id) = inner.runtime()?;
+                runtime.announce_view()?;
+                Ok(reports::value(
+                    "announce",
+                    &format!("{} announced its DuraVIP view", id.nodename),
+                    mode,
+                ))
+            },
+        ),
         (
             "cluster duravip show",
             "",

@@ -86,6 +86,9 @@ enum EngineCommand {
     Claim(crate::core::duravip::Claim),
     /// The host removed one of its DuraVIPs.
     Unclaim(IpAddr),
+    /// `cluster duravip announce view`: send our table to every peer again
+    /// and re-announce every owned address.
+    AnnounceView,
 }
 
 struct Link {
@@ -304,6 +307,14 @@ impl Runtime {
         Ok(())
     }
 
+    /// Sends this node's DuraVIP table to every peer again and re-announces
+    /// every owned address (`cluster duravip announce view`).
+    pub fn announce_view(&self) -> Result<(), String> {
+        self.vip_enabled()?;
+        self.shared.send_command(EngineCommand::AnnounceView);
+        Ok(())
+    }
+
     /// Removes one of this node's DuraVIPs (released if owned).
     pub fn remove_claim(&self, ip: IpAddr) -> Result<(), String> {
         self.vip_enabled()?;
@@ -501,6 +512,14 @@ fn engine(
                     if let Some(v) = &mut vip {
                         let tables = v.set_claim(now_ms(), claim);
                         publish_tables(&shared, v, tables);
+                    }
+                }
+                EngineCommand::AnnounceView => {
+                    if let Some(v) = &mut vip {
+                        v.reannounce(now_ms());
+                        let table = v.table();
+                        *shared.latest_table.lock() = Some(table.clone());
+                        shared.broadcast(&Message::DuraVipTable(table));
                     }
                 }
                 EngineCommand::Unclaim(ip) => {

@@ -104,6 +104,13 @@ impl VipDriver {
         (driver, out)
     }
 
+    /// Starts a new round of announcements for every owned address.
+    pub fn reannounce(&mut self, now_ms: u64) {
+        if let Some(a) = &mut self.announcer {
+            a.view_changed(now_ms);
+        }
+    }
+
     /// The membership view changed (or its quorum did).
     pub fn set_view(&mut self, now_ms: u64, view: &View, has_quorum: bool) -> Vec<DuraVipTable> {
         let members: Vec<(String, u64)> = view
