@@ -20,6 +20,12 @@
 //!   delay range (a range, so messages reorder), plus cuts: a partition is a
 //!   set of cuts, an asymmetric fault is one cut. Loss and cuts are decided
 //!   when a message is sent (it is then "on the wire").
+//! - **Reliable links.** [`Effect::SendReliable`] models a message on the
+//!   TCP stream of a peer pair: never lost, delivered in order (FIFO per
+//!   directed link, with the link's delays), but dropped while the link is
+//!   cut in either direction (a connection needs both). When [`Sim::heal`]
+//!   restores a pair, both ends get [`SimNode::reconnected`], as a TCP
+//!   reconnect would tell them.
 //! - **Processes.** A node can be started, crashed (it stops; messages to it
 //!   are dropped), restarted with a new boot generation, given a new
 //!   generation in place ([`Sim::new_generation`], e.g. `cluster reset`), and
@@ -32,18 +38,22 @@
 //!
 //! The engines plug in through the small [`SimNode`] trait; [`membership`]
 //! adapts `core::membership`, and [`invariants`] holds the properties
-//! checked for it. Later engines (DuraVIP, replication) add their own
-//! adapters next to it.
+//! checked for it. [`duravip`] composes membership and `core::duravip` per
+//! node, as the engine does, with [`duravip_invariants`]. Later engines
+//! (replication) add their own adapters next to them.
 
 // Each integration test binary that says `mod sim;` uses a different part
 // of this shared code; the rest would warn as dead.
 #![allow(dead_code)]
 
+pub mod duravip;
+pub mod duravip_invariants;
 pub mod invariants;
 pub mod membership;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The environment variable that forces (replays) a seed.
 pub const SEED_VAR: &str = "SIM_SEED";
@@ -172,6 +182,9 @@ impl Drop for SeedGuard {
 pub enum Effect<M, E> {
     /// Send `msg` to the node named `to`, through the simulated network.
     Send { to: String, msg: M },
+    /// Send `msg` to `to` on the pair's reliable stream: no loss, in order,
+    /// dropped while the link is cut either way (see the module docs).
+    SendReliable { to: String, msg: M },
     /// Something for observers; logged with the time and the node's name.
     Event(E),
 }
@@ -198,6 +211,11 @@ pub trait SimNode {
     ) -> Vec<Effect<Self::Msg, Self::Event>>;
     /// When the node next needs a tick (may be in the past: then "now").
     fn next_deadline(&self) -> u64;
+    /// The reliable stream to `peer` came back after a cut (a TCP
+    /// reconnect): typically, re-send what the peer may have missed.
+    fn reconnected(&mut self, _now: u64, _peer: &str) -> Vec<Effect<Self::Msg, Self::Event>> {
+        Vec::new()
+    }
 }
 
 /// Builds a node: `(name, boot generation, now)`. Called for every start
@@ -251,6 +269,8 @@ struct Net {
     /// The largest delay any link has had: messages already in flight keep
     /// the delay they were sent with, so bounds must use this, not today's.
     max_delay_ever: u64,
+    /// The latest arrival time on each directed reliable stream (FIFO).
+    reliable_last: BTreeMap<(String, String), u64>,
 }
 
 impl Net {
@@ -326,6 +346,7 @@ enum Action {
 pub struct Sim<N: SimNode> {
     now: u64,
     seed: u64,
+    instance: u64,
     rng: Rng,
     factory: Factory<N>,
     slots: BTreeMap<String, Slot<N>>,
@@ -357,9 +378,11 @@ impl<N: SimNode> Debug for Sim<N> {
 impl<N: SimNode> Sim<N> {
     /// An empty cluster at time 0. Nodes join with [`Sim::start`].
     pub fn new(seed: u64, factory: Factory<N>) -> Sim<N> {
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         Sim {
             now: 0,
             seed,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             rng: Rng::new(seed),
             factory,
             slots: BTreeMap::new(),
@@ -389,6 +412,18 @@ impl<N: SimNode> Sim<N> {
 
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// A number unique to this simulator in the process, for invariants
+    /// that memoise work between steps.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// How many faults and other changes (starts, crashes, network changes)
+    /// have been made so far: equal counts mean the same world.
+    pub fn changes(&self) -> usize {
+        self.history.len()
     }
 
     /// The run's random stream, for scenario choices (which node to crash,
@@ -548,9 +583,28 @@ impl<N: SimNode> Sim<N> {
     }
 
     /// Restores every cut link (loss and delays are left as they are).
+    /// Running pairs that were cut either way reconnect their reliable
+    /// streams: both ends get [`SimNode::reconnected`].
     pub fn heal(&mut self) {
-        self.net.cuts.clear();
+        let pairs: BTreeSet<(String, String)> = std::mem::take(&mut self.net.cuts)
+            .into_iter()
+            .map(|(a, b)| if a < b { (a, b) } else { (b, a) })
+            .collect();
         self.note("heal".into());
+        let now = self.now;
+        for (a, b) in pairs {
+            for (me, peer) in [(&a, &b), (&b, &a)] {
+                if !self.is_live(peer) {
+                    continue;
+                }
+                let Some(node) = self.slots.get_mut(me).and_then(|s| s.node.as_mut()) else {
+                    continue;
+                };
+                let effects = node.reconnected(now, peer);
+                self.apply(me, effects);
+            }
+        }
+        self.check();
     }
 
     /// Whether `from → to` is not cut.
@@ -797,19 +851,36 @@ impl<N: SimNode> Sim<N> {
                         continue;
                     }
                     let at = self.now + self.rng.range(spec.delay_min, spec.delay_max);
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    self.queue.insert(
-                        (at, seq),
-                        InFlight {
-                            from: from.to_string(),
-                            to,
-                            msg,
-                        },
-                    );
+                    self.enqueue(at, from, to, msg);
+                }
+                Effect::SendReliable { to, msg } => {
+                    self.stats.sent += 1;
+                    if !self.link_up(from, &to) || !self.link_up(&to, from) {
+                        self.stats.cut += 1;
+                        continue;
+                    }
+                    let spec = self.net.spec(from, &to);
+                    let key = (from.to_string(), to.clone());
+                    let last = self.net.reliable_last.get(&key).copied().unwrap_or(0);
+                    let at = (self.now + self.rng.range(spec.delay_min, spec.delay_max)).max(last);
+                    self.net.reliable_last.insert(key, at);
+                    self.enqueue(at, from, to, msg);
                 }
             }
         }
+    }
+
+    fn enqueue(&mut self, at: u64, from: &str, to: String, msg: N::Msg) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.insert(
+            (at, seq),
+            InFlight {
+                from: from.to_string(),
+                to,
+                msg,
+            },
+        );
     }
 
     fn check(&self) {

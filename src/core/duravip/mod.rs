@@ -37,6 +37,14 @@
 //!    size must be equal everywhere (it travels in the config digest).
 //! 5. **Start-up.** A node acquires orphans only after it has been a member
 //!    for `view_mature_time`, so that it has heard the existing owners.
+//!    Others therefore count a node that joins (or restarts) while they run
+//!    as *eligible* — a target for orphans, a preferred node to give way
+//!    to — only once it has been in their view for `view_mature_time` (it
+//!    started before they heard it, so it has settled by then); members
+//!    already present when this node itself settled (a cold start) are
+//!    eligible at once. Orphans go to eligible candidates when there are
+//!    any: a failover never waits for a newcomer to settle, and a preferred
+//!    node that returns gets its IPs back only when it can plumb them.
 //!
 //! Everything here is pure: it is given the time, the view and the tables,
 //! and returns acquire / release / announce outputs.
@@ -164,6 +172,8 @@ pub struct DuraVip {
     tables: BTreeMap<String, (u64, Table)>,
     /// The view's members and their generations.
     view: Vec<(String, u64)>,
+    /// When each peer in the view (by name: generation, since) entered it.
+    member_since: BTreeMap<String, (u64, u64)>,
     view_since_ms: u64,
     has_quorum: bool,
     next_balance_ms: u64,
@@ -204,6 +214,7 @@ impl DuraVip {
             announced: 0,
             tables: BTreeMap::new(),
             view: vec![(me.to_string(), 0)],
+            member_since: BTreeMap::new(),
             view_since_ms: now_ms,
             has_quorum: true,
             last_ms: now_ms,
@@ -247,6 +258,18 @@ impl DuraVip {
             let newcomer = members
                 .iter()
                 .any(|m| m.0 != self.me && !self.view.contains(m));
+            let old = std::mem::take(&mut self.member_since);
+            self.member_since = members
+                .iter()
+                .filter(|(n, _)| *n != self.me)
+                .map(|(n, g)| {
+                    let since = match old.get(n) {
+                        Some((og, s)) if og == g => *s,
+                        _ => now_ms,
+                    };
+                    (n.clone(), (*g, since))
+                })
+                .collect();
             self.view = members;
             self.view_since_ms = now_ms;
             // A restarted node starts its versions again: forget old generations.
@@ -288,12 +311,18 @@ impl DuraVip {
 
     /// The tables of current view members.
     fn live_tables(&self) -> impl Iterator<Item = (&str, &Table)> {
-        self.tables.iter().filter_map(|(n, (g, t))| {
-            self.view
-                .iter()
-                .any(|(vn, vg)| vn == n && vg == g)
-                .then_some((n.as_str(), t))
-        })
+        self.tables
+            .iter()
+            .filter_map(|(n, (g, t))| self.live_table(n, *g).then_some((n.as_str(), t)))
+    }
+
+    /// Whether `node`'s table of generation `generation` counts: the peer is
+    /// in the view with that generation (`member_since` holds exactly the
+    /// view's peers).
+    fn live_table(&self, node: &str, generation: u64) -> bool {
+        self.member_since
+            .get(node)
+            .is_some_and(|(g, _)| *g == generation)
     }
 
     /// Advances time (balancing rounds).
@@ -306,10 +335,28 @@ impl DuraVip {
         // Settling and maturing change what may happen; only future ones count.
         let settle = self.joined_ms + self.cfg.view_mature_ms;
         let mature = self.view_since_ms + self.cfg.view_mature_ms;
+        // Newcomers becoming eligible change what may happen too.
+        let eligible = self
+            .member_since
+            .values()
+            .map(|(_, since)| since + self.cfg.view_mature_ms);
         [settle, mature]
             .into_iter()
+            .chain(eligible)
             .filter(|t| *t > self.last_ms)
             .fold(self.next_balance_ms, u64::min)
+    }
+
+    /// Whether `node` may be given an orphan or a preferred IP now (module
+    /// docs, rule 5).
+    fn eligible(&self, node: &str, now_ms: u64) -> bool {
+        let settle_at = self.joined_ms + self.cfg.view_mature_ms;
+        if node == self.me {
+            return now_ms >= settle_at;
+        }
+        self.member_since.get(node).is_some_and(|(_, since)| {
+            *since <= settle_at || now_ms >= since + self.cfg.view_mature_ms
+        })
     }
 
     /// This node's table, to send to a peer whose link just came up.
@@ -387,8 +434,9 @@ impl DuraVip {
                 if *n == self.me {
                     self.owned.contains_key(ip)
                 } else {
-                    self.live_tables()
-                        .any(|(tn, t)| tn == *n && t.owned.contains(ip))
+                    self.tables
+                        .get(*n)
+                        .is_some_and(|(g, t)| self.live_table(n, *g) && t.owned.contains(ip))
                 }
             })
             .collect()
@@ -452,10 +500,20 @@ impl DuraVip {
             let preferred = analysis
                 .preference
                 .as_deref()
-                .filter(|p| candidates.iter().any(|(n, _)| n == p));
+                .filter(|p| candidates.iter().any(|(n, _)| n == p) && self.eligible(p, now_ms));
             let owners = self.owners(ip, &candidates);
             if owners.is_empty() {
-                let target = preferred.unwrap_or_else(|| least_loaded(&candidates, ip, &loads));
+                let eligible: Vec<(&str, &Claim)> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|(n, _)| self.eligible(n, now_ms))
+                    .collect();
+                let pool = if eligible.is_empty() {
+                    &candidates
+                } else {
+                    &eligible
+                };
+                let target = preferred.unwrap_or_else(|| least_loaded(pool, ip, &loads));
                 *loads.entry(target.to_string()).or_default() += 1;
                 if target == self.me && settled {
                     acquire.push(*ip);
@@ -465,7 +523,13 @@ impl DuraVip {
             if !owned_here {
                 continue;
             }
-            let keeper = preferred.unwrap_or_else(|| {
+            // A preferred node that already owns it keeps it, eligible or not
+            // (it has plumbed it): every owner agrees on that at once.
+            let preferred_owner = analysis
+                .preference
+                .as_deref()
+                .filter(|p| owners.contains(p));
+            let keeper = preferred_owner.or(preferred).unwrap_or_else(|| {
                 owners
                     .iter()
                     .copied()
@@ -488,9 +552,22 @@ impl DuraVip {
         let mature = now_ms >= self.view_since_ms + self.cfg.view_mature_ms;
         // A round that falls in an immature view waits for maturity rather
         // than a whole interval.
-        if now_ms >= self.next_balance_ms && mature && settled && may_own && release.is_empty() {
-            self.next_balance_ms = now_ms + self.cfg.balance_interval_ms;
-            release.extend(self.balance_batch(&claims, &loads));
+        if now_ms >= self.next_balance_ms {
+            if mature && settled && may_own && release.is_empty() {
+                self.next_balance_ms = now_ms + self.cfg.balance_interval_ms;
+                release.extend(self.balance_batch(&claims, &loads));
+            } else if may_own {
+                // Due but blocked: wait for maturity and settling, or (after
+                // this pass's releases) for the next pass; never leave the
+                // deadline in the past, which asks to be ticked forever.
+                self.next_balance_ms = (self.view_since_ms + self.cfg.view_mature_ms)
+                    .max(self.joined_ms + self.cfg.view_mature_ms)
+                    .max(now_ms + 1);
+            } else {
+                // Without quorum there is nothing to balance; regaining it is
+                // a new view, immature for a while anyway.
+                self.next_balance_ms = now_ms + self.cfg.balance_interval_ms;
+            }
         }
         let mut out = Vec::new();
         for ip in release {

@@ -34,6 +34,8 @@ struct Net {
     now: u64,
     acquired: Vec<(String, IpAddr)>,
     released: Vec<(String, IpAddr)>,
+    /// Boot generations other than 1 (a restarted node).
+    generations: BTreeMap<String, u64>,
 }
 
 impl Net {
@@ -47,6 +49,7 @@ impl Net {
             now: 0,
             acquired: Vec::new(),
             released: Vec::new(),
+            generations: BTreeMap::new(),
         };
         net.set_view(names, true);
         net
@@ -87,11 +90,12 @@ impl Net {
                     Output::Announce(table) => {
                         let others: Vec<String> =
                             self.nodes.keys().filter(|n| **n != from).cloned().collect();
+                        let generation = self.generations.get(&from).copied().unwrap_or(1);
                         for n in others {
                             let o = self.nodes.get_mut(&n).unwrap().on_table(
                                 self.now,
                                 &from,
-                                1,
+                                generation,
                                 table.clone(),
                             );
                             queue.push((n, o));
@@ -331,4 +335,106 @@ fn a_removed_claim_is_released_and_the_lost_hook_gets_the_claim() {
         out.iter()
             .any(|o| matches!(o, Output::Announce(t) if t.owned.is_empty()))
     );
+}
+
+/// Found by the simulator: a balancing round that fell due while the view
+/// was immature (or quorum was lost) left `next_balance_ms` in the past, so
+/// `next_deadline()` stayed at or before the last tick and the engine would
+/// have been asked to tick forever (a busy loop until maturity, or without
+/// quorum until it returned).
+#[test]
+fn a_blocked_balancing_round_never_leaves_the_deadline_in_the_past() {
+    for quorum in [QuorumMode::None, QuorumMode::Majority] {
+        let mut net = Net::new(&["a", "b", "c"], cfg(1, quorum));
+        net.claim_everywhere(&[claim(1, None), claim(2, None)]);
+        net.advance(MATURE);
+        // A view change just before the round is due: the round waits.
+        net.advance(BALANCE - 1000);
+        net.set_view(&["a", "b"], true);
+        // c alone, without quorum in majority mode.
+        let c = net.nodes.get_mut("c").unwrap();
+        c.set_view(net.now, &[("c".to_string(), 1)], false);
+        net.advance(BALANCE + 2000);
+        for (name, m) in &mut net.nodes {
+            let _ = m.tick(net.now);
+            assert!(
+                m.next_deadline() > net.now,
+                "{quorum:?}: {name}'s deadline {} is not after {}",
+                m.next_deadline(),
+                net.now
+            );
+        }
+    }
+}
+
+/// Found by the simulator: when a preferred node restarted (a new
+/// generation), the owner gave its IP way at once, but the restarted node
+/// may acquire nothing until it has settled, so the IP had no owner for
+/// `view_mature_ms`. Likewise an orphan went to a newly joined node (least
+/// loaded, owning nothing) that could not plumb it yet. Now a newcomer is
+/// eligible only after `view_mature_ms` in the view.
+#[test]
+fn a_returning_preferred_node_gets_its_ip_only_when_it_can_plumb_it() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::None));
+    net.claim_everywhere(&[claim(1, Some("c")), claim(2, None)]);
+    net.advance(MATURE);
+    assert_eq!(net.owners_of(1), ["c"]);
+    // c dies; a survivor takes its IP at once.
+    net.nodes.remove("c");
+    net.set_view(&["a", "b"], true);
+    assert_eq!(net.owners_of(1).len(), 1);
+    net.advance(net.now + 3000);
+    // c restarts: a new process (generation 2) that cannot acquire for MATURE.
+    net.generations.insert("c".into(), 2);
+    net.nodes.insert(
+        "c".into(),
+        DuraVip::new("c", cfg(1, QuorumMode::None), net.now),
+    );
+    let out: Vec<Output> = [claim(1, Some("c")), claim(2, None)]
+        .into_iter()
+        .flat_map(|cl| net.nodes.get_mut("c").unwrap().set_claim(net.now, cl))
+        .collect();
+    net.deliver("c", out);
+    let view: Vec<(String, u64)> = vec![("a".into(), 1), ("b".into(), 1), ("c".into(), 2)];
+    for n in ["a", "b", "c"] {
+        let out = net.nodes.get_mut(n).unwrap().set_view(net.now, &view, true);
+        net.deliver(n, out);
+    }
+    let start = net.now;
+    while net.now < start + MATURE + 1000 {
+        net.advance(net.now + 250);
+        assert_eq!(
+            net.owners_of(1).len(),
+            1,
+            "ip 1 must keep an owner at {} (c restarted at {start})",
+            net.now
+        );
+    }
+    assert_eq!(net.owners_of(1), ["c"], "back on c after maturity");
+}
+
+/// With eligibility (above), the keeper after a healed split must not
+/// depend on it: the preferred node, if it owns the IP, keeps it, as both
+/// sides see at once (a side that had just re-admitted it would otherwise
+/// keep its own copy by hash until the preferred node became eligible).
+#[test]
+fn after_a_healed_split_the_preferred_owner_keeps_the_ip() {
+    for preferred in ["a", "b"] {
+        let mut net = Net::new(&["a", "b"], cfg(1, QuorumMode::None));
+        net.claim_everywhere(&[claim(1, Some(preferred))]);
+        net.advance(MATURE);
+        assert_eq!(net.owners_of(1), [preferred]);
+        for n in ["a", "b"] {
+            let out = net
+                .nodes
+                .get_mut(n)
+                .unwrap()
+                .set_view(net.now, &[(n.to_string(), 1)], false);
+            net.deliver(n, out);
+        }
+        net.advance(net.now + 1000);
+        assert_eq!(net.owners_of(1).len(), 2, "both sides own it while split");
+        net.set_view(&["a", "b"], true);
+        assert_eq!(net.owners_of(1), [preferred], "preferring {preferred}");
+    }
 }
