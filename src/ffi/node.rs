@@ -354,6 +354,39 @@ pub type ecc_membership_hook_fn = Option<
     ),
 >;
 
+/// The shared part of registering an engine-thread hook: a live node and a
+/// non-NULL function, then `register` with the host's userdata.
+fn register_engine_hook<F>(
+    node: *mut ecc_node,
+    hook: Option<F>,
+    userdata: *mut c_void,
+    register: impl FnOnce(&Node, F, HostPtr),
+) -> ecc_status {
+    boundary(|| {
+        // SAFETY: the exported registration functions pass their caller's live handle.
+        let node = match unsafe { ecc_node::borrow(node, "node") } {
+            Ok(n) => n,
+            Err(s) => return s,
+        };
+        let Some(hook) = hook else {
+            return fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL");
+        };
+        register(node, hook, HostPtr(userdata));
+        ecc_status::ECC_OK
+    })
+}
+
+/// Lends `names` to C as an array of NUL-terminated strings for the
+/// duration of `f` (names with an interior NUL are left out).
+fn with_c_strings<R>(names: &[String], f: impl FnOnce(*const *const c_char, usize) -> R) -> R {
+    let owned: Vec<std::ffi::CString> = names
+        .iter()
+        .filter_map(|n| std::ffi::CString::new(n.as_str()).ok())
+        .collect();
+    let pointers: Vec<*const c_char> = owned.iter().map(|n| n.as_ptr()).collect();
+    f(pointers.as_ptr(), pointers.len())
+}
+
 /// Registers a membership hook; may be called at any time.
 ///
 /// # Safety
@@ -365,36 +398,14 @@ pub unsafe extern "C" fn ecc_node_register_membership_hook(
     hook: ecc_membership_hook_fn,
     userdata: *mut c_void,
 ) -> ecc_status {
-    boundary(|| {
-        // SAFETY: per this function's contract.
-        let node = match unsafe { ecc_node::borrow(node, "node") } {
-            Ok(n) => n,
-            Err(s) => return s,
-        };
-        let Some(hook) = hook else {
-            return fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL");
-        };
-        let userdata = HostPtr(userdata);
+    register_engine_hook(node, hook, userdata, |node, hook, userdata| {
         node.register_membership_hook(Box::new(move |change| {
-            let names: Vec<std::ffi::CString> = change
-                .members
-                .iter()
-                .filter_map(|m| std::ffi::CString::new(m.as_str()).ok())
-                .collect();
-            let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-            // SAFETY: the pointers and strings outlive the call; the host's
-            // function is called as its type declares.
-            unsafe {
-                hook(
-                    userdata.get(),
-                    change.number,
-                    change.id,
-                    pointers.as_ptr(),
-                    pointers.len(),
-                )
-            };
+            with_c_strings(&change.members, |names, count| {
+                // SAFETY: the strings outlive the call; the host's function
+                // is called as its type declares.
+                unsafe { hook(userdata.get(), change.number, change.id, names, count) }
+            });
         }));
-        ecc_status::ECC_OK
     })
 }
 
@@ -424,16 +435,7 @@ pub unsafe extern "C" fn ecc_node_register_duravip_hook(
     hook: ecc_duravip_hook_fn,
     userdata: *mut c_void,
 ) -> ecc_status {
-    boundary(|| {
-        // SAFETY: per this function's contract.
-        let node = match unsafe { ecc_node::borrow(node, "node") } {
-            Ok(n) => n,
-            Err(s) => return s,
-        };
-        let Some(hook) = hook else {
-            return fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL");
-        };
-        let userdata = HostPtr(userdata);
+    register_engine_hook(node, hook, userdata, |node, hook, userdata| {
         node.register_duravip_hook(Box::new(move |event| {
             let (gained, claim) = match event {
                 crate::io::vip::VipEvent::Gained(c) => (true, c),
@@ -442,25 +444,12 @@ pub unsafe extern "C" fn ecc_node_register_duravip_hook(
             let Ok(ip) = std::ffi::CString::new(claim.ip.to_string()) else {
                 return;
             };
-            let names: Vec<std::ffi::CString> = claim
-                .names
-                .iter()
-                .filter_map(|n| std::ffi::CString::new(n.as_str()).ok())
-                .collect();
-            let pointers: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-            // SAFETY: every pointer outlives the call; the host's function is
-            // called as its type declares.
-            unsafe {
-                hook(
-                    userdata.get(),
-                    gained,
-                    ip.as_ptr(),
-                    pointers.as_ptr(),
-                    pointers.len(),
-                )
-            };
+            with_c_strings(&claim.names, |names, count| {
+                // SAFETY: every pointer outlives the call; the host's function
+                // is called as its type declares.
+                unsafe { hook(userdata.get(), gained, ip.as_ptr(), names, count) }
+            });
         }));
-        ecc_status::ECC_OK
     })
 }
 
