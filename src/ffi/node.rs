@@ -453,6 +453,25 @@ pub unsafe extern "C" fn ecc_node_register_duravip_hook(
     })
 }
 
+/// The node and the parsed address of a DuraVIP call.
+///
+/// # Safety
+/// `node` is a live handle; `ip` is a NUL-terminated string.
+unsafe fn node_and_ip<'a>(
+    node: *const ecc_node,
+    ip: *const c_char,
+) -> Result<(&'a Node, std::net::IpAddr), ecc_status> {
+    // SAFETY: per this function's contract.
+    let (node, text) = unsafe { (ecc_node::borrow(node, "node")?, str_arg(ip, "ip")?) };
+    let ip = text.parse().map_err(|_| {
+        fail(
+            ecc_status::ECC_INVALID_ARGUMENT,
+            format!("ip {text:?} is not an IP address"),
+        )
+    })?;
+    Ok((node, ip))
+}
+
 /// Registers (or changes) a DuraVIP at run time, as the host owns its
 /// bindings: `ip` (IPv4 or IPv6 text), the binding names on it (`names`,
 /// `name_count`; may be 0), whether a listener uses it too (`listener_port`,
@@ -473,15 +492,9 @@ pub unsafe extern "C" fn ecc_node_register_duravip(
 ) -> ecc_status {
     boundary(|| {
         // SAFETY: per this function's contract.
-        let (node, ip) = match unsafe { (ecc_node::borrow(node, "node"), str_arg(ip, "ip")) } {
-            (Ok(n), Ok(i)) => (n, i),
-            (Err(s), _) | (_, Err(s)) => return s,
-        };
-        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
-            return fail(
-                ecc_status::ECC_INVALID_ARGUMENT,
-                format!("ip {ip:?} is not an IP address"),
-            );
+        let (node, ip) = match unsafe { node_and_ip(node, ip) } {
+            Ok(pair) => pair,
+            Err(s) => return s,
         };
         if names.is_null() && name_count > 0 {
             return fail(ecc_status::ECC_NULL_ARGUMENT, "names is NULL");
@@ -536,15 +549,9 @@ pub unsafe extern "C" fn ecc_node_remove_duravip(
 ) -> ecc_status {
     boundary(|| {
         // SAFETY: per this function's contract.
-        let (node, ip) = match unsafe { (ecc_node::borrow(node, "node"), str_arg(ip, "ip")) } {
-            (Ok(n), Ok(i)) => (n, i),
-            (Err(s), _) | (_, Err(s)) => return s,
-        };
-        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
-            return fail(
-                ecc_status::ECC_INVALID_ARGUMENT,
-                format!("ip {ip:?} is not an IP address"),
-            );
+        let (node, ip) = match unsafe { node_and_ip(node, ip) } {
+            Ok(pair) => pair,
+            Err(s) => return s,
         };
         match node.remove_duravip(ip) {
             Ok(()) => ecc_status::ECC_OK,
