@@ -6,6 +6,8 @@
 pub mod arp;
 pub mod control;
 pub mod host;
+pub mod neigh;
+mod netlink;
 pub mod plumb;
 pub mod runtime;
 pub mod seal;

@@ -28,23 +28,20 @@
 //! it is plumbed, and duplicate address detection during a transient split
 //! brain could leave it `dadfailed` for good.
 
-use std::collections::{BTreeSet, HashMap};
-use std::fmt;
+use std::collections::BTreeSet;
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
     AddressScope,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use super::netlink::RtNetlink;
+pub use super::netlink::{NetlinkError, errno_of};
 
 /// The `IFA_PROTO` value that marks an address as plumbed by eccluster
 /// (0x45 = `E`). Not registered anywhere; chosen clear of the kernel's own
@@ -77,192 +74,24 @@ pub fn our_label(interface: &str) -> Option<String> {
     (label.len() <= MAX_LABEL_LEN).then_some(label)
 }
 
-/// A failed netlink request: the kernel's errno and what we were doing.
-///
-/// It travels inside an [`io::Error`] whose kind follows the errno; get it
-/// back with `err.get_ref().and_then(|e| e.downcast_ref::<NetlinkError>())`
-/// when the number itself matters.
-#[derive(Debug)]
-pub struct NetlinkError {
-    /// The positive errno the kernel answered.
-    pub errno: i32,
-    /// What was asked, e.g. `adding 10.1.1.1/32 on eth1`.
-    pub context: String,
-}
-
-impl fmt::Display for NetlinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "netlink: {}: {}",
-            self.context,
-            io::Error::from_raw_os_error(self.errno)
-        )
-    }
-}
-
-impl std::error::Error for NetlinkError {}
-
-impl NetlinkError {
-    fn into_io(self) -> io::Error {
-        io::Error::new(io::Error::from_raw_os_error(self.errno).kind(), self)
-    }
-}
-
-/// The errno inside an error from this module, if it came from the kernel.
-pub fn errno_of(err: &io::Error) -> Option<i32> {
-    err.raw_os_error().or_else(|| {
-        err.get_ref()
-            .and_then(|e| e.downcast_ref::<NetlinkError>())
-            .map(|e| e.errno)
-    })
-}
-
 /// The plumber that changes the kernel's addresses, over a synchronous
 /// `NETLINK_ROUTE` socket. Needs `CAP_NET_ADMIN`.
 #[derive(Debug)]
 pub struct NetlinkPlumber {
-    socket: Socket,
-    seq: u32,
-    buf: Vec<u8>,
+    netlink: RtNetlink,
 }
-
-/// Read buffer size. Kernel dump messages are at most about 32 KiB; a
-/// datagram that does not fit is reported rather than silently truncated.
-const RECV_BUF: usize = 64 * 1024;
 
 impl NetlinkPlumber {
     /// Opens the netlink socket.
     pub fn new() -> io::Result<Self> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        // Connected to the kernel (port 0): nothing else can write to us.
-        socket.connect(&SocketAddr::new(0, 0))?;
         Ok(NetlinkPlumber {
-            socket,
-            seq: 0,
-            buf: vec![0; RECV_BUF],
+            netlink: RtNetlink::open()?,
         })
-    }
-
-    /// Sends one request and collects the answer: the messages of a dump,
-    /// or nothing for an acknowledged change. A negative acknowledgement
-    /// becomes a [`NetlinkError`] naming `context`.
-    fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-        context: &dyn Fn() -> String,
-    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
-        let fail = |errno: i32| NetlinkError {
-            errno,
-            context: context(),
-        };
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let mut packet =
-            NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(message));
-        packet.header.flags = NLM_F_REQUEST | flags;
-        packet.header.sequence_number = seq;
-        packet.finalize();
-        let mut out = vec![0; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.socket
-            .send(&out, 0)
-            .map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO)))?;
-
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut answers = Vec::new();
-        loop {
-            let len = self
-                .socket
-                .recv(&mut &mut self.buf[..], libc::MSG_TRUNC)
-                .map_err(|e| fail(e.raw_os_error().unwrap_or(libc::EIO)))?;
-            if len > self.buf.len() {
-                return Err(fail(libc::EMSGSIZE));
-            }
-            let mut offset = 0;
-            while offset < len {
-                let msg =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..len])
-                        .map_err(|_| fail(libc::EBADMSG))?;
-                let msg_len = msg.header.length as usize;
-                if msg_len == 0 {
-                    return Err(fail(libc::EBADMSG));
-                }
-                offset += (msg_len + 3) & !3;
-                if msg.header.sequence_number != seq {
-                    // A late answer to an earlier request (one we gave up
-                    // on after an error): not ours to read.
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Error(e) => {
-                        return match e.code {
-                            None => Ok(answers),
-                            Some(code) => Err(fail(code.get().abs())),
-                        };
-                    }
-                    NetlinkPayload::Done(_) => return Ok(answers),
-                    NetlinkPayload::InnerMessage(m) => {
-                        answers.push(m);
-                        if !dump {
-                            // Not expected for our requests, but a single
-                            // answer with no ACK to follow is complete.
-                            return Ok(answers);
-                        }
-                    }
-                    NetlinkPayload::Overrun(_) => return Err(fail(libc::ENOBUFS)),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    /// The index of the interface called `name`.
-    fn ifindex(&mut self, name: &str) -> Result<u32, NetlinkError> {
-        let mut msg = LinkMessage::default();
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        let answers = self.request(RouteNetlinkMessage::GetLink(msg), 0, &|| {
-            format!("looking up interface {name}")
-        })?;
-        answers
-            .into_iter()
-            .find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
-                _ => None,
-            })
-            .ok_or_else(|| NetlinkError {
-                errno: libc::ENODEV,
-                context: format!("looking up interface {name}"),
-            })
-    }
-
-    /// Interface index → name, for every interface.
-    fn interface_names(&mut self) -> Result<HashMap<u32, String>, NetlinkError> {
-        let answers = self.request(
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-            &|| "listing interfaces".to_string(),
-        )?;
-        Ok(answers
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => {
-                    let name = l.attributes.iter().find_map(|a| match a {
-                        LinkAttribute::IfName(n) => Some(n.clone()),
-                        _ => None,
-                    })?;
-                    Some((l.header.index, name))
-                }
-                _ => None,
-            })
-            .collect())
     }
 
     /// Every address on every interface.
     fn addresses(&mut self) -> Result<Vec<AddressMessage>, NetlinkError> {
-        let answers = self.request(
+        let answers = self.netlink.request(
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
             NLM_F_DUMP,
             &|| "listing addresses".to_string(),
@@ -334,7 +163,7 @@ fn address_message(index: u32, interface: &str, ip: IpAddr, prefix: u8) -> Addre
 impl Plumber for NetlinkPlumber {
     fn add(&mut self, interface: &str, ip: IpAddr, prefix: u8) -> io::Result<()> {
         let context = || format!("adding {ip}/{prefix} on {interface}");
-        let index = self.ifindex(interface).map_err(|e| {
+        let index = self.netlink.ifindex(interface).map_err(|e| {
             NetlinkError {
                 context: context(),
                 ..e
@@ -344,7 +173,7 @@ impl Plumber for NetlinkPlumber {
         let msg = address_message(index, interface, ip, prefix);
         // EXCL so that an existing address is reported rather than replaced:
         // replacing would put our tag on an operator's address.
-        match self.request(
+        match self.netlink.request(
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
             &context,
@@ -357,7 +186,7 @@ impl Plumber for NetlinkPlumber {
 
     fn remove(&mut self, interface: &str, ip: IpAddr, prefix: u8) -> io::Result<()> {
         let context = || format!("removing {ip}/{prefix} from {interface}");
-        let index = match self.ifindex(interface) {
+        let index = match self.netlink.ifindex(interface) {
             Ok(index) => index,
             // The interface is gone, and the address with it.
             Err(e) if e.errno == libc::ENODEV => return Ok(()),
@@ -370,7 +199,10 @@ impl Plumber for NetlinkPlumber {
             }
         };
         let msg = address_message(index, interface, ip, prefix);
-        match self.request(RouteNetlinkMessage::DelAddress(msg), NLM_F_ACK, &context) {
+        match self
+            .netlink
+            .request(RouteNetlinkMessage::DelAddress(msg), NLM_F_ACK, &context)
+        {
             Ok(_) => Ok(()),
             // IPv4 answers EADDRNOTAVAIL for an absent address, IPv6 ENOENT
             // (or EADDRNOTAVAIL, depending on the kernel).
@@ -380,7 +212,10 @@ impl Plumber for NetlinkPlumber {
     }
 
     fn list_ours(&mut self) -> io::Result<Vec<(String, IpAddr, u8)>> {
-        let names = self.interface_names().map_err(NetlinkError::into_io)?;
+        let names = self
+            .netlink
+            .interface_names()
+            .map_err(NetlinkError::into_io)?;
         let addresses = self.addresses().map_err(NetlinkError::into_io)?;
         let mut ours = Vec::new();
         for msg in &addresses {
@@ -397,7 +232,10 @@ impl Plumber for NetlinkPlumber {
     }
 
     fn present(&mut self, interface: &str, ip: IpAddr) -> io::Result<bool> {
-        let index = self.ifindex(interface).map_err(NetlinkError::into_io)?;
+        let index = self
+            .netlink
+            .ifindex(interface)
+            .map_err(NetlinkError::into_io)?;
         let addresses = self.addresses().map_err(NetlinkError::into_io)?;
         Ok(addresses
             .iter()
