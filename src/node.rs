@@ -22,7 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::config::Config;
 use crate::core::announce::AnnounceConfig;
 use crate::core::console::reports::{self, ClusterStatus, InfoView, MemberView};
-use crate::core::console::{Console, Mode};
+use crate::core::console::{Caller, Console, Mode};
 use crate::core::duravip::{self, DuraVipConfig};
 use crate::core::identity::{self, AddrSource, Origin};
 use crate::core::membership::{Event, MembershipConfig, digest};
@@ -30,7 +30,7 @@ use crate::core::wire::{NodeType, PeerState, SelfInfo};
 use crate::io::control::{ControlServer, Exec};
 use crate::io::host;
 use crate::io::plumb::{DryRunPlumber, NetlinkPlumber, Plumber};
-use crate::io::runtime::{Runtime, RuntimeConfig, ViewHook};
+use crate::io::runtime::{ConsoleExec, Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
 use crate::io::vip::{VipEvent, VipHook, VipSetup};
 
@@ -249,11 +249,15 @@ impl Node {
         }
         let control_cfg = &self.inner.config.control;
         let weak = Arc::downgrade(&self.inner);
-        let exec: Exec = Arc::new(move |line: &str| match weak.upgrade() {
-            Some(inner) => inner.exec(line),
+        let exec_as = move |line: &str, caller: &Caller| match weak.upgrade() {
+            Some(inner) => inner.exec(line, caller),
             None => Err("the node is gone".into()),
-        });
-        let runtime = self.inner.start_runtime(&identity, Arc::clone(&exec))?;
+        };
+        let exec: Exec = {
+            let exec_as = exec_as.clone();
+            Arc::new(move |line: &str| exec_as(line, &Caller::Local))
+        };
+        let runtime = self.inner.start_runtime(&identity, Arc::new(exec_as))?;
         let mut identity = identity;
         identity.cluster_port = runtime.local_addr().port();
         let control =
@@ -334,7 +338,7 @@ impl Node {
 
     /// Runs one console command, as if typed at the console.
     pub fn console_exec(&self, line: &str) -> Result<String, String> {
-        self.inner.exec(line)
+        self.inner.exec(line, &Caller::Local)
     }
 }
 
@@ -349,7 +353,11 @@ impl Drop for Inner {
 
 impl Inner {
     /// Loads the key, checks the no-key rule, and starts the cluster runtime.
-    fn start_runtime(&self, identity: &Identity, console: Exec) -> Result<Runtime, NodeError> {
+    fn start_runtime(
+        &self,
+        identity: &Identity,
+        console: ConsoleExec,
+    ) -> Result<Runtime, NodeError> {
         let config = &self.config;
         let cluster = &config.cluster;
         let bind = config.cluster_listener.0;
@@ -475,8 +483,8 @@ impl Inner {
             .ok_or_else(|| "the node is not running".to_string())
     }
 
-    fn exec(&self, line: &str) -> Result<String, String> {
-        self.console.read().exec(self, line)
+    fn exec(&self, line: &str, caller: &Caller) -> Result<String, String> {
+        self.console.read().exec(self, line, caller)
     }
 
     fn identity(&self) -> Result<Identity, NodeError> {
@@ -552,7 +560,7 @@ type Builtin = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&Inner, &[String], Mode) -> Result<String, String>,
+    fn(&Inner, &[String], Mode, &Caller) -> Result<String, String>,
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
@@ -561,7 +569,7 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "cluster duravip announce view",
             "",
             "Send this node's DuraVIP table to every peer again and re-announce its addresses (run it with broadcast after a config reload).",
-            |inner, _, mode| {
+            |inner, _, mode, _| {
                 let (runtime, id) = inner.runtime()?;
                 runtime.announce_view()?;
                 Ok(reports::value(
@@ -575,19 +583,19 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "cluster duravip show",
             "",
             "Show every DuraVIP: its names, flags and services, and its candidates with the owner marked *.",
-            |inner, _, mode| duravip_show(inner, mode),
+            |inner, _, mode, _| duravip_show(inner, mode),
         ),
         (
             "cluster duravip show tables",
             "",
             "Show the DuraVIP state tables in XML (the schema is in the README).",
-            |inner, _, _| duravip_show(inner, Mode::Xml),
+            |inner, _, _, _| duravip_show(inner, Mode::Xml),
         ),
         (
             "cluster nodename",
             "",
             "Show the name of the local node.",
-            |inner, _, mode| {
+            |inner, _, mode, _| {
                 Ok(reports::value(
                     "nodename",
                     &identity_or_err(inner)?.nodename,
@@ -599,7 +607,7 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "cluster nodeaddr",
             "",
             "Show the cluster protocol service address.",
-            |inner, _, mode| {
+            |inner, _, mode, _| {
                 Ok(reports::nodeaddr(
                     identity_or_err(inner)?.service_addr(),
                     mode,
@@ -622,7 +630,7 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "cluster reset",
             "",
             "Rejoin the cluster as a new member (a new generation); peers see a restart.",
-            |inner, _, mode| {
+            |inner, _, mode, _| {
                 let (runtime, id) = inner.runtime()?;
                 let generation = runtime.reset().map_err(|e| e.to_string())?;
                 let text = format!(
@@ -636,7 +644,7 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "version",
             "",
             "Show the eccluster version.",
-            |_, _, mode| Ok(reports::version(VERSION, mode)),
+            |_, _, mode, _| Ok(reports::version(VERSION, mode)),
         ),
     ];
     let manager_commands: [Builtin; 6] = [
@@ -644,13 +652,13 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "broadcast",
             "<command>",
             "Run a console command on every MTA node and show each answer.",
-            |inner, args, mode| gather(inner, None, &join_args(args)?, mode),
+            |inner, args, mode, _| gather(inner, None, &join_args(args)?, mode),
         ),
         (
             "unicast",
             "<node> <command>",
             "Run a console command on one node and show its answer.",
-            |inner, args, mode| {
+            |inner, args, mode, _| {
                 let (node, command) = node_and_command(args)?;
                 let (runtime, _) = inner.runtime()?;
                 let answer = runtime.console_request(node, &command, CONTROL_TIMEOUT);
@@ -663,7 +671,7 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "retrieve",
             "<command>",
             "Show the answers to the last broadcast of a command.",
-            |inner, args, mode| {
+            |inner, args, mode, _| {
                 Ok(reports::gathered(
                     &inner.recall(&join_args(args)?, |_| true)?,
                     mode,
@@ -674,7 +682,7 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "retrieve_node",
             "<node> <command>",
             "Show one node's answer to the last broadcast of a command.",
-            |inner, args, mode| {
+            |inner, args, mode, _| {
                 let (node, command) = node_and_command(args)?;
                 Ok(reports::gathered(
                     &inner.recall(&command, |n| n == node)?,
@@ -686,7 +694,7 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "subcluster broadcast",
             "<subcluster> <command>",
             "Run a console command on every MTA node of a subcluster.",
-            |inner, args, mode| {
+            |inner, args, mode, _| {
                 let (sc, command) = node_and_command(args)?;
                 gather(inner, Some(sc), &command, mode)
             },
@@ -695,7 +703,7 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "subcluster retrieve",
             "<subcluster> <command>",
             "Show a subcluster's answers to the last broadcast of a command.",
-            |inner, args, mode| {
+            |inner, args, mode, _| {
                 let (sc, command) = node_and_command(args)?;
                 let members = inner.mta_nodes(Some(sc))?;
                 Ok(reports::gathered(
@@ -744,7 +752,7 @@ fn node_and_command(args: &[String]) -> Result<(&str, String), String> {
     }
 }
 
-fn cluster_info(inner: &Inner, _: &[String], mode: Mode) -> Result<String, String> {
+fn cluster_info(inner: &Inner, _: &[String], mode: Mode, _: &Caller) -> Result<String, String> {
     let id = identity_or_err(inner)?;
     let pid = std::process::id();
     let cluster = &inner.config.cluster;
@@ -817,7 +825,12 @@ impl fmt::Display for QuorumModeName {
     }
 }
 
-fn cluster_membership(inner: &Inner, _: &[String], mode: Mode) -> Result<String, String> {
+fn cluster_membership(
+    inner: &Inner,
+    _: &[String],
+    mode: Mode,
+    _: &Caller,
+) -> Result<String, String> {
     let (runtime, id) = inner.runtime()?;
     let snapshot = runtime.snapshot();
     let m = &snapshot.membership;

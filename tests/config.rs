@@ -263,7 +263,7 @@ Binding_Group "grp" {
 }
 ESMTP_Listener {
   Listen "10.0.0.10:25" { Enable_Duravip = true Duravip_Preference = "beta" }
-  Listen "*:587" { Duravip_Follow = "b1" }
+  Listen "10.0.0.12:587" { Duravip_Follow = "b1" }
   Listen "[2001:db8::10]:25" {}
 }
 Logs {
@@ -511,6 +511,40 @@ fn duplicate_named_scope_is_an_error() {
         e.option.as_deref().unwrap_or("").contains("inbound_cidr"),
         "{e}"
     );
+}
+
+#[test]
+fn a_following_listener_must_follow_a_duravip_binding_from_an_address_of_its_own() {
+    let base = "Binding \"b1\" { Bind_Address = \"10.0.0.10\" Enable_Duravip = true }\nBinding \"plain\" { Bind_Address = \"10.0.0.20\" }\n";
+    let cases = [
+        (
+            "Listen \"10.0.0.12:25\" { Duravip_Follow = \"nosuch\" }",
+            "names no binding with Enable_Duravip",
+        ),
+        (
+            "Listen \"10.0.0.12:25\" { Duravip_Follow = \"plain\" }",
+            "names no binding with Enable_Duravip",
+        ),
+        (
+            "Listen \"10.0.0.10:25\" { Duravip_Follow = \"b1\" }",
+            "needs an address of its own",
+        ),
+        (
+            "Listen \"*:25\" { Duravip_Follow = \"b1\" }",
+            "wildcard address",
+        ),
+    ];
+    for (listen, expected) in cases {
+        let text = format!("{base}ESMTP_Listener {{\n  {listen}\n}}\n");
+        let errors = parse_err(&text, Format::Ecelerity);
+        let e = single(&errors);
+        assert_eq!((e.line, e.col), (4, 3), "{e}");
+        assert!(e.message.contains(expected), "{listen}: {e}");
+    }
+    for ok in ["Duravip_Follow = \"b1\"", "Duravip_Follow = \"10.0.0.10\""] {
+        let text = format!("{base}ESMTP_Listener {{ Listen \"10.0.0.12:25\" {{ {ok} }} }}\n");
+        parse(&text, Format::Ecelerity);
+    }
 }
 
 #[test]

@@ -22,7 +22,7 @@ cluster {
 }
 msgc_server { peers = [ a = "127.0.0.1:4802" b = "::1" ] }
 Binding_Group "g" { Binding "b" { Bind_Address = 10.0.0.1 Enable_Duravip = true } }
-ESMTP_Listener { Listen "*:25" { Duravip_Follow = b } }
+ESMTP_Listener { Listen "10.0.0.2:25" { Duravip_Follow = b } }
 /* a block comment */ Logs { Manager "m" { Node "n" { Subscriber = ( m master ) } } }
 "#;
 
@@ -38,7 +38,8 @@ max_size = 10
 a = "127.0.0.1:4802"
 [binding_group.g.binding.b]
 bind_address = "10.0.0.1"
-[esmtp_listener.listen."*:25"]
+enable_duravip = true
+[esmtp_listener.listen."10.0.0.2:25"]
 duravip_follow = "b"
 "#;
 

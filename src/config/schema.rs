@@ -52,7 +52,7 @@ pub fn build(top: &Table, ctx: &mut Ctx) -> (Option<Config>, Vec<Effective>) {
     )));
     let control = control(&mut r, ctx);
     let bindings = bindings(&mut r, ctx);
-    let listeners = listeners(&mut r, ctx);
+    let listeners = listeners(&mut r, ctx, &bindings);
     let manager_logs = manager_logs(&mut r, ctx);
     let items = r.finish(ctx);
 
@@ -730,7 +730,7 @@ fn bindings(r: &mut ScopeReader, ctx: &mut Ctx) -> Vec<Binding> {
     out.into_iter().map(|(b, _)| b).collect()
 }
 
-fn listeners(r: &mut ScopeReader, ctx: &mut Ctx) -> Vec<Listener> {
+fn listeners(r: &mut ScopeReader, ctx: &mut Ctx, bindings: &[Binding]) -> Vec<Listener> {
     let mut out = Vec::new();
     let Some(mut esmtp) = r.scope(ctx, "ESMTP_Listener", Strictness::HostOwned) else {
         return out;
@@ -753,7 +753,11 @@ fn listeners(r: &mut ScopeReader, ctx: &mut Ctx) -> Vec<Listener> {
                 "a listener that follows a binding takes no Duravip_Preference",
             );
         }
-        match parse_listen(&name) {
+        let address = parse_listen(&name);
+        if let (Some(follow), Ok(address)) = (&duravip_follow, &address) {
+            check_follow(ctx, span, &path, follow, address.0.ip(), bindings);
+        }
+        match address {
             Ok(address) => out.push(Listener {
                 address,
                 enable_duravip,
@@ -768,6 +772,48 @@ fn listeners(r: &mut ScopeReader, ctx: &mut Ctx) -> Vec<Listener> {
     let items = esmtp.finish(ctx);
     r.push_scope("ESMTP_Listener", None, items);
     out
+}
+
+/// A listener follows a DuraVIP binding, named or by its address, and must
+/// not share that binding's address (it is plumbed as a second address).
+fn check_follow(
+    ctx: &mut Ctx,
+    span: Span,
+    path: &str,
+    follow: &str,
+    listener_ip: IpAddr,
+    bindings: &[Binding],
+) {
+    if listener_ip.is_unspecified() {
+        ctx.error(
+            span,
+            path,
+            "a listener on a wildcard address cannot follow a binding: give it the address to plumb",
+        );
+        return;
+    }
+    let followed = bindings.iter().find(|b| {
+        b.enable_duravip
+            && (b.name == follow || b.bind_address.is_some_and(|ip| ip.to_string() == follow))
+    });
+    match followed {
+        None => ctx.error(
+            span,
+            path,
+            format!(
+                "Duravip_Follow = \"{follow}\" names no binding with Enable_Duravip = true (give a binding's name or Bind_Address)"
+            ),
+        ),
+        Some(b) if b.bind_address == Some(listener_ip) => ctx.error(
+            span,
+            path,
+            format!(
+                "the listener is on {listener_ip}, the address of the binding \"{}\" it follows; a following listener needs an address of its own",
+                b.name
+            ),
+        ),
+        Some(_) => {}
+    }
 }
 
 fn manager_logs(r: &mut ScopeReader, ctx: &mut Ctx) -> Option<ManagerLogs> {

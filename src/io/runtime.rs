@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::core::console::Caller;
 use crate::core::duravip::DuraVip;
 use crate::core::membership::{Event, Membership, MembershipConfig, Output};
 use crate::core::wire::DuraVipTable;
@@ -42,7 +43,7 @@ use crate::io::vip::{VipDriver, VipSetup};
 pub type ViewHook = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Runs a console command locally (for requests arriving from a manager).
-pub type ConsoleExec = Arc<dyn Fn(&str) -> Result<String, String> + Send + Sync>;
+pub type ConsoleExec = Arc<dyn Fn(&str, &Caller) -> Result<String, String> + Send + Sync>;
 
 /// What the runtime needs to know.
 #[allow(missing_debug_implementations)] // holds closures
@@ -851,9 +852,10 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
             Message::ConsoleRequest(req) => {
                 let shared = Arc::clone(shared);
                 let weak = weak.clone();
+                let caller = Caller::Peer(peer.clone());
                 // A slow command must not hold up the link's other traffic.
                 let _ = spawn("ecc-console-req", move || {
-                    let (ok, output) = match (shared.console)(&req.command) {
+                    let (ok, output) = match (shared.console)(&req.command, &caller) {
                         Ok(o) => (true, o),
                         Err(e) => (false, e),
                     };

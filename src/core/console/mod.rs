@@ -22,9 +22,21 @@ pub enum Mode {
     Xml,
 }
 
-/// What a handler does: given the context, the arguments and the mode, the
-/// command's output or an error message.
-pub type Handler<C> = Arc<dyn Fn(&C, &[String], Mode) -> Result<String, String> + Send + Sync>;
+/// Who runs a command. Most commands do not care; some are only safe when
+/// every node runs them at once, through a manager (`cluster duravip move`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// This node's own console: the control socket, the CLI or the host's API.
+    Local,
+    /// A peer over the cluster link, by name: a manager's `broadcast` or
+    /// `unicast`.
+    Peer(String),
+}
+
+/// What a handler does: given the context, the arguments, the mode and the
+/// caller, the command's output or an error message.
+pub type Handler<C> =
+    Arc<dyn Fn(&C, &[String], Mode, &Caller) -> Result<String, String> + Send + Sync>;
 
 /// One command.
 pub struct Command<C> {
@@ -127,7 +139,7 @@ impl<C> Console<C> {
         words: &str,
         usage: &str,
         help: &str,
-        handler: impl Fn(&C, &[String], Mode) -> Result<String, String> + Send + Sync + 'static,
+        handler: impl Fn(&C, &[String], Mode, &Caller) -> Result<String, String> + Send + Sync + 'static,
     ) -> Result<(), String> {
         let words: Vec<String> = tokenize(words)?
             .into_iter()
@@ -150,8 +162,8 @@ impl<C> Console<C> {
         Ok(())
     }
 
-    /// Runs one command line.
-    pub fn exec(&self, ctx: &C, line: &str) -> Result<String, String> {
+    /// Runs one command line for `caller`.
+    pub fn exec(&self, ctx: &C, line: &str, caller: &Caller) -> Result<String, String> {
         let mut words = tokenize(line)?;
         let mut mode = Mode::Text;
         if words.first().is_some_and(|w| w.eq_ignore_ascii_case("xml")) {
@@ -169,7 +181,7 @@ impl<C> Console<C> {
             }
             _ => {
                 let cmd = self.find(&lower).ok_or_else(|| self.unknown(&words))?;
-                (cmd.handler)(ctx, &words[cmd.words.len()..], mode)
+                (cmd.handler)(ctx, &words[cmd.words.len()..], mode, caller)
             }
         }
     }
@@ -275,10 +287,10 @@ mod tests {
             "cluster nodename",
             "",
             "Show the name of the local node.",
-            |n: &u32, _, _| Ok(format!("node{n}\n")),
+            |n: &u32, _, _, _| Ok(format!("node{n}\n")),
         )
         .unwrap();
-        c.register("cluster info", "", "Show status.", |_, _, mode| {
+        c.register("cluster info", "", "Show status.", |_, _, mode, _| {
             Ok(if mode == Mode::Xml {
                 "<info/>\n".into()
             } else {
@@ -286,8 +298,10 @@ mod tests {
             })
         })
         .unwrap();
-        c.register("echo", "<words>", "Echo.", |_, args, _| Ok(args.join("|")))
-            .unwrap();
+        c.register("echo", "<words>", "Echo.", |_, args, _, _| {
+            Ok(args.join("|"))
+        })
+        .unwrap();
         c
     }
 
@@ -304,49 +318,65 @@ mod tests {
     #[test]
     fn dispatch_passes_arguments_and_mode() {
         let c = console();
-        assert_eq!(c.exec(&7, "cluster nodename").unwrap(), "node7\n");
-        assert_eq!(c.exec(&7, "CLUSTER NodeName").unwrap(), "node7\n");
-        assert_eq!(c.exec(&7, "xml cluster info").unwrap(), "<info/>\n");
-        assert_eq!(c.exec(&7, "echo A 'b c'").unwrap(), "A|b c");
+        assert_eq!(
+            c.exec(&7, "cluster nodename", &Caller::Local).unwrap(),
+            "node7\n"
+        );
+        assert_eq!(
+            c.exec(&7, "CLUSTER NodeName", &Caller::Local).unwrap(),
+            "node7\n"
+        );
+        assert_eq!(
+            c.exec(&7, "xml cluster info", &Caller::Local).unwrap(),
+            "<info/>\n"
+        );
+        assert_eq!(c.exec(&7, "echo A 'b c'", &Caller::Local).unwrap(), "A|b c");
     }
 
     #[test]
     fn help_lists_commands_in_a_group() {
         let c = console();
-        let all = c.exec(&0, "help").unwrap();
+        let all = c.exec(&0, "help", &Caller::Local).unwrap();
         assert!(
             all.contains("cluster nodename") && all.contains("echo <words>"),
             "{all}"
         );
-        let cluster = c.exec(&0, "cluster help").unwrap();
+        let cluster = c.exec(&0, "cluster help", &Caller::Local).unwrap();
         assert!(
             cluster.contains("cluster info") && !cluster.contains("echo"),
             "{cluster}"
         );
-        assert!(c.exec(&0, "xml help").unwrap().starts_with("<help>"));
+        assert!(
+            c.exec(&0, "xml help", &Caller::Local)
+                .unwrap()
+                .starts_with("<help>")
+        );
     }
 
     #[test]
     fn unknown_commands_suggest_close_ones() {
         let c = console();
-        let e = c.exec(&0, "cluster nodenmae").unwrap_err();
+        let e = c.exec(&0, "cluster nodenmae", &Caller::Local).unwrap_err();
         assert!(e.contains("did you mean: cluster nodename"), "{e}");
-        let e = c.exec(&0, "frobnicate").unwrap_err();
+        let e = c.exec(&0, "frobnicate", &Caller::Local).unwrap_err();
         assert!(
             e.contains("unknown command 'frobnicate'") && !e.contains("did you mean"),
             "{e}"
         );
-        assert!(c.exec(&0, "").is_err());
+        assert!(c.exec(&0, "", &Caller::Local).is_err());
     }
 
     #[test]
     fn reserved_words_cannot_be_registered() {
         let mut c = console();
         assert!(
-            c.register("help me", "", "", |_, _, _| Ok(String::new()))
+            c.register("help me", "", "", |_, _, _, _| Ok(String::new()))
                 .is_err()
         );
-        assert!(c.register("", "", "", |_, _, _| Ok(String::new())).is_err());
+        assert!(
+            c.register("", "", "", |_, _, _, _| Ok(String::new()))
+                .is_err()
+        );
     }
 
     #[test]

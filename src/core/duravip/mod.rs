@@ -49,10 +49,12 @@
 //! Everything here is pure: it is given the time, the view and the tables,
 //! and returns acquire / release / announce outputs.
 
+mod follow;
 mod from_config;
 #[cfg(test)]
 mod tests;
 
+pub use follow::{Follower, followers_from_config};
 pub use from_config::{claims_from_config, topology_for};
 
 use std::collections::{BTreeMap, BTreeSet};
