@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
 use crate::core::announce::AnnounceConfig;
-use crate::core::console::reports::{self, ClusterStatus, InfoView, MemberView};
+use crate::core::console::reports::{self, ArpLine, ClusterStatus, InfoView, MemberView};
 use crate::core::console::{Caller, Console, Mode};
 use crate::core::duravip::{self, DuraVipConfig};
 use crate::core::identity::{self, AddrSource, Origin};
@@ -29,10 +29,11 @@ use crate::core::membership::{Event, MembershipConfig, digest};
 use crate::core::wire::{NodeType, PeerState, SelfInfo};
 use crate::io::control::{ControlServer, Exec};
 use crate::io::host;
+use crate::io::neigh;
 use crate::io::plumb::{DryRunPlumber, NetlinkPlumber, Plumber};
 use crate::io::runtime::{ConsoleExec, Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
-use crate::io::vip::{VipEvent, VipHook, VipSetup};
+use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -467,9 +468,15 @@ impl Inner {
                 quorum: cluster.quorum,
             },
             claims,
+            followers: duravip::followers_from_config(config),
             topology: cluster.topology.clone(),
             plumber,
             announce,
+            targeted_arp: !cluster.arp_all_hosts,
+            maintenance: Maintenance {
+                check_interval_ms: u64::from(cluster.if_check_interval) * 1000,
+                down_limit_ms: u64::from(cluster.if_down_limit) * 1000,
+            },
             hooks: Arc::clone(&self.vip_hooks),
         }))
     }
@@ -564,7 +571,54 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 9] = [
+    let node_commands: [Builtin; 11] = [
+        (
+            "cluster arp show",
+            "",
+            "Show the MAC address the kernel holds for each cluster peer, and its age.",
+            |inner, _, mode, _| {
+                let id = identity_or_err(inner)?;
+                let peers: Vec<IpAddr> = inner
+                    .config
+                    .bus
+                    .peers
+                    .iter()
+                    .filter(|p| p.name != id.nodename)
+                    .map(|p| p.addr)
+                    .collect();
+                let found = neigh::lookup(&peers)
+                    .map_err(|e| format!("cannot read the neighbour table: {e}"))?;
+                let lines: Vec<ArpLine> = found
+                    .into_iter()
+                    .map(|n| ArpLine {
+                        ip: n.ip,
+                        mac: n.mac.as_ref().map(neigh::format_mac),
+                        age_s: n.age_s,
+                    })
+                    .collect();
+                Ok(reports::arp_show(&lines, mode))
+            },
+        ),
+        (
+            "cluster duravip debug",
+            "on|off",
+            "Log every DuraVIP table sent and received and every maintenance check.",
+            |inner, args, mode, _| {
+                let on = match args {
+                    [a] if a.eq_ignore_ascii_case("on") => true,
+                    [a] if a.eq_ignore_ascii_case("off") => false,
+                    _ => return Err("usage: cluster duravip debug on|off".into()),
+                };
+                let (runtime, id) = inner.runtime()?;
+                runtime.set_vip_debug(on)?;
+                let text = format!(
+                    "DuraVIP debugging {} on {}",
+                    if on { "on" } else { "off" },
+                    id.nodename
+                );
+                Ok(reports::value("debug", &text, mode))
+            },
+        ),
         (
             "cluster duravip announce view",
             "",

@@ -369,6 +369,11 @@ impl Announcer {
         }
     }
 
+    /// Replaces the hosts announcements are aimed at (empty: broadcast).
+    pub fn set_targets(&mut self, targets: Vec<Mac>) {
+        self.targets = targets;
+    }
+
     /// We now own `ip` on `interface`.
     pub fn acquired(&mut self, ip: IpAddr, interface: &str, now_ms: u64) {
         self.schedule.acquired(ip, interface, now_ms);

@@ -76,7 +76,9 @@ pub struct Snapshot {
     pub heartbeats_sent: u64,
     pub heartbeat_bytes: u64,
     /// The DuraVIP core's state and how addresses are plumbed, when enabled.
-    pub vip: Option<(DuraVip, &'static str)>,
+    /// Shared, and copied from the engine only when it changed: with
+    /// thousands of addresses a copy per engine wake-up would dominate.
+    pub vip: Option<(Arc<DuraVip>, &'static str)>,
 }
 
 enum EngineCommand {
@@ -90,6 +92,8 @@ enum EngineCommand {
     /// `cluster duravip announce view`: send our table to every peer again
     /// and re-announce every owned address.
     AnnounceView,
+    /// `cluster duravip debug on|off`.
+    VipDebug(bool),
 }
 
 struct Link {
@@ -316,6 +320,13 @@ impl Runtime {
         Ok(())
     }
 
+    /// Turns DuraVIP debug logging on or off (`cluster duravip debug`).
+    pub fn set_vip_debug(&self, on: bool) -> Result<(), String> {
+        self.vip_enabled()?;
+        self.shared.send_command(EngineCommand::VipDebug(on));
+        Ok(())
+    }
+
     /// Removes one of this node's DuraVIPs (released if owned).
     pub fn remove_claim(&self, ip: IpAddr) -> Result<(), String> {
         self.vip_enabled()?;
@@ -523,6 +534,15 @@ fn engine(
                         shared.broadcast(&Message::DuraVipTable(table));
                     }
                 }
+                EngineCommand::VipDebug(on) => {
+                    if let Some(v) = &mut vip {
+                        v.set_debug(on);
+                        (shared.log)(&format!(
+                            "DuraVIP debugging {}",
+                            if on { "on" } else { "off" }
+                        ));
+                    }
+                }
                 EngineCommand::Unclaim(ip) => {
                     if let Some(v) = &mut vip {
                         let tables = v.remove_claim(now_ms(), ip);
@@ -562,7 +582,14 @@ fn engine(
             let has_quorum = membership.quorum().has_quorum();
             let mut tables = Vec::new();
             if view_changed || had_quorum != Some(has_quorum) {
-                tables.extend(v.set_view(now_ms(), membership.view(), has_quorum));
+                let view = membership.view();
+                let peers: Vec<IpAddr> = view
+                    .members
+                    .iter()
+                    .filter_map(|m| shared.peer_named(&m.name))
+                    .map(|a| a.ip())
+                    .collect();
+                tables.extend(v.set_view(now_ms(), view, has_quorum, &peers));
                 had_quorum = Some(has_quorum);
             }
             tables.extend(v.tick(now_ms()));
@@ -570,6 +597,13 @@ fn engine(
         }
         let rejected = shared.rejects.lock().iter().collect();
         let links = shared.links.lock().keys().cloned().collect();
+        let vip_state = vip.as_mut().and_then(|v| {
+            if v.take_changed() {
+                Some((Arc::new(v.state().clone()), v.plumbing()))
+            } else {
+                shared.snapshot.read().vip.clone()
+            }
+        });
         *shared.snapshot.write() = Snapshot {
             membership: membership.clone(),
             rejected,
@@ -577,7 +611,7 @@ fn engine(
             late_timer_events,
             heartbeats_sent,
             heartbeat_bytes,
-            vip: vip.as_ref().map(|v| (v.state().clone(), v.plumbing())),
+            vip: vip_state,
         };
     }
     // A planned stop releases before anyone else acquires.

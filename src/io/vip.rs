@@ -7,17 +7,40 @@
 //! rounds. On start it removes every address still carrying our tag (a
 //! previous run may have died holding them), and on stop it releases what
 //! it owns, so a planned leave never leaves two owners.
+//!
+//! Listeners that follow a binding (`Duravip_Follow`) are plumbed and
+//! unplumbed together with the binding's address, and reported to the hooks
+//! as addresses of their own.
+//!
+//! **Maintenance.** The kernel's addresses can drift from what the driver
+//! believes: an operator deletes one, an interface is recreated, something
+//! else adds one with our tag. Every `if_check_interval` seconds the driver
+//! compares the tagged addresses with the ones it should hold. A tagged
+//! address it should not hold is removed at once (two owners are worse than
+//! none). One that is missing is plumbed again, and announced, once it has
+//! been missing for `if_down_limit` seconds, so a flapping interface is not
+//! hammered; the check that finds it missing schedules the repair.
+//!
+//! **Targeted announcements** (`arp_all_hosts = false`): instead of
+//! broadcasting, gratuitous ARP is unicast to the hosts of interest, the
+//! cluster peers and the default gateways, by the MACs the kernel's
+//! neighbour table holds for them; they are looked up again on every view
+//! change and maintenance check. Until one is known, announcements are
+//! broadcast rather than sent to nobody.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::config::model::Topology;
 use crate::core::announce::AnnounceConfig;
-use crate::core::duravip::{Claim, DuraVip, DuraVipConfig, Output, topology_for};
+use crate::core::duravip::{Claim, DuraVip, DuraVipConfig, Follower, Output, topology_for};
 use crate::core::membership::View;
 use crate::core::wire::DuraVipTable;
 use crate::io::arp::Announcer;
+use crate::io::neigh;
 use crate::io::plumb::Plumber;
 
 /// A DuraVIP change on this node, for the host's hooks.
@@ -37,20 +60,44 @@ pub type VipHook = Arc<dyn Fn(&VipEvent) + Send + Sync>;
 pub struct VipSetup {
     pub cfg: DuraVipConfig,
     pub claims: Vec<Claim>,
+    pub followers: Vec<Follower>,
     pub topology: Vec<Topology>,
     pub plumber: Box<dyn Plumber>,
     /// `None` with the dry-run plumber: there is nothing to announce.
     pub announce: Option<AnnounceConfig>,
+    /// `arp_all_hosts = false`: announce to the hosts of interest only.
+    pub targeted_arp: bool,
+    pub maintenance: Maintenance,
     pub hooks: Arc<RwLock<Vec<VipHook>>>,
+}
+
+/// The maintenance cycle's timing (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Maintenance {
+    /// `if_check_interval`, in milliseconds.
+    pub check_interval_ms: u64,
+    /// `if_down_limit`, in milliseconds.
+    pub down_limit_ms: u64,
 }
 
 /// See the module docs.
 #[allow(missing_debug_implementations)]
 pub struct VipDriver {
     dv: DuraVip,
+    followers: Vec<Follower>,
     topology: Vec<Topology>,
     plumber: Box<dyn Plumber>,
     announcer: Option<Announcer>,
+    /// The peers' addresses when announcements are targeted; `None` when
+    /// they are broadcast.
+    arp_peers: Option<Vec<IpAddr>>,
+    maintenance: Maintenance,
+    next_check_ms: u64,
+    /// Addresses found missing by maintenance, and since when.
+    missing_since: BTreeMap<IpAddr, u64>,
+    debug: bool,
+    /// Whether the core's state changed since [`VipDriver::take_changed`].
+    changed: bool,
     hooks: Arc<RwLock<Vec<VipHook>>>,
     log: Arc<dyn Fn(&str) + Send + Sync>,
     generation: u64,
@@ -68,9 +115,12 @@ impl VipDriver {
         let VipSetup {
             cfg,
             claims,
+            followers,
             topology,
             mut plumber,
             announce,
+            targeted_arp,
+            maintenance,
             hooks,
         } = setup;
         match plumber.list_ours() {
@@ -89,9 +139,16 @@ impl VipDriver {
         log(&format!("DuraVIP plumbing: {}", plumber.describe()));
         let mut driver = VipDriver {
             dv: DuraVip::new(me, cfg, now_ms),
+            followers,
             topology,
             plumber,
+            arp_peers: (targeted_arp && announce.is_some()).then(Vec::new),
             announcer: announce.map(|c| Announcer::new(c, Vec::new())),
+            maintenance,
+            next_check_ms: now_ms + maintenance.check_interval_ms,
+            missing_since: BTreeMap::new(),
+            debug: false,
+            changed: true,
             hooks,
             log,
             generation,
@@ -111,46 +168,72 @@ impl VipDriver {
         }
     }
 
-    /// The membership view changed (or its quorum did).
-    pub fn set_view(&mut self, now_ms: u64, view: &View, has_quorum: bool) -> Vec<DuraVipTable> {
+    /// The membership view changed (or its quorum did); `peers` are the
+    /// addresses of the view's other members.
+    pub fn set_view(
+        &mut self,
+        now_ms: u64,
+        view: &View,
+        has_quorum: bool,
+        peers: &[IpAddr],
+    ) -> Vec<DuraVipTable> {
         let members: Vec<(String, u64)> = view
             .members
             .iter()
             .map(|m| (m.name.clone(), m.generation))
             .collect();
+        if let Some(p) = &mut self.arp_peers {
+            *p = peers.to_vec();
+            self.refresh_arp_targets();
+        }
         if let Some(a) = &mut self.announcer {
             // Re-announce on every view change while owner, so that a healed
             // split brain does not leave stale ARP caches behind.
             a.view_changed(now_ms);
         }
+        self.changed = true;
         let outputs = self.dv.set_view(now_ms, &members, has_quorum);
         self.apply(now_ms, outputs)
     }
 
     /// The host registered or changed one of its DuraVIPs.
     pub fn set_claim(&mut self, now_ms: u64, claim: Claim) -> Vec<DuraVipTable> {
+        self.changed = true;
         let outputs = self.dv.set_claim(now_ms, claim);
         self.apply(now_ms, outputs)
     }
 
     /// The host removed one of its DuraVIPs.
     pub fn remove_claim(&mut self, now_ms: u64, ip: std::net::IpAddr) -> Vec<DuraVipTable> {
+        self.changed = true;
         let outputs = self.dv.remove_claim(now_ms, ip);
         self.apply(now_ms, outputs)
     }
 
     /// A peer's table arrived over its link.
     pub fn on_table(&mut self, now_ms: u64, from: &str, table: DuraVipTable) -> Vec<DuraVipTable> {
+        if self.debug {
+            (self.log)(&format!(
+                "debug: DuraVIP table v{} from {from}: claims {}, owns [{}]",
+                table.table.version,
+                table.table.claims.len(),
+                join(&table.table.owned)
+            ));
+        }
+        self.changed = true;
         let outputs = self
             .dv
             .on_table(now_ms, from, table.generation, table.table);
         self.apply(now_ms, outputs)
     }
 
-    /// Advances time: balancing, and due announcement rounds.
+    /// Advances time: balancing, maintenance, and due announcement rounds.
     pub fn tick(&mut self, now_ms: u64) -> Vec<DuraVipTable> {
         let outputs = self.dv.tick(now_ms);
         let out = self.apply(now_ms, outputs);
+        if now_ms >= self.next_check_ms {
+            self.maintain(now_ms);
+        }
         if let Some(a) = &mut self.announcer {
             for e in a.poll(now_ms) {
                 (self.log)(&format!("announcing a DuraVIP failed: {e}"));
@@ -160,8 +243,20 @@ impl VipDriver {
     }
 
     pub fn next_deadline(&self) -> u64 {
+        let core = self.dv.next_deadline().min(self.next_check_ms);
         let announce = self.announcer.as_ref().and_then(Announcer::next_deadline);
-        announce.map_or(self.dv.next_deadline(), |a| a.min(self.dv.next_deadline()))
+        announce.map_or(core, |a| a.min(core))
+    }
+
+    /// `cluster duravip debug on|off`: log every table and maintenance check.
+    pub fn set_debug(&mut self, on: bool) {
+        self.debug = on;
+    }
+
+    /// Whether the state changed since the last call (for the console's
+    /// snapshot, which is worth copying only then).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// This node's table, for a peer whose link just came up.
@@ -193,55 +288,403 @@ impl VipDriver {
 
     fn apply(&mut self, now_ms: u64, outputs: Vec<Output>) -> Vec<DuraVipTable> {
         let mut tables = Vec::new();
+        if !outputs.is_empty() {
+            self.changed = true;
+        }
         for output in outputs {
             match output {
                 Output::Acquire(claim) => {
-                    let Some((iface, prefix)) = topology_for(&self.topology, claim.ip) else {
-                        (self.log)(&format!(
-                            "DuraVIP {} has no Topology: add cluster {{ Topology \"<block>\" {{ interface = ... }} }}",
-                            claim.ip
-                        ));
-                        continue;
-                    };
-                    match self.plumber.add(&iface, claim.ip, prefix) {
-                        Ok(()) => {
-                            (self.log)(&format!("gained DuraVIP {}/{prefix} on {iface}", claim.ip));
-                            if let Some(a) = &mut self.announcer {
-                                a.acquired(claim.ip, &iface, now_ms);
-                            }
-                            self.run_hooks(&VipEvent::Gained(claim));
-                        }
-                        Err(e) => (self.log)(&format!("cannot plumb DuraVIP {}: {e}", claim.ip)),
+                    let followers = self.followers_of(&claim);
+                    for claim in std::iter::once(claim).chain(followers) {
+                        self.plumb(now_ms, claim);
                     }
                 }
                 Output::Release(claim) => {
-                    if let Some(a) = &mut self.announcer {
-                        a.released(claim.ip);
+                    let followers = self.followers_of(&claim);
+                    for claim in std::iter::once(claim).chain(followers) {
+                        self.unplumb(claim);
                     }
-                    if let Some((iface, prefix)) = topology_for(&self.topology, claim.ip) {
-                        match self.plumber.remove(&iface, claim.ip, prefix) {
-                            Ok(()) => {
-                                (self.log)(&format!("released DuraVIP {} from {iface}", claim.ip))
-                            }
-                            Err(e) => {
-                                (self.log)(&format!("cannot unplumb DuraVIP {}: {e}", claim.ip))
-                            }
-                        }
-                    }
-                    self.run_hooks(&VipEvent::Lost(claim));
                 }
-                Output::Announce(table) => tables.push(DuraVipTable {
-                    generation: self.generation,
-                    table,
-                }),
+                Output::Announce(table) => {
+                    if self.debug {
+                        (self.log)(&format!(
+                            "debug: announcing DuraVIP table v{}: owns [{}]",
+                            table.version,
+                            join(&table.owned)
+                        ));
+                    }
+                    tables.push(DuraVipTable {
+                        generation: self.generation,
+                        table,
+                    });
+                }
             }
         }
         tables
+    }
+
+    /// The listeners following `claim`, as claims of their own.
+    fn followers_of(&self, claim: &Claim) -> Vec<Claim> {
+        self.followers
+            .iter()
+            .filter(|f| f.follows(claim))
+            .map(Follower::as_claim)
+            .collect()
+    }
+
+    /// The interface and prefix `ip` is plumbed with, or a log line saying
+    /// how to configure one.
+    fn placement(&self, ip: IpAddr) -> Option<(String, u8)> {
+        let found = topology_for(&self.topology, ip);
+        if found.is_none() {
+            (self.log)(&format!(
+                "DuraVIP {ip} has no Topology: add cluster {{ Topology \"<block>\" {{ interface = ... }} }}"
+            ));
+        }
+        found
+    }
+
+    fn plumb(&mut self, now_ms: u64, claim: Claim) {
+        let Some((iface, prefix)) = self.placement(claim.ip) else {
+            return;
+        };
+        match self.plumber.add(&iface, claim.ip, prefix) {
+            Ok(()) => {
+                (self.log)(&format!("gained DuraVIP {}/{prefix} on {iface}", claim.ip));
+                if let Some(a) = &mut self.announcer {
+                    a.acquired(claim.ip, &iface, now_ms);
+                }
+                self.run_hooks(&VipEvent::Gained(claim));
+            }
+            Err(e) => (self.log)(&format!("cannot plumb DuraVIP {}: {e}", claim.ip)),
+        }
+    }
+
+    fn unplumb(&mut self, claim: Claim) {
+        if let Some(a) = &mut self.announcer {
+            a.released(claim.ip);
+        }
+        self.missing_since.remove(&claim.ip);
+        if let Some((iface, prefix)) = topology_for(&self.topology, claim.ip) {
+            match self.plumber.remove(&iface, claim.ip, prefix) {
+                Ok(()) => (self.log)(&format!("released DuraVIP {} from {iface}", claim.ip)),
+                Err(e) => (self.log)(&format!("cannot unplumb DuraVIP {}: {e}", claim.ip)),
+            }
+        }
+        self.run_hooks(&VipEvent::Lost(claim));
+    }
+
+    /// Every address this node should have plumbed: what it owns and the
+    /// listeners following it, with where each goes.
+    fn wanted(&self) -> Vec<(String, IpAddr, u8)> {
+        self.dv
+            .owned_claims()
+            .flat_map(|c| {
+                std::iter::once(c.ip)
+                    .chain(self.followers.iter().filter(|f| f.follows(c)).map(|f| f.ip))
+            })
+            .filter_map(|ip| topology_for(&self.topology, ip).map(|(i, p)| (i, ip, p)))
+            .collect()
+    }
+
+    /// One maintenance check (module docs).
+    fn maintain(&mut self, now_ms: u64) {
+        self.next_check_ms = now_ms + self.maintenance.check_interval_ms;
+        self.refresh_arp_targets();
+        let tagged = match self.plumber.list_ours() {
+            Ok(tagged) => tagged,
+            Err(e) => {
+                (self.log)(&format!("DuraVIP maintenance cannot list addresses: {e}"));
+                return;
+            }
+        };
+        let wanted = self.wanted();
+        for (iface, ip, prefix) in &tagged {
+            if !wanted.iter().any(|(_, w, _)| w == ip) {
+                match self.plumber.remove(iface, *ip, *prefix) {
+                    Ok(()) => (self.log)(&format!(
+                        "maintenance: removed {ip}/{prefix} from {iface}: tagged as a DuraVIP this node does not own"
+                    )),
+                    Err(e) => (self.log)(&format!("maintenance: cannot remove {ip}: {e}")),
+                }
+            }
+        }
+        let mut missing = Vec::new();
+        for (iface, ip, prefix) in wanted {
+            let plumbed = tagged.iter().any(|(i, t, _)| *i == iface && *t == ip)
+                // An address the operator had before we plumbed it stays
+                // untagged; it is there all the same.
+                || self.plumber.present(&iface, ip).unwrap_or(false);
+            if !plumbed {
+                missing.push((iface, ip, prefix));
+            }
+        }
+        self.missing_since
+            .retain(|ip, _| missing.iter().any(|(_, m, _)| m == ip));
+        for (iface, ip, prefix) in missing {
+            let since = *self.missing_since.entry(ip).or_insert(now_ms);
+            let due = since + self.maintenance.down_limit_ms;
+            if now_ms < due {
+                (self.log)(&format!(
+                    "maintenance: DuraVIP {ip} is missing from {iface}; plumbing it again in {} ms unless it returns",
+                    due - now_ms
+                ));
+                self.next_check_ms = self.next_check_ms.min(due);
+                continue;
+            }
+            match self.plumber.add(&iface, ip, prefix) {
+                Ok(()) => {
+                    (self.log)(&format!(
+                        "maintenance: plumbed missing DuraVIP {ip}/{prefix} on {iface} again"
+                    ));
+                    self.missing_since.remove(&ip);
+                    if let Some(a) = &mut self.announcer {
+                        a.acquired(ip, &iface, now_ms);
+                    }
+                }
+                Err(e) => (self.log)(&format!("maintenance: cannot plumb {ip}: {e}")),
+            }
+        }
+        if self.debug {
+            (self.log)(&format!(
+                "debug: DuraVIP maintenance: {} tagged address(es), {} missing",
+                tagged.len(),
+                self.missing_since.len()
+            ));
+        }
+    }
+
+    /// Looks up the MACs of the hosts of interest (targeted ARP only).
+    fn refresh_arp_targets(&mut self) {
+        let (Some(peers), Some(announcer)) = (&self.arp_peers, &mut self.announcer) else {
+            return;
+        };
+        let mut hosts = peers.clone();
+        match neigh::default_gateways() {
+            Ok(gateways) => hosts.extend(gateways),
+            Err(e) => (self.log)(&format!("cannot read the default gateways: {e}")),
+        }
+        match neigh::lookup(&hosts) {
+            Ok(found) => {
+                let mut macs: Vec<_> = found.iter().filter_map(|n| n.mac).collect();
+                macs.sort_unstable();
+                macs.dedup();
+                announcer.set_targets(macs);
+            }
+            Err(e) => (self.log)(&format!("cannot read the neighbour table: {e}")),
+        }
     }
 
     fn run_hooks(&self, event: &VipEvent) {
         for hook in self.hooks.read().iter() {
             hook(event);
         }
+    }
+}
+
+/// Addresses as a comma-separated list, for log lines.
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::{QuorumMode, Topology};
+    use crate::core::duravip::Service;
+    use crate::core::membership::ViewMember;
+    use crate::io::plumb::{DryRunLog, DryRunPlumber};
+    use parking_lot::Mutex;
+    use std::io;
+
+    /// The dry-run plumber, shared so that a test can delete an address
+    /// behind the driver's back.
+    struct SharedPlumber(Arc<Mutex<DryRunPlumber>>);
+
+    impl Plumber for SharedPlumber {
+        fn add(&mut self, interface: &str, ip: IpAddr, prefix: u8) -> io::Result<()> {
+            self.0.lock().add(interface, ip, prefix)
+        }
+        fn remove(&mut self, interface: &str, ip: IpAddr, prefix: u8) -> io::Result<()> {
+            self.0.lock().remove(interface, ip, prefix)
+        }
+        fn list_ours(&mut self) -> io::Result<Vec<(String, IpAddr, u8)>> {
+            self.0.lock().list_ours()
+        }
+        fn present(&mut self, interface: &str, ip: IpAddr) -> io::Result<bool> {
+            self.0.lock().present(interface, ip)
+        }
+        fn describe(&self) -> &'static str {
+            "shared dry run"
+        }
+    }
+
+    const MATURE_MS: u64 = 1000;
+    const CHECK_MS: u64 = 30_000;
+    const DOWN_MS: u64 = 4000;
+
+    struct Rig {
+        driver: VipDriver,
+        plumber: Arc<Mutex<DryRunPlumber>>,
+        plumbed: DryRunLog,
+        events: Arc<Mutex<Vec<VipEvent>>>,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn binding(address: &str, name: &str) -> Claim {
+        Claim {
+            ip: ip(address),
+            names: vec![name.into()],
+            services: vec![Service::Binding],
+            preference: None,
+        }
+    }
+
+    /// A single node owning one binding address, followed by a listener.
+    fn rig() -> Rig {
+        let plumber = Arc::new(Mutex::new(DryRunPlumber::new()));
+        let plumbed = plumber.lock().log();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&events);
+        let hook: VipHook = Arc::new(move |e: &VipEvent| seen.lock().push(e.clone()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
+        let setup = VipSetup {
+            cfg: DuraVipConfig {
+                view_mature_ms: MATURE_MS,
+                balance_interval_ms: 10_000,
+                balance_set_size: 10,
+                quorum: QuorumMode::None,
+            },
+            claims: vec![binding("10.1.1.1", "out1")],
+            followers: vec![Follower {
+                ip: ip("10.1.1.3"),
+                ports: vec![25],
+                follows: "out1".into(),
+            }],
+            topology: vec![Topology {
+                network: None,
+                interface: "eth1".into(),
+                cidrmask: 32,
+            }],
+            plumber: Box::new(SharedPlumber(Arc::clone(&plumber))),
+            announce: None,
+            targeted_arp: false,
+            maintenance: Maintenance {
+                check_interval_ms: CHECK_MS,
+                down_limit_ms: DOWN_MS,
+            },
+            hooks: Arc::new(RwLock::new(vec![hook])),
+        };
+        let (mut driver, _) = VipDriver::start(
+            setup,
+            "n1",
+            7,
+            0,
+            Arc::new(move |l: &str| lines.lock().push(l.to_string())),
+        );
+        let view = View {
+            id: 1,
+            members: vec![ViewMember {
+                name: "n1".into(),
+                generation: 7,
+            }],
+        };
+        driver.set_view(0, &view, true, &[]);
+        driver.tick(MATURE_MS);
+        Rig {
+            driver,
+            plumber,
+            plumbed,
+            events,
+            log,
+        }
+    }
+
+    fn plumbed(r: &Rig) -> Vec<String> {
+        r.plumbed.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_following_listener_moves_with_its_binding() {
+        let mut r = rig();
+        assert_eq!(
+            plumbed(&r),
+            ["add eth1 10.1.1.1/32", "add eth1 10.1.1.3/32"]
+        );
+        let gained: Vec<(IpAddr, Vec<Service>)> = r
+            .events
+            .lock()
+            .iter()
+            .map(|e| match e {
+                VipEvent::Gained(c) => (c.ip, c.services.clone()),
+                VipEvent::Lost(c) => panic!("lost {c:?}"),
+            })
+            .collect();
+        assert_eq!(
+            gained,
+            [
+                (ip("10.1.1.1"), vec![Service::Binding]),
+                (ip("10.1.1.3"), vec![Service::Listener(25)])
+            ]
+        );
+        r.driver.remove_claim(MATURE_MS + 1, ip("10.1.1.1"));
+        assert_eq!(
+            plumbed(&r)[2..],
+            ["remove eth1 10.1.1.1/32", "remove eth1 10.1.1.3/32"]
+        );
+        assert!(matches!(&r.events.lock()[3], VipEvent::Lost(c) if c.ip == ip("10.1.1.3")));
+    }
+
+    #[test]
+    fn maintenance_replumbs_a_deleted_address_after_the_down_limit() {
+        let mut r = rig();
+        r.plumber.lock().forget("eth1", ip("10.1.1.1"));
+        // Nothing happens before the check is due.
+        r.driver.tick(CHECK_MS - 1);
+        assert_eq!(plumbed(&r).len(), 2);
+        let found = CHECK_MS + MATURE_MS;
+        r.driver.tick(found);
+        assert_eq!(plumbed(&r).len(), 2, "waits for if_down_limit");
+        assert!(
+            r.log
+                .lock()
+                .iter()
+                .any(|l| l.contains("10.1.1.1 is missing")),
+            "{:?}",
+            r.log.lock()
+        );
+        assert_eq!(r.driver.next_deadline(), found + DOWN_MS);
+        r.driver.tick(found + DOWN_MS);
+        assert_eq!(plumbed(&r)[2..], ["add eth1 10.1.1.1/32"]);
+        assert!(r.plumber.lock().present("eth1", ip("10.1.1.1")).unwrap());
+    }
+
+    #[test]
+    fn an_address_that_returns_by_itself_is_not_plumbed_again() {
+        let mut r = rig();
+        r.plumber.lock().forget("eth1", ip("10.1.1.3"));
+        r.driver.tick(CHECK_MS + MATURE_MS);
+        r.plumber.lock().add("eth1", ip("10.1.1.3"), 32).unwrap();
+        let before = plumbed(&r).len();
+        r.driver.tick(CHECK_MS + MATURE_MS + DOWN_MS);
+        assert_eq!(plumbed(&r).len(), before, "{:?}", plumbed(&r));
+    }
+
+    #[test]
+    fn maintenance_removes_a_tagged_address_this_node_does_not_own() {
+        let mut r = rig();
+        r.plumber.lock().add("eth1", ip("10.1.1.77"), 32).unwrap();
+        r.driver.tick(CHECK_MS + MATURE_MS);
+        assert_eq!(plumbed(&r).last().unwrap(), "remove eth1 10.1.1.77/32");
+        assert!(!r.plumber.lock().present("eth1", ip("10.1.1.77")).unwrap());
+        assert!(r.plumber.lock().present("eth1", ip("10.1.1.1")).unwrap());
     }
 }

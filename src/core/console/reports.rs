@@ -512,6 +512,46 @@ pub fn duravip_show(states: &[crate::core::duravip::IpState], mode: Mode) -> Str
     out
 }
 
+/// One line of `cluster arp show`: a peer's address, the MAC the kernel
+/// has for it (`None`: unresolved) and the entry's age in seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArpLine {
+    pub ip: std::net::IpAddr,
+    pub mac: Option<String>,
+    pub age_s: Option<u64>,
+}
+
+/// `cluster arp show`, in the reference's format (momentum-notes §1.6):
+/// `10.80.116.204    [00:e0:81:63:5c:e8]  43s`.
+pub fn arp_show(lines: &[ArpLine], mode: Mode) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            for l in lines {
+                let ip = l.ip.to_string();
+                match (&l.mac, l.age_s) {
+                    (Some(mac), Some(age)) => out.push_str(&format!("{ip:<16} [{mac}]  {age}s\n")),
+                    (Some(mac), None) => out.push_str(&format!("{ip:<16} [{mac}]\n")),
+                    (None, _) => out.push_str(&format!("{ip:<16} [unresolved]\n")),
+                }
+            }
+        }
+        Mode::Xml => {
+            out.push_str("<arp>\n");
+            for l in lines {
+                out.push_str(&format!(
+                    "  <host address=\"{}\" mac=\"{}\" age=\"{}\"/>\n",
+                    l.ip,
+                    l.mac.as_deref().unwrap_or(""),
+                    l.age_s.map(|a| a.to_string()).unwrap_or_default()
+                ));
+            }
+            out.push_str("</arp>\n");
+        }
+    }
+    out
+}
+
 /// The reference's state words: owned or unowned, safe or UNSAFE, and
 /// conflict / BROKEN when they apply.
 fn flag_words(f: &crate::core::duravip::Flags) -> Vec<&'static str> {
@@ -576,5 +616,30 @@ mod duravip_tests {
             "{text}"
         );
         assert!(!text.contains(" *  "));
+    }
+
+    #[test]
+    fn arp_show_matches_the_reference_sample() {
+        let lines = [
+            ArpLine {
+                ip: "10.80.116.204".parse().unwrap(),
+                mac: Some("00:e0:81:63:5c:e8".into()),
+                age_s: Some(43),
+            },
+            ArpLine {
+                ip: "10.80.116.205".parse().unwrap(),
+                mac: None,
+                age_s: None,
+            },
+        ];
+        assert_eq!(
+            arp_show(&lines, Mode::Text),
+            "10.80.116.204    [00:e0:81:63:5c:e8]  43s\n10.80.116.205    [unresolved]\n"
+        );
+        let xml = arp_show(&lines, Mode::Xml);
+        assert!(
+            xml.contains("<host address=\"10.80.116.204\" mac=\"00:e0:81:63:5c:e8\" age=\"43\"/>"),
+            "{xml}"
+        );
     }
 }

@@ -375,6 +375,11 @@ impl DuraVip {
         self.owned.keys()
     }
 
+    /// What this node owns, with the claims it acquired them under.
+    pub fn owned_claims(&self) -> impl Iterator<Item = &Claim> {
+        self.owned.values()
+    }
+
     /// Every IP any member claims, with its flags, candidates and owner.
     pub fn states(&self, now_ms: u64) -> Vec<IpState> {
         let claims = self.claims_by_ip();
