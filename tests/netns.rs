@@ -23,8 +23,8 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use eccluster::io::arp;
 use eccluster::io::plumb::{NetlinkPlumber, Plumber};
+use eccluster::io::{arp, neigh};
 
 const HELPER_ENV: &str = "ECC_NETNS_HELPER";
 const HELPER_PREFIX: &str = "ecc-helper: ";
@@ -80,6 +80,24 @@ fn helper() {
                     .map(|()| "ok".into())
                     .map_err(|e| e.to_string())
             }
+            ["neigh", ip] => neigh::lookup(&[ip.parse().unwrap()])
+                .map(|found| match &found[0] {
+                    neigh::Neighbour {
+                        mac: Some(mac),
+                        age_s: Some(age),
+                        ..
+                    } => format!("{} {age}", neigh::format_mac(mac)),
+                    n => format!("unresolved {n:?}"),
+                })
+                .map_err(|e| e.to_string()),
+            ["gateways"] => neigh::default_gateways()
+                .map(|g| {
+                    g.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .map_err(|e| e.to_string()),
             _ => panic!("unknown helper command {command:?}"),
         };
         match result {
@@ -496,4 +514,38 @@ fn announcements_repoint_a_clients_neighbour_entry() {
         line.contains(&format!("lladdr {a_mac}")),
         "NA repointed C: {line}"
     );
+}
+
+#[test]
+fn the_neighbour_table_gives_a_peers_mac_and_the_routes_their_gateway() {
+    let Some(lab) = lab_or_skip("neigh") else {
+        return;
+    };
+    let c_mac = lab.mac(&lab.c, "vethC");
+    assert_eq!(
+        lab.helper(&["neigh 192.0.2.2"])[0].split(' ').next(),
+        Some("unresolved")
+    );
+    // A resolves C (as heartbeats to a peer would), then looks it up.
+    lab.ip(
+        &lab.a,
+        &[
+            "neigh",
+            "replace",
+            "192.0.2.2",
+            "lladdr",
+            &c_mac,
+            "dev",
+            "vethA",
+            "nud",
+            "reachable",
+        ],
+    );
+    let answer = &lab.helper(&["neigh 192.0.2.2"])[0];
+    let (mac, age) = answer.split_once(' ').expect("mac and age");
+    assert_eq!(mac, c_mac, "{answer}");
+    assert!(age.parse::<u64>().unwrap() < 5, "{answer}");
+    assert_eq!(lab.helper(&["gateways"]), [""]);
+    lab.ip(&lab.a, &["route", "add", "default", "via", "192.0.2.2"]);
+    assert_eq!(lab.helper(&["gateways"]), ["192.0.2.2"]);
 }
