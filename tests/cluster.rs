@@ -914,6 +914,20 @@ fn duravip_addresses_have_one_owner_and_fail_over() {
         "{owners:?}"
     );
 
+    // Debugging logs every table; on loopback no peer has a MAC.
+    for node in &nodes {
+        assert_eq!(
+            node.console("cluster duravip debug on").unwrap(),
+            format!("DuraVIP debugging on on {}\n", node.name)
+        );
+        assert_eq!(
+            node.console("cluster arp show").unwrap(),
+            "127.0.0.1        [unresolved]\n".repeat(2)
+        );
+    }
+    let e = nodes[0].console("cluster duravip debug maybe").unwrap_err();
+    assert!(e.contains("usage: cluster duravip debug on|off"), "{e}");
+
     // SIGKILL the owner of 10.9.0.1: a survivor takes it over.
     let victim = owners
         .iter()
@@ -938,4 +952,5 @@ fn duravip_addresses_have_one_owner_and_fail_over() {
     let log: String = survivors.iter().map(|n| n.log_text()).collect();
     assert!(log.contains("gained DuraVIP 10.9.0.1/32 on eth1"), "{log}");
     assert!(log.contains("dry run (nothing is plumbed)"), "{log}");
+    assert!(log.contains("debug: DuraVIP table v"), "{log}");
 }
