@@ -139,6 +139,19 @@ impl Node {
         self.guard.kill();
     }
 
+    /// SIGTERM, as an init system stops a node, and waits for it to exit.
+    fn terminate(&mut self) {
+        let child = self.guard.child();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {}", self.name);
+        let exit = child.wait().expect("wait for the node");
+        assert!(exit.success(), "{} exited with {exit}", self.name);
+        self.guard.0 = None;
+    }
+
     /// Runs a console command over the socket (no process per poll).
     fn console(&self, command: &str) -> Result<String, String> {
         console(&self.socket, command)
@@ -953,4 +966,33 @@ fn duravip_addresses_have_one_owner_and_fail_over() {
     assert!(log.contains("gained DuraVIP 10.9.0.1/32 on eth1"), "{log}");
     assert!(log.contains("dry run (nothing is plumbed)"), "{log}");
     assert!(log.contains("debug: DuraVIP table v"), "{log}");
+
+    // A planned stop hands its addresses over before the peers even notice
+    // it is gone: the last node gains them, then sees the node down.
+    let (leaving, staying) = (survivors[0].name.clone(), survivors[1].name.clone());
+    drop(survivors);
+    let leaving_index = names.iter().position(|n| *n == leaving).unwrap();
+    let staying_index = names.iter().position(|n| *n == staying).unwrap();
+    let handed_over: Vec<String> = duravip_owners(&[&nodes[staying_index]])
+        .unwrap()
+        .into_iter()
+        .filter(|(_, o)| *o == leaving)
+        .map(|(ip, _)| ip)
+        .collect();
+    assert!(!handed_over.is_empty(), "{leaving} owns nothing");
+    nodes[leaving_index].terminate();
+    let staying_node = &nodes[staying_index];
+    wait_until("the last node sees the stopped one down", || {
+        staying_node
+            .log_text()
+            .contains(&format!("{leaving} is down"))
+    });
+    let log = staying_node.log_text();
+    let down_at = log.find(&format!("{leaving} is down")).unwrap();
+    for ip in &handed_over {
+        let gained_at = log
+            .rfind(&format!("gained DuraVIP {ip}/32"))
+            .unwrap_or_else(|| panic!("{staying} never gained {ip}:\n{log}"));
+        assert!(gained_at < down_at, "{ip} waited for detection:\n{log}");
+    }
 }

@@ -272,6 +272,7 @@ impl Runtime {
             let hooks = Arc::clone(&cfg.view_hooks);
             let vip = cfg.vip.take();
             vip_configured = vip.is_some();
+            // First in the list: `stop` joins it before closing the links.
             threads.push(spawn("ecc-engine", move || {
                 engine(shared, udp, membership, now, rx, hooks, vip)
             })?);
@@ -433,6 +434,12 @@ impl Runtime {
             return;
         }
         self.shared.wake_engine();
+        // The engine first: it releases this node's DuraVIPs and tells the
+        // peers over the links, which must still be open.
+        let engine = self.threads.lock().drain(..1).next();
+        if let Some(engine) = engine {
+            let _ = engine.join();
+        }
         let _ = TcpStream::connect_timeout(&self.shared.wake, Duration::from_millis(200));
         for link in self.shared.links.lock().drain().map(|(_, l)| l) {
             let _ = link.writer.lock().shutdown(std::net::Shutdown::Both);
@@ -614,9 +621,11 @@ fn engine(
             vip: vip_state,
         };
     }
-    // A planned stop releases before anyone else acquires.
+    // A planned stop releases before anyone else acquires, and says so
+    // while the links are still up (`Runtime::stop` waits for this).
     if let Some(v) = &mut vip {
-        v.release_all(now_ms());
+        let tables = v.release_all(now_ms());
+        publish_tables(&shared, v, tables);
     }
 }
 

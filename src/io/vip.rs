@@ -277,13 +277,17 @@ impl VipDriver {
         self.plumber.describe()
     }
 
-    /// Gives up every owned address (planned stop).
-    pub fn release_all(&mut self, now_ms: u64) {
-        let owned: Vec<std::net::IpAddr> = self.dv.owned().copied().collect();
-        for ip in owned {
+    /// Gives up every address and claim (planned stop) and returns the
+    /// table saying so: peers that receive it take the addresses over at
+    /// once instead of waiting to detect the stop.
+    pub fn release_all(&mut self, now_ms: u64) -> Vec<DuraVipTable> {
+        let claimed: Vec<IpAddr> = self.dv.table().claims.iter().map(|c| c.ip).collect();
+        let mut tables = Vec::new();
+        for ip in claimed {
             let outputs = self.dv.remove_claim(now_ms, ip);
-            self.apply(now_ms, outputs);
+            tables.extend(self.apply(now_ms, outputs));
         }
+        tables
     }
 
     fn apply(&mut self, now_ms: u64, outputs: Vec<Output>) -> Vec<DuraVipTable> {
