@@ -476,6 +476,7 @@ impl Inner {
             maintenance: Maintenance {
                 check_interval_ms: u64::from(cluster.if_check_interval) * 1000,
                 down_limit_ms: u64::from(cluster.if_down_limit) * 1000,
+                broadcast_interval_ms: u64::from(cluster.view_broadcast_interval) * 1000,
             },
             hooks: Arc::clone(&self.vip_hooks),
         }))

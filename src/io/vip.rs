@@ -21,6 +21,10 @@
 //! been missing for `if_down_limit` seconds, so a flapping interface is not
 //! hammered; the check that finds it missing schedules the repair.
 //!
+//! With `view_broadcast_interval` set, the table is also sent to every peer
+//! on that period, changed or not (the reference's speculative view
+//! announcement, for views that drift).
+//!
 //! **Targeted announcements** (`arp_all_hosts = false`): instead of
 //! broadcasting, gratuitous ARP is unicast to the hosts of interest, the
 //! cluster peers and the default gateways, by the MACs the kernel's
@@ -71,13 +75,15 @@ pub struct VipSetup {
     pub hooks: Arc<RwLock<Vec<VipHook>>>,
 }
 
-/// The maintenance cycle's timing (module docs).
+/// The periodic work's timing (module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Maintenance {
     /// `if_check_interval`, in milliseconds.
     pub check_interval_ms: u64,
     /// `if_down_limit`, in milliseconds.
     pub down_limit_ms: u64,
+    /// `view_broadcast_interval`, in milliseconds; 0 is off.
+    pub broadcast_interval_ms: u64,
 }
 
 /// See the module docs.
@@ -93,6 +99,8 @@ pub struct VipDriver {
     arp_peers: Option<Vec<IpAddr>>,
     maintenance: Maintenance,
     next_check_ms: u64,
+    /// When the table is next sent unasked (`view_broadcast_interval`).
+    next_broadcast_ms: Option<u64>,
     /// Addresses found missing by maintenance, and since when.
     missing_since: BTreeMap<IpAddr, u64>,
     debug: bool,
@@ -146,6 +154,8 @@ impl VipDriver {
             announcer: announce.map(|c| Announcer::new(c, Vec::new())),
             maintenance,
             next_check_ms: now_ms + maintenance.check_interval_ms,
+            next_broadcast_ms: (maintenance.broadcast_interval_ms > 0)
+                .then_some(now_ms + maintenance.broadcast_interval_ms),
             missing_since: BTreeMap::new(),
             debug: false,
             changed: true,
@@ -230,9 +240,19 @@ impl VipDriver {
     /// Advances time: balancing, maintenance, and due announcement rounds.
     pub fn tick(&mut self, now_ms: u64) -> Vec<DuraVipTable> {
         let outputs = self.dv.tick(now_ms);
-        let out = self.apply(now_ms, outputs);
+        let mut out = self.apply(now_ms, outputs);
         if now_ms >= self.next_check_ms {
             self.maintain(now_ms);
+        }
+        if let Some(at) = self.next_broadcast_ms
+            && now_ms >= at
+        {
+            // Speculative: tables travel on reliable links, but a link that
+            // broke and came back between two changes may have missed one.
+            self.next_broadcast_ms = Some(now_ms + self.maintenance.broadcast_interval_ms);
+            if out.is_empty() {
+                out.push(self.table());
+            }
         }
         if let Some(a) = &mut self.announcer {
             for e in a.poll(now_ms) {
@@ -243,7 +263,11 @@ impl VipDriver {
     }
 
     pub fn next_deadline(&self) -> u64 {
-        let core = self.dv.next_deadline().min(self.next_check_ms);
+        let core = self
+            .dv
+            .next_deadline()
+            .min(self.next_check_ms)
+            .min(self.next_broadcast_ms.unwrap_or(u64::MAX));
         let announce = self.announcer.as_ref().and_then(Announcer::next_deadline);
         announce.map_or(core, |a| a.min(core))
     }
@@ -529,6 +553,7 @@ mod tests {
     const MATURE_MS: u64 = 1000;
     const CHECK_MS: u64 = 30_000;
     const DOWN_MS: u64 = 4000;
+    const BROADCAST_MS: u64 = 7000;
 
     struct Rig {
         driver: VipDriver,
@@ -584,6 +609,7 @@ mod tests {
             maintenance: Maintenance {
                 check_interval_ms: CHECK_MS,
                 down_limit_ms: DOWN_MS,
+                broadcast_interval_ms: BROADCAST_MS,
             },
             hooks: Arc::new(RwLock::new(vec![hook])),
         };
@@ -690,5 +716,17 @@ mod tests {
         assert_eq!(plumbed(&r).last().unwrap(), "remove eth1 10.1.1.77/32");
         assert!(!r.plumber.lock().present("eth1", ip("10.1.1.77")).unwrap());
         assert!(r.plumber.lock().present("eth1", ip("10.1.1.1")).unwrap());
+    }
+
+    #[test]
+    fn the_table_is_sent_unasked_every_view_broadcast_interval() {
+        let mut r = rig();
+        let version = r.driver.table().table.version;
+        assert!(r.driver.tick(BROADCAST_MS - 1).is_empty());
+        assert_eq!(r.driver.next_deadline(), BROADCAST_MS);
+        let sent = r.driver.tick(BROADCAST_MS);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].table.version, version, "unchanged, sent anyway");
+        assert!(r.driver.tick(BROADCAST_MS + 1).is_empty());
     }
 }
