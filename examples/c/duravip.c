@@ -8,10 +8,10 @@
  * that nothing is plumbed and no privileges are needed), starts both nodes
  * and registers a DuraVIP gained/lost hook on each. Once the two have
  * joined it registers 10.99.0.7 (bindings "c-out" and "c-bounce", and an
- * SMTP listener on port 25) on c1, waits until c1 gains it, registers it
- * on c2 as well, then removes it from c1: c1 loses it and c2, the other
- * candidate, gains it. Removing it from c2 too makes c2 lose it. The hook
- * prints every event ("c1: gained 10.99.0.7 (c-bounce, c-out)"); after each
+ * SMTP listener on port 25) on c1, waits until c1 gains it and c2 has
+ * heard so, registers it on c2 as well, then removes it from c1: c1 loses
+ * it and c2, the other candidate, gains it. Removing it from c2 too makes
+ * c2 lose it. The hook prints every event ("c1: gained 10.99.0.7 (c-bounce, c-out)"); after each
  * gain the owner's `cluster duravip show` line for the address shows its
  * names, flags and services. Exits non-zero on any failure or if an event
  * does not come within 10 seconds. Built and run by scripts/c-examples.sh.
@@ -130,20 +130,30 @@ static bool vip_line(const ecc_node *node, char *line, size_t len)
     return found;
 }
 
-/* Prints the owner's line for VIP once its console shows it owned: the
- * hook runs as the engine acquires the address, and the console's state
- * catches up at the end of that engine round, so it can lag the hook. */
-static bool print_owned(const ecc_node *node, const char *name)
+/* Waits up to 10 s until the node's console shows VIP owned (by any
+ * node), and leaves its line in `line`. */
+static bool wait_owned(const ecc_node *node, const char *name, char *line, size_t len)
 {
-    char line[512] = "";
     double deadline = now_seconds() + 10.0;
-    while (!vip_line(node, line, sizeof line) || strstr(line, ": (owned,") == NULL) {
+    line[0] = '\0';
+    while (!vip_line(node, line, len) || strstr(line, ": (owned,") == NULL) {
         if (now_seconds() > deadline) {
             fprintf(stderr, "%s: %s is not shown owned: %s\n", name, VIP, line);
             return false;
         }
         sleep_ms(20);
     }
+    return true;
+}
+
+/* Prints the owner's line for VIP once its console shows it owned: the
+ * hook runs as the engine acquires the address, and the console's state
+ * catches up at the end of that engine round, so it can lag the hook. */
+static bool print_owned(const ecc_node *node, const char *name)
+{
+    char line[512];
+    if (!wait_owned(node, name, line, sizeof line))
+        return false;
     printf("%s: cluster duravip show: %s\n", name, line);
     return true;
 }
@@ -178,6 +188,9 @@ static ecc_node *make_node(const char *name, unsigned port1, unsigned port2, con
                        "nodeaddr = \"127.0.0.1\"\n"
                        "heartbeat_start_delay = 0\n"
                        "heartbeats_per_sec = 10\n"
+                       /* Down after 3 s of silence rather than 0.5 s, so
+                        * that valgrind's slowdown is not taken for a crash. */
+                       "down_heartbeats = 30\n"
                        /* Settle in a second instead of the default five. */
                        "view_mature_time = 1\n"
                        "duravip_dry_run = true\n"
@@ -245,8 +258,12 @@ int main(int argc, char **argv)
     if (!check(ecc_node_register_duravip(c1, VIP, names, 2, 25, NULL), "register on c1") ||
         !wait_count(&w1.gained, 1, "c1 gains " VIP) || !print_owned(c1, "c1"))
         goto out;
-    /* Now c2 claims it too, and takes it over when c1 gives it up. */
-    if (!check(ecc_node_register_duravip(c2, VIP, names, 2, 25, NULL), "register on c2") ||
+    /* Now c2 claims it too, and takes it over when c1 gives it up. It
+     * registers only once it has heard that c1 owns the address: a node
+     * that has not, takes the address for an orphan and acquires it too. */
+    char line[512];
+    if (!wait_owned(c2, "c2", line, sizeof line) ||
+        !check(ecc_node_register_duravip(c2, VIP, names, 2, 25, NULL), "register on c2") ||
         !check(ecc_node_remove_duravip(c1, VIP), "remove from c1") ||
         !wait_count(&w1.lost, 1, "c1 loses " VIP) ||
         !wait_count(&w2.gained, 1, "c2 gains " VIP) || !print_owned(c2, "c2"))
