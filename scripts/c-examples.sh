@@ -6,9 +6,14 @@
 #   4. against libeccluster.a (no libeccluster.so at run time);
 #   5. examples/c/membership.c (two nodes in one process, a membership hook
 #      on the engine thread), plain and under ASan + UBSan, output checked;
-#   6. installed into a temporary prefix (scripts/install.sh), compiled with
-#      `pkg-config --cflags --libs eccluster`, to prove the .pc file works.
-# Steps 1-5 use the debug build (fast for CI); step 6 the release build that
+#   6. examples/c/duravip.c (a DuraVIP registered at run time and handed
+#      over between two nodes, seen through the gained/lost hooks), plain,
+#      under ASan + UBSan, under valgrind and against libeccluster.a, output
+#      checked;
+#   7. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
+#      prove the .pc file works.
+# Steps 1-6 use the debug build (fast for CI); step 7 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/
 set -euo pipefail
@@ -127,12 +132,12 @@ step "minimal.c against the static library"
 run_checked minimal-static "$out/minimal-static"
 
 step "membership.c: two nodes in one process and a membership hook"
-# Two loopback ports not in use, derived from our pid so parallel runs differ
+# Four loopback ports not in use (two for membership.c, two for duravip.c), derived from our pid so parallel runs differ
 # (a TCP connect that succeeds means the port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 2 ]; do
+while [ ${#ports[@]} -lt 4 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -201,6 +206,71 @@ if "$out/membership" "$tmp/member1.toml" >/dev/null 2>"$out/membership-usage.err
 fi
 grep -q '^usage: ' "$out/membership-usage.err" || die "membership: no usage message"
 
+step "duravip.c: a DuraVIP registered at run time, handed over between two nodes"
+# The whole output, in order: each event is caused by the one before it (c2
+# gains the address only after c1 has released it and said so).
+duravip_expected=$(
+  cat <<'OUT'
+joined: c1, c2
+c1: gained 10.99.0.7 (c-bounce, c-out)
+c1: cluster duravip show: 10.99.0.7/c-bounce/c-out: (owned,safe) multivip,smtp
+c1: lost 10.99.0.7 (c-bounce, c-out)
+c2: gained 10.99.0.7 (c-bounce, c-out)
+c2: cluster duravip show: 10.99.0.7/c-bounce/c-out: (owned,safe) multivip,smtp
+c2: lost 10.99.0.7 (c-bounce, c-out)
+stopped
+OUT
+)
+
+# run_duravip NAME CMD...: runs CMD with two free ports and the socket
+# directory; requires exit 0, exactly the expected output, and no console
+# socket left behind.
+run_duravip() {
+  local name=$1
+  shift
+  local log=$out/$name.out
+  if ! "$@" "${ports[2]}" "${ports[3]}" "$tmp" >"$log" 2>"$out/$name.err"; then
+    cat "$log" "$out/$name.err" >&2
+    die "$name exited non-zero (output above)"
+  fi
+  [ "$(cat "$log")" = "$duravip_expected" ] || {
+    diff <(echo "$duravip_expected") "$log" >&2 || true
+    die "$name: unexpected output (diff above: expected, got)"
+  }
+  for n in c1 c2; do
+    [ ! -e "$tmp/$n.sock" ] || die "$name: console socket of $n left behind after stop"
+  done
+  echo "$name: ok"
+}
+
+"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/duravip.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/duravip"
+run_duravip duravip "$out/duravip"
+sed 's/^/  /' "$out/duravip.out"
+
+"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=all -Iinclude examples/c/duravip.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/duravip-asan"
+[[ $(nm -u "$out/duravip-asan") == *__asan_init* ]] || die "duravip-asan is not instrumented"
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_duravip duravip-asan "$out/duravip-asan"
+
+# As for minimal.c: errors and definite/indirect leaks fail.
+run_duravip duravip-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
+  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+  "$out/duravip"
+
+"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/duravip.c \
+  target/debug/libeccluster.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
+  -o "$out/duravip-static"
+[[ $(ldd "$out/duravip-static") != *libeccluster* ]] || die "duravip-static needs libeccluster.so"
+run_duravip duravip-static "$out/duravip-static"
+
+if "$out/duravip" "${ports[2]}" >/dev/null 2>"$out/duravip-usage.err"; then
+  die "duravip succeeded with one argument"
+fi
+grep -q '^usage: ' "$out/duravip-usage.err" || die "duravip: no usage message"
+
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix
 scripts/install.sh "$prefix"
@@ -228,5 +298,11 @@ static_libs=$(pkg-config --static --libs eccluster | sed 's/-leccluster\b/-l:lib
   $static_libs -o "$tmp/minimal-pc-static"
 [[ $(ldd "$tmp/minimal-pc-static") != *libeccluster* ]] || die "minimal-pc-static needs libeccluster.so"
 run_checked minimal-pkg-config-static "$tmp/minimal-pc-static"
+# shellcheck disable=SC2046 # pkg-config output is meant to be word-split
+"$CC" "${CFLAGS[@]}" -O2 examples/c/duravip.c $(pkg-config --cflags --libs eccluster) \
+  -Wl,-rpath,"$libdir" -o "$tmp/duravip-pc"
+[[ $(ldd "$tmp/duravip-pc") == *"libeccluster.so.$major => $libdir/"* ]] ||
+  die "duravip-pc does not load the installed library"
+run_duravip duravip-pkg-config "$tmp/duravip-pc"
 
 printf '\nc-examples: all passed\n'

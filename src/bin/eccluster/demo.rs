@@ -1,25 +1,110 @@
-//! `eccluster demo`: a three-node cluster and a manager on loopback, as real
-//! processes, showing membership, a manager's broadcast, and failure
-//! detection when the leader is killed.
+//! `eccluster demo`: a three-node cluster and a manager as real processes,
+//! showing membership, a manager's broadcast, DuraVIP ownership, and failure
+//! detection and DuraVIP failover when the leader is killed.
+//!
+//! By default every node runs on loopback and DuraVIP runs dry (nothing is
+//! plumbed: three nodes sharing one host's interfaces could not each own
+//! addresses, and each node's start-up purge would remove the others').
+//! `--netns` gives every node its own network namespace on a bridge, so the
+//! addresses are plumbed and announced for real.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use eccluster::io::control::ControlClient;
-use eccluster::io::host;
 use eccluster::io::seal;
+use eccluster::io::{host, signals};
 use eccluster::node::VERSION;
+
+use crate::netns::{self, Lab};
 
 const NODES: [&str; 3] = ["demo1", "demo2", "demo3"];
 const MANAGER: &str = "mgr";
+/// Every MTA node claims binding `outN` on 10.99.0.N for N in 1..=VIPS.
+const VIPS: usize = 6;
+const VIP_BLOCK: &str = "10.99.0.0/24";
+/// The one binding with a preferred node, and that node: not the leader, so
+/// it keeps its address through the failover.
+const PREFERRED: (usize, &str) = (6, "demo3");
+/// The interface named in the Topology when nothing is plumbed.
+const DRY_RUN_INTERFACE: &str = "demo0";
+/// The cluster port in `--netns` mode, where every node has its own ports.
+const NETNS_PORT: u16 = 4802;
+
+/// Set on SIGINT or SIGTERM. Every wait and console step checks it, so an
+/// interrupted demo unwinds through its guards (processes, namespaces,
+/// temporary directory) like a failed one.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Where the nodes run.
+enum Net {
+    /// All on 127.0.0.1 from this port on, DuraVIP dry.
+    Loopback(u16),
+    /// Each in its own namespace.
+    Namespaces(Lab),
+}
+
+impl Net {
+    /// The node's cluster address, `ip:port`.
+    fn addr(&self, name: &str) -> String {
+        match self {
+            Net::Loopback(base) => format!("127.0.0.1:{}", *base + index(name) as u16),
+            Net::Namespaces(_) => format!("{}:{NETNS_PORT}", host_ip(name)),
+        }
+    }
+
+    fn interface(&self) -> &'static str {
+        match self {
+            Net::Loopback(_) => DRY_RUN_INTERFACE,
+            Net::Namespaces(_) => netns::INTERFACE,
+        }
+    }
+
+    /// `eccluster node`, in the node's namespace if it has one.
+    fn command(&self, exe: &Path, name: &str) -> Command {
+        match self {
+            Net::Loopback(_) => Command::new(exe),
+            Net::Namespaces(lab) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &lab.namespace(name)]).arg(exe);
+                c
+            }
+        }
+    }
+}
+
+fn names() -> impl Iterator<Item = &'static str> {
+    NODES.iter().copied().chain([MANAGER])
+}
+
+fn index(name: &str) -> usize {
+    names().position(|n| n == name).unwrap_or(0)
+}
+
+/// A node's own address in `--netns` mode: 10.99.0.11.. for the MTA nodes,
+/// 10.99.0.20 for the manager, in the VIPs' subnet so that the manager can
+/// stand for a client that reaches the VIPs by ARP.
+fn host_ip(name: &str) -> String {
+    if name == MANAGER {
+        "10.99.0.20".into()
+    } else {
+        format!("10.99.0.{}", 11 + index(name))
+    }
+}
+
+fn vip(n: usize) -> String {
+    format!("10.99.0.{n}")
+}
 
 /// A child node, killed if the demo ends early.
 struct Proc {
     name: &'static str,
     child: Child,
     socket: PathBuf,
+    log: PathBuf,
 }
 
 impl Drop for Proc {
@@ -29,33 +114,63 @@ impl Drop for Proc {
     }
 }
 
-fn config(name: &str, ports: &[(&str, u16)], dir: &Path, manager: bool) -> String {
-    let port = ports
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0, |(_, p)| *p);
-    let peers: String = ports
-        .iter()
-        .map(|(n, p)| format!("{n} = \"127.0.0.1:{p}\"\n"))
+fn config(name: &str, net: &Net, dir: &Path) -> String {
+    let manager = name == MANAGER;
+    let peers: String = names()
+        .map(|n| format!("{n} = \"{}\"\n", net.addr(n)))
         .collect();
-    format!(
+    // DuraVIP settles within seconds: the defaults (5 s to mature, 10 s
+    // between balancing rounds, one address a round) suit production, not a
+    // demo. Every node gets them, as they must be equal cluster-wide.
+    let mut text = format!(
         r#"[cluster]
 nodename = "{name}"
 node_type = "{kind}"
 heartbeats_per_sec = 4
 heartbeat_start_delay = 0
 auth_key_file = "{key}"
-
-[msgc_server.peers]
-{peers}
-[eccluster_listener.listen."127.0.0.1:{port}"]
-
-[control_listener.listen."{socket}"]
+view_mature_time = 1
+view_balance_interval = 1
+duravip_balance_set_size = 2
 "#,
         kind = if manager { "Manager" } else { "Momentum" },
         key = dir.join("cluster.key").display(),
+    );
+    if !manager {
+        if matches!(net, Net::Loopback(_)) {
+            text.push_str("duravip_dry_run = true\n");
+        }
+        text.push_str(&format!(
+            "[cluster.topology.\"{VIP_BLOCK}\"]\ninterface = \"{}\"\n",
+            net.interface()
+        ));
+    }
+    text.push_str(&format!(
+        "\n[msgc_server.peers]\n{peers}\n[eccluster_listener.listen.\"{addr}\"]\n\n\
+         [control_listener.listen.\"{socket}\"]\n",
+        addr = net.addr(name),
         socket = dir.join(format!("{name}.sock")).display(),
-    )
+    ));
+    if !manager {
+        for n in 1..=VIPS {
+            text.push_str(&format!(
+                "\n[binding.out{n}]\nbind_address = \"{}\"\nenable_duravip = true\n",
+                vip(n)
+            ));
+            if n == PREFERRED.0 {
+                text.push_str(&format!("duravip_preference = \"{}\"\n", PREFERRED.1));
+            }
+        }
+    }
+    text
+}
+
+fn interrupted() -> Result<(), String> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err("interrupted".into())
+    } else {
+        Ok(())
+    }
 }
 
 fn console(socket: &Path, command: &str) -> Result<String, String> {
@@ -64,6 +179,7 @@ fn console(socket: &Path, command: &str) -> Result<String, String> {
 }
 
 fn show(p: &Proc, command: &str) -> Result<(), String> {
+    interrupted()?;
     println!("{} eccluster({})> {command}", host::local_hms(), p.name);
     match console(&p.socket, command) {
         Ok(out) => print!("{out}"),
@@ -79,6 +195,7 @@ fn wait_for(
 ) -> Result<Duration, String> {
     let start = Instant::now();
     while start.elapsed() < deadline {
+        interrupted()?;
         if check() {
             return Ok(start.elapsed());
         }
@@ -98,49 +215,255 @@ fn view_state(socket: &Path) -> Option<(usize, bool)> {
     Some((size, agreed))
 }
 
-pub fn run() -> Result<(), String> {
+/// Each DuraVIP and its owner, if any, as `cluster duravip show` gives
+/// them: a header line `ip/names: (flags) services` per address, then a
+/// line per candidate, the owner's marked ` *  `.
+fn owners(show: &str) -> Vec<(String, Option<String>)> {
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    for line in show.lines() {
+        if let Some((head, _)) = line.split_once(": (") {
+            let ip = head.split('/').next().unwrap_or(head);
+            out.push((ip.to_string(), None));
+        } else if let Some(rest) = line.strip_prefix(" *  \t")
+            && let Some(last) = out.last_mut()
+        {
+            last.1 = rest.split(' ').next().map(str::to_string);
+        }
+    }
+    out
+}
+
+/// The owners every one of `procs` reports, when they all answer and agree.
+fn agreed_owners(procs: &[Proc]) -> Option<Vec<(String, Option<String>)>> {
+    let mut tables = procs
+        .iter()
+        .map(|p| console(&p.socket, "cluster duravip show").map(|s| owners(&s)));
+    let first = tables.next()?.ok()?;
+    for t in tables {
+        if t.ok()? != first {
+            return None;
+        }
+    }
+    Some(first)
+}
+
+/// Whether `table` has every DuraVIP owned by one of `holders`, spread
+/// evenly (at most one apart), and the preferred address on its node.
+fn settled(table: &[(String, Option<String>)], holders: &[&str]) -> bool {
+    let counts: Vec<usize> = holders
+        .iter()
+        .map(|h| {
+            table
+                .iter()
+                .filter(|(_, o)| o.as_deref() == Some(*h))
+                .count()
+        })
+        .collect();
+    let (min, max) = (
+        counts.iter().min().copied().unwrap_or(0),
+        counts.iter().max().copied().unwrap_or(0),
+    );
+    table.len() == VIPS
+        && counts.iter().sum::<usize>() == VIPS
+        && max - min <= 1
+        && table
+            .iter()
+            .any(|(ip, o)| *ip == vip(PREFERRED.0) && o.as_deref() == Some(PREFERRED.1))
+}
+
+/// One line per node: the addresses it holds. `before` marks the addresses
+/// that changed owner since that table.
+fn print_holdings(table: &[(String, Option<String>)], before: Option<&[(String, Option<String>)]>) {
+    for node in NODES {
+        let held: Vec<String> = table
+            .iter()
+            .filter(|(_, o)| o.as_deref() == Some(node))
+            .map(|(ip, _)| {
+                let mut s = ip.clone();
+                if *ip == vip(PREFERRED.0) {
+                    s.push_str(" (preferred)");
+                }
+                let old = before.and_then(|b| b.iter().find(|(i, _)| i == ip));
+                if let Some((_, Some(from))) = old
+                    && from != node
+                {
+                    s.push_str(&format!(" (from {from})"));
+                }
+                s
+            })
+            .collect();
+        let held = if held.is_empty() {
+            "-".to_string()
+        } else {
+            held.join(", ")
+        };
+        println!("  {node}: {held}");
+    }
+}
+
+/// `--netns` only: each MTA node's `ip -o addr`, and the client's (the
+/// manager's) neighbour entries for the DuraVIPs with the MAC's owner.
+fn print_network(lab: &Lab) -> Result<(), String> {
+    for node in NODES {
+        println!("$ ip -n {} -o -4 addr show dev eth0", lab.namespace(node));
+        for line in lab.addresses(node)? {
+            println!("{line}");
+        }
+    }
+    let macs: Vec<(String, &str)> = NODES
+        .iter()
+        .map(|n| lab.mac(n).map(|m| (m, *n)))
+        .collect::<Result<_, _>>()?;
+    println!(
+        "$ ip -n {} -4 neigh show dev eth0   (the manager, as a client on the segment)",
+        lab.namespace(MANAGER)
+    );
+    let mut entries = lab.neighbours(MANAGER)?;
+    entries.retain(|(ip, _)| (1..=VIPS).any(|n| vip(n) == *ip));
+    entries.sort_by_key(|(ip, _)| ip.rsplit('.').next().and_then(|o| o.parse::<u8>().ok()));
+    for (ip, mac) in entries {
+        let owner = macs
+            .iter()
+            .find(|(m, _)| *m == mac)
+            .map_or("?", |(_, n)| *n);
+        println!("{ip} lladdr {mac}  ({owner})");
+    }
+    Ok(())
+}
+
+/// Whether the client's neighbour entry for every DuraVIP points at the
+/// node that owns it in `table`.
+fn client_agrees(lab: &Lab, table: &[(String, Option<String>)]) -> bool {
+    let Ok(entries) = lab.neighbours(MANAGER) else {
+        return false;
+    };
+    table.iter().all(|(ip, owner)| {
+        let Some(owner) = owner else { return false };
+        let Ok(mac) = lab.mac(owner) else {
+            return false;
+        };
+        entries.iter().any(|(i, m)| i == ip && *m == mac)
+    })
+}
+
+/// Turns SIGINT and SIGTERM into [`INTERRUPTED`]; a second one exits at
+/// once, for a demo stuck somewhere that does not check.
+fn watch_signals() -> Result<(), String> {
+    // Before any thread starts, so that only the watcher takes them.
+    signals::block_termination().map_err(|e| format!("cannot block signals: {e}"))?;
+    std::thread::spawn(|| {
+        while signals::wait_for_termination().is_ok() {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "eccluster demo: interrupted twice; exiting without cleaning up \
+                     (`ip netns list | grep eccdemo-{}` shows what is left)",
+                    std::process::id()
+                );
+                std::process::exit(130);
+            }
+            eprintln!("eccluster demo: interrupted; cleaning up");
+        }
+    });
+    Ok(())
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let namespaces = match args {
+        [] => false,
+        [flag] if flag == "--netns" => true,
+        _ => return Err(format!("demo takes only --netns, not {}", args.join(" "))),
+    };
+    watch_signals()?;
     let dir = std::env::temp_dir().join(format!("eccluster-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let result = run_in(&dir);
+    let result = setup(namespaces).and_then(|net| run_in(&dir, &net));
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn run_in(dir: &Path) -> Result<(), String> {
+fn setup(namespaces: bool) -> Result<Net, String> {
+    if !namespaces {
+        // Free ports below the ephemeral range, so two demos on one host do not collide.
+        let base = host::free_loopback_ports(4).map_err(|e| e.to_string())?;
+        return Ok(Net::Loopback(base));
+    }
+    let members: Vec<(&str, String)> = names().map(|n| (n, format!("{}/24", host_ip(n)))).collect();
+    let members: Vec<(&str, &str)> = members.iter().map(|(n, c)| (*n, c.as_str())).collect();
+    let lab = Lab::new(&members)?;
+    lab.accept_gratuitous_arp(MANAGER)?;
+    Ok(Net::Namespaces(lab))
+}
+
+fn start(exe: &Path, dir: &Path, net: &Net, name: &'static str) -> Result<Proc, String> {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, config(name, net, dir)).map_err(|e| e.to_string())?;
+    let log = dir.join(format!("{name}.log"));
+    let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    let child = net
+        .command(exe, name)
+        .args(["node", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
+    let mut p = Proc {
+        name,
+        child,
+        socket: dir.join(format!("{name}.sock")),
+        log,
+    };
+    let stdout = p.child.stdout.take().ok_or("no stdout")?;
+    let mut ready = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut ready)
+        .map_err(|e| e.to_string())?;
+    if ready.is_empty() {
+        let _ = p.child.wait();
+        let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+        return Err(format!("{name} did not start; its log:\n{log}"));
+    }
+    print!("{name}: {ready}");
+    Ok(p)
+}
+
+fn run_in(dir: &Path, net: &Net) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     seal::generate_key_file(&dir.join("cluster.key")).map_err(|e| e.to_string())?;
-    // Free ports below the ephemeral range, so two demos on one host do not collide.
-    let base = host::free_loopback_ports(4).map_err(|e| e.to_string())?;
-    let names: Vec<&'static str> = NODES.iter().copied().chain([MANAGER]).collect();
-    let ports: Vec<(&str, u16)> = names.iter().zip(base..).map(|(n, p)| (*n, p)).collect();
+    let lab = match net {
+        Net::Loopback(_) => {
+            println!(
+                "== eccluster {VERSION} demo: three MTA nodes and a manager on loopback, sealed with a cluster key =="
+            );
+            None
+        }
+        Net::Namespaces(lab) => {
+            println!(
+                "== eccluster {VERSION} demo: three MTA nodes and a manager, each in its own network namespace \
+                 ({}-*) on one bridge, sealed with a cluster key ==",
+                lab.namespace("").trim_end_matches('-')
+            );
+            Some(lab)
+        }
+    };
     println!(
-        "== eccluster {VERSION} demo: three MTA nodes and a manager on loopback, sealed with a cluster key =="
+        "== DuraVIP: every MTA node has bindings out1..out{VIPS} on {}..{} (Topology \"{VIP_BLOCK}\", \
+         interface {}); out{} prefers {} ==",
+        vip(1),
+        vip(VIPS),
+        net.interface(),
+        PREFERRED.0,
+        PREFERRED.1
     );
+    if lab.is_none() {
+        println!(
+            "== DRY RUN: duravip_dry_run = true, so nothing is plumbed or announced; each node only \
+             records what it would do (`eccluster demo --netns`, as root, plumbs for real) =="
+        );
+    }
     let mut procs = Vec::new();
-    for name in &names {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, config(name, &ports, dir, *name == MANAGER))
-            .map_err(|e| e.to_string())?;
-        let log =
-            std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
-        let mut child = Command::new(&exe)
-            .args(["node", "--config"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot start {name}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut ready = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut ready)
-            .map_err(|e| e.to_string())?;
-        print!("{name}: {ready}");
-        procs.push(Proc {
-            name,
-            child,
-            socket: dir.join(format!("{name}.sock")),
-        });
+    for name in names() {
+        procs.push(start(&exe, dir, net, name)?);
     }
     let took = wait_for(
         "every node to see all four",
@@ -160,11 +483,47 @@ fn run_in(dir: &Path) -> Result<(), String> {
     println!();
     show(&procs[3], "broadcast cluster nodename")?;
 
+    let mtas = &procs[..NODES.len()];
+    let mut table = Vec::new();
+    let took = wait_for(
+        "the three MTA nodes to agree on one owner per DuraVIP, evenly spread",
+        Duration::from_secs(15),
+        || {
+            table = agreed_owners(mtas).unwrap_or_default();
+            settled(&table, &NODES)
+        },
+    )?;
+    println!(
+        "\n== DuraVIP settled {} ms after the view: every MTA node reports the same owners ==\n",
+        took.as_millis()
+    );
+    show(&procs[1], "cluster duravip show")?;
+    println!("\n== who holds what ==");
+    print_holdings(&table, None);
+    if let Some(lab) = lab {
+        wait_for(
+            "the client's ARP cache to learn every DuraVIP",
+            Duration::from_secs(10),
+            || client_agrees(lab, &table),
+        )?;
+        println!();
+        print_network(lab)?;
+    }
+
     println!("\n== killing demo1 (the leader) with SIGKILL ==");
+    let log_seen = std::fs::metadata(dir.join("demo2.log")).map_or(0, |m| m.len() as usize);
     let killed = Instant::now();
+    if let Some(lab) = lab {
+        // Unplugged first, so that the node never answers for its addresses
+        // after the kill.
+        lab.unplug("demo1")?;
+        println!(
+            "== (and unplugging its bridge port: the machine is gone, not just the process) =="
+        );
+    }
     let _ = procs[0].child.kill();
     let _ = procs[0].child.wait();
-    let survivors = &procs[1..3];
+    let survivors = &procs[1..NODES.len()];
     wait_for(
         "demo2 and demo3 to drop demo1",
         Duration::from_secs(10),
@@ -175,16 +534,48 @@ fn run_in(dir: &Path) -> Result<(), String> {
         },
     )?;
     println!(
-        "== demo2 and demo3 dropped demo1 {} ms after the kill ==\n",
+        "== demo2 and demo3 dropped demo1 {} ms after the kill ==",
         killed.elapsed().as_millis()
     );
+    let before = table.clone();
+    wait_for(
+        "demo1's DuraVIPs to move to demo2 and demo3",
+        Duration::from_secs(10),
+        || {
+            table = agreed_owners(survivors).unwrap_or_default();
+            settled(&table, &NODES[1..])
+        },
+    )?;
+    println!(
+        "== demo1's DuraVIPs are owned by the survivors {} ms after the kill{} ==\n",
+        killed.elapsed().as_millis(),
+        if lab.is_some() {
+            ""
+        } else {
+            " (dry run: recorded, not plumbed)"
+        }
+    );
+    show(&procs[1], "cluster duravip show")?;
+    println!("\n== who holds what now ==");
+    print_holdings(&table, Some(&before));
+    if let Some(lab) = lab {
+        wait_for(
+            "the client's ARP cache to follow the moved DuraVIPs",
+            Duration::from_secs(10),
+            || client_agrees(lab, &table),
+        )?;
+        println!(
+            "\n== the client's ARP cache follows {} ms after the kill (gratuitous ARP); demo1's \
+             namespace keeps the addresses it had, as a dead machine would ==",
+            killed.elapsed().as_millis()
+        );
+        print_network(lab)?;
+    }
+    println!();
     show(&procs[1], "cluster info")?;
     let log = std::fs::read_to_string(dir.join("demo2.log")).unwrap_or_default();
-    println!("\n== demo2's log ==");
-    for line in log
-        .lines()
-        .filter(|l| l.contains("demo1") || l.contains("view"))
-    {
+    println!("\n== demo2's log since the kill ==");
+    for line in log.get(log_seen..).unwrap_or_default().lines() {
         println!("{line}");
     }
     println!("\n== stopping the rest with SIGTERM ==");

@@ -11,6 +11,7 @@ use eccluster::io::{host, seal, signals};
 use eccluster::node::{Node, VERSION};
 
 mod demo;
+mod netns;
 
 const USAGE: &str = "\
 usage:
@@ -19,7 +20,9 @@ usage:
                                         run a console command on a node (no command: interactive)
   eccluster check-config FILE           print the effective configuration, or its errors
   eccluster keygen FILE                 write a new cluster key to FILE (mode 0600; never overwrites)
-  eccluster demo                        start a node from a built-in configuration and use its console
+  eccluster demo [--netns]              three MTA nodes and a manager: membership, a broadcast, DuraVIP,
+                                        and failover when the leader is killed (DuraVIP dry run);
+                                        --netns (root): each node in its own network namespace, plumbed for real
   eccluster version
 ";
 
@@ -30,7 +33,7 @@ fn main() -> ExitCode {
         Some("console") => cmd_console(&args[1..]),
         Some("check-config") => cmd_check_config(&args[1..]),
         Some("keygen") => cmd_keygen(&args[1..]),
-        Some("demo") => demo::run(),
+        Some("demo") => demo::run(&args[1..]),
         Some("version" | "--version" | "-V") => {
             println!("eccluster {VERSION}");
             Ok(())
