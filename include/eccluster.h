@@ -102,14 +102,18 @@ typedef void (*ecc_membership_hook_fn)(void *userdata,
 
 // A DuraVIP hook: called when this node gains (`gained` true: the address is
 // plumbed and announced) or loses (`gained` false: unplumbed) a DuraVIP,
-// with the address as text and the binding names using it, so the host can
-// start or stop a listener or a binding. Strings are valid only during the
-// call. Runs on the node's engine thread.
+// with the address as text, the binding names using it and the ports of
+// the listeners on it (a listener that follows a binding arrives as an
+// address of its own, with no names), so the host can start or stop a
+// listener or a binding. The arrays are valid only during the call. Runs
+// on the node's engine thread.
 typedef void (*ecc_duravip_hook_fn)(void *userdata,
                                     bool gained,
                                     const char *ip,
                                     const char *const *names,
-                                    size_t name_count);
+                                    size_t name_count,
+                                    const uint16_t *listener_ports,
+                                    size_t port_count);
 
 // Detect from the text: a `[table]` header line means TOML.
 #define ECC_FORMAT_AUTO 0

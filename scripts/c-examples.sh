@@ -212,12 +212,12 @@ step "duravip.c: a DuraVIP registered at run time, handed over between two nodes
 duravip_expected=$(
   cat <<'OUT'
 joined: c1, c2
-c1: gained 10.99.0.7 (c-bounce, c-out)
+c1: gained 10.99.0.7 (c-bounce, c-out) ports (25)
 c1: cluster duravip show: 10.99.0.7/c-bounce/c-out: (owned,safe) multivip,smtp
-c1: lost 10.99.0.7 (c-bounce, c-out)
-c2: gained 10.99.0.7 (c-bounce, c-out)
+c1: lost 10.99.0.7 (c-bounce, c-out) ports (25)
+c2: gained 10.99.0.7 (c-bounce, c-out) ports (25)
 c2: cluster duravip show: 10.99.0.7/c-bounce/c-out: (owned,safe) multivip,smtp
-c2: lost 10.99.0.7 (c-bounce, c-out)
+c2: lost 10.99.0.7 (c-bounce, c-out) ports (25)
 stopped
 OUT
 )

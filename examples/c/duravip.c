@@ -20,6 +20,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,8 @@ struct vip_watch {
  * the strings are valid only during the call. Keep it short: no
  * ecc_node_stop or ecc_node_free here. */
 static void on_duravip(void *userdata, bool gained, const char *ip,
-                       const char *const *names, size_t name_count)
+                       const char *const *names, size_t name_count,
+                       const uint16_t *listener_ports, size_t port_count)
 {
     struct vip_watch *watch = userdata;
     /* One printf per line, so a line is never interleaved with another
@@ -51,6 +53,9 @@ static void on_duravip(void *userdata, bool gained, const char *ip,
                        gained ? "gained" : "lost", ip);
     for (size_t i = 0; i < name_count && len > 0 && (size_t)len < sizeof line; i++)
         len += snprintf(line + len, sizeof line - (size_t)len, "%s%s", i ? ", " : "", names[i]);
+    for (size_t i = 0; i < port_count && len > 0 && (size_t)len < sizeof line; i++)
+        len += snprintf(line + len, sizeof line - (size_t)len, "%s%u", i ? "," : ") ports (",
+                        (unsigned)listener_ports[i]);
     printf("%s)\n", line);
     fflush(stdout);
     atomic_fetch_add(gained ? &watch->gained : &watch->lost, 1);

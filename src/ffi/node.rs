@@ -411,9 +411,11 @@ pub unsafe extern "C" fn ecc_node_register_membership_hook(
 
 /// A DuraVIP hook: called when this node gains (`gained` true: the address is
 /// plumbed and announced) or loses (`gained` false: unplumbed) a DuraVIP,
-/// with the address as text and the binding names using it, so the host can
-/// start or stop a listener or a binding. Strings are valid only during the
-/// call. Runs on the node's engine thread.
+/// with the address as text, the binding names using it and the ports of
+/// the listeners on it (a listener that follows a binding arrives as an
+/// address of its own, with no names), so the host can start or stop a
+/// listener or a binding. The arrays are valid only during the call. Runs
+/// on the node's engine thread.
 pub type ecc_duravip_hook_fn = Option<
     unsafe extern "C" fn(
         userdata: *mut c_void,
@@ -421,6 +423,8 @@ pub type ecc_duravip_hook_fn = Option<
         ip: *const c_char,
         names: *const *const c_char,
         name_count: usize,
+        listener_ports: *const u16,
+        port_count: usize,
     ),
 >;
 
@@ -444,10 +448,28 @@ pub unsafe extern "C" fn ecc_node_register_duravip_hook(
             let Ok(ip) = std::ffi::CString::new(claim.ip.to_string()) else {
                 return;
             };
+            let ports: Vec<u16> = claim
+                .services
+                .iter()
+                .filter_map(|s| match s {
+                    crate::core::duravip::Service::Listener(port) => Some(*port),
+                    crate::core::duravip::Service::Binding => None,
+                })
+                .collect();
             with_c_strings(&claim.names, |names, count| {
                 // SAFETY: every pointer outlives the call; the host's function
                 // is called as its type declares.
-                unsafe { hook(userdata.get(), gained, ip.as_ptr(), names, count) }
+                unsafe {
+                    hook(
+                        userdata.get(),
+                        gained,
+                        ip.as_ptr(),
+                        names,
+                        count,
+                        ports.as_ptr(),
+                        ports.len(),
+                    );
+                }
             });
         }));
     })
@@ -518,6 +540,12 @@ pub unsafe extern "C" fn ecc_node_register_duravip(
                 Err(s) => return s,
             }
         };
+        if binding_names.is_empty() && listener_port == 0 {
+            return fail(
+                ecc_status::ECC_INVALID_ARGUMENT,
+                "a DuraVIP needs a binding name or a listener port",
+            );
+        }
         let mut services = Vec::new();
         if !binding_names.is_empty() {
             services.push(crate::core::duravip::Service::Binding);
@@ -558,4 +586,79 @@ pub unsafe extern "C" fn ecc_node_remove_duravip(
             Err(e) => node_error(&e),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::config::{ECC_FORMAT_TOML, ecc_config_free, ecc_config_parse};
+    use crate::ffi::status::ecc_last_error;
+    use std::ffi::{CStr, CString};
+
+    fn last_error() -> String {
+        // SAFETY: ecc_last_error always returns a valid C string.
+        unsafe { CStr::from_ptr(ecc_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Each bad argument of ecc_node_register_duravip gives its own status
+    /// and a message naming it, and registers nothing.
+    #[test]
+    fn register_duravip_names_each_bad_argument() {
+        let text = CString::new("[cluster]\nnodename = \"n1\"\n").unwrap();
+        let mut config = std::ptr::null_mut();
+        let mut node = std::ptr::null_mut();
+        // SAFETY: valid strings and out-pointers; everything is freed below.
+        unsafe {
+            assert_eq!(
+                ecc_config_parse(text.as_ptr(), ECC_FORMAT_TOML, &raw mut config),
+                ecc_status::ECC_OK
+            );
+            assert_eq!(ecc_node_new(config, &raw mut node), ecc_status::ECC_OK);
+        }
+        let name = CString::new("out1").unwrap();
+        let names = [name.as_ptr()];
+        let cases: [(&str, *const *const c_char, usize, u16, ecc_status, &str); 3] = [
+            (
+                "10.1.1.300",
+                names.as_ptr(),
+                1,
+                0,
+                ecc_status::ECC_INVALID_ARGUMENT,
+                "is not an IP address",
+            ),
+            (
+                "10.1.1.1",
+                std::ptr::null(),
+                1,
+                0,
+                ecc_status::ECC_NULL_ARGUMENT,
+                "names is NULL",
+            ),
+            (
+                "10.1.1.1",
+                std::ptr::null(),
+                0,
+                0,
+                ecc_status::ECC_INVALID_ARGUMENT,
+                "a binding name or a listener port",
+            ),
+        ];
+        for (ip, names, count, port, status, message) in cases {
+            let ip = CString::new(ip).unwrap();
+            // SAFETY: `node` is live; the arrays hold `count` valid strings
+            // or are NULL, which is what is being tested.
+            let got = unsafe {
+                ecc_node_register_duravip(node, ip.as_ptr(), names, count, port, std::ptr::null())
+            };
+            assert_eq!(got, status, "{ip:?}");
+            assert!(last_error().contains(message), "{}", last_error());
+        }
+        // SAFETY: both handles came from their constructors above.
+        unsafe {
+            ecc_node_free(node);
+            ecc_config_free(config);
+        }
+    }
 }
