@@ -549,3 +549,39 @@ fn the_neighbour_table_gives_a_peers_mac_and_the_routes_their_gateway() {
     lab.ip(&lab.a, &["route", "add", "default", "via", "192.0.2.2"]);
     assert_eq!(lab.helper(&["gateways"]), ["192.0.2.2"]);
 }
+
+#[test]
+fn purge_removes_only_tagged_addresses() {
+    let Some(lab) = lab_or_skip("purge") else {
+        return;
+    };
+    assert_eq!(lab.helper(&["add vethA 192.0.2.100/32"]), ["ok"]);
+    lab.ip(&lab.a, &["addr", "add", "192.0.2.101/32", "dev", "vethA"]);
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.a,
+            env!("CARGO_BIN_EXE_eccluster"),
+            "purge",
+        ])
+        .output()
+        .expect("run eccluster purge");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("removed stale DuraVIP 192.0.2.100/32 from vethA")
+            && stdout.contains("purge: removed 1 DuraVIP address(es)"),
+        "{stdout}"
+    );
+    let addrs = lab.ip(&lab.a, &["-o", "addr", "show", "dev", "vethA"]);
+    assert!(!addrs.contains("192.0.2.100/"), "{addrs}");
+    assert!(
+        addrs.contains("192.0.2.101/32"),
+        "the operator's address stays: {addrs}"
+    );
+}

@@ -68,6 +68,33 @@ pub trait Plumber: Send {
     fn describe(&self) -> &'static str;
 }
 
+/// Removes every address carrying our tag, logging each, and returns how
+/// many were removed. A node does this before it joins (a previous run
+/// may have died holding addresses), and `eccluster purge` does it for a
+/// supervisor after a node died without releasing them.
+pub fn purge(plumber: &mut dyn Plumber, log: &dyn Fn(&str)) -> usize {
+    let stale = match plumber.list_ours() {
+        Ok(stale) => stale,
+        Err(e) => {
+            log(&format!("cannot list plumbed addresses: {e}"));
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    for (iface, ip, prefix) in stale {
+        match plumber.remove(&iface, ip, prefix) {
+            Ok(()) => {
+                removed += 1;
+                log(&format!("removed stale DuraVIP {ip}/{prefix} from {iface}"));
+            }
+            Err(e) => log(&format!(
+                "cannot remove stale DuraVIP {ip} from {iface}: {e}"
+            )),
+        }
+    }
+    removed
+}
+
 /// The IPv4 label that tags our addresses on `interface`, if it fits.
 pub fn our_label(interface: &str) -> Option<String> {
     let label = format!("{interface}{LABEL_SUFFIX}");

@@ -45,7 +45,7 @@ use crate::core::membership::View;
 use crate::core::wire::DuraVipTable;
 use crate::io::arp::Announcer;
 use crate::io::neigh;
-use crate::io::plumb::Plumber;
+use crate::io::plumb::{Plumber, purge};
 
 /// A DuraVIP change on this node, for the host's hooks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,19 +131,7 @@ impl VipDriver {
             maintenance,
             hooks,
         } = setup;
-        match plumber.list_ours() {
-            Ok(stale) => {
-                for (iface, ip, prefix) in stale {
-                    match plumber.remove(&iface, ip, prefix) {
-                        Ok(()) => log(&format!("removed stale DuraVIP {ip}/{prefix} from {iface}")),
-                        Err(e) => log(&format!(
-                            "cannot remove stale DuraVIP {ip} from {iface}: {e}"
-                        )),
-                    }
-                }
-            }
-            Err(e) => log(&format!("cannot list plumbed addresses: {e}")),
-        }
+        purge(plumber.as_mut(), &*log);
         log(&format!("DuraVIP plumbing: {}", plumber.describe()));
         let mut driver = VipDriver {
             dv: DuraVip::new(me, cfg, now_ms),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use eccluster::config::{Format, LoadedConfig};
 use eccluster::io::control::ControlClient;
+use eccluster::io::plumb::{NetlinkPlumber, purge};
 use eccluster::io::{host, seal, signals};
 use eccluster::node::{Node, VERSION};
 
@@ -20,6 +21,8 @@ usage:
                                         run a console command on a node (no command: interactive)
   eccluster check-config FILE           print the effective configuration, or its errors
   eccluster keygen FILE                 write a new cluster key to FILE (mode 0600; never overwrites)
+  eccluster purge                       remove every DuraVIP address a dead node left plumbed on this host
+                                        (for a supervisor, e.g. systemd ExecStopPost; needs CAP_NET_ADMIN)
   eccluster demo [--netns]              three MTA nodes and a manager: membership, a broadcast, DuraVIP,
                                         and failover when the leader is killed (DuraVIP dry run);
                                         --netns (root): each node in its own network namespace, plumbed for real
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Some("console") => cmd_console(&args[1..]),
         Some("check-config") => cmd_check_config(&args[1..]),
         Some("keygen") => cmd_keygen(&args[1..]),
+        Some("purge") => cmd_purge(&args[1..]),
         Some("demo") => demo::run(&args[1..]),
         Some("version" | "--version" | "-V") => {
             println!("eccluster {VERSION}");
@@ -51,6 +55,28 @@ fn main() -> ExitCode {
             eprintln!("eccluster: {}", message.trim_end());
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `eccluster purge`: what a node does at start-up, for when it died
+/// (SIGKILL, a crash) and is not restarted at once: otherwise this host's
+/// kernel keeps answering ARP for addresses another node now owns.
+fn cmd_purge(args: &[String]) -> Result<(), String> {
+    if !args.is_empty() {
+        return Err(format!("purge takes no arguments\n{USAGE}"));
+    }
+    let mut plumber = NetlinkPlumber::new()
+        .map_err(|e| format!("cannot open netlink (needs CAP_NET_ADMIN): {e}"))?;
+    let failed = std::cell::Cell::new(false);
+    let removed = purge(&mut plumber, &|line: &str| {
+        failed.set(failed.get() || line.starts_with("cannot"));
+        println!("{line}");
+    });
+    println!("purge: removed {removed} DuraVIP address(es)");
+    if failed.get() {
+        Err("some addresses could not be removed (see above)".into())
+    } else {
+        Ok(())
     }
 }
 
