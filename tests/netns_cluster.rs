@@ -1045,3 +1045,475 @@ fn a_starting_node_removes_stale_tagged_addresses() {
     now.sort();
     assert_eq!(now, ["10.77.0.204", "10.77.0.207"], "{}", node.log_text());
 }
+
+// ---- the failover benchmark -------------------------------------------------
+
+/// What runs on the three nodes of a benchmark lab.
+#[derive(Clone, Copy, Debug)]
+enum System {
+    /// eccluster at this many heartbeats per second (1 = the default),
+    /// and `down_heartbeats` if not the default (5).
+    Eccluster(f64, Option<u32>),
+    /// keepalived (VRRPv3) with this advert interval in seconds.
+    Keepalived(f64),
+}
+
+impl System {
+    fn parse(s: &str) -> System {
+        let mut parts = s.split(':');
+        let kind = parts.next().unwrap_or_default();
+        let value: f64 = parts
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("SYSTEM:NUMBER");
+        let down = parts.next().map(|d| d.parse().expect("down_heartbeats"));
+        match kind {
+            "eccluster" => System::Eccluster(value, down),
+            "keepalived" => System::Keepalived(value),
+            _ => panic!("unknown system {kind:?}"),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            System::Eccluster(r, None) if *r == 1.0 => "eccluster, 1 heartbeat/s (defaults)".into(),
+            System::Eccluster(r, None) => format!("eccluster, {r} heartbeats/s"),
+            System::Eccluster(r, Some(d)) => {
+                format!("eccluster, {r} heartbeats/s, down_heartbeats {d}")
+            }
+            System::Keepalived(a) => format!("keepalived, advert_int {a} s"),
+        }
+    }
+
+    /// The heartbeat / advert interval in milliseconds.
+    fn interval_ms(&self) -> f64 {
+        match self {
+            System::Eccluster(r, _) => 1000.0 / r,
+            System::Keepalived(a) => 1000.0 * a,
+        }
+    }
+}
+
+/// keepalived in a node namespace: all three BACKUP with `nopreempt`, so a
+/// restarted node does not take the VIP back (as DuraVIP does not), VRRPv3
+/// with unicast peers, priorities 254/253/252 (the smallest skew).
+fn keepalived_config(i: usize, nodes: usize, advert: f64, vip: &str) -> String {
+    let peers: String = (1..=nodes)
+        .filter(|j| *j != i)
+        .map(|j| format!("    {}\n", node_ip(j)))
+        .collect();
+    format!(
+        "global_defs {{\n  router_id n{i}\n  vrrp_version 3\n}}\n\
+         vrrp_instance VI_1 {{\n  state BACKUP\n  nopreempt\n  interface {IFACE}\n  \
+         virtual_router_id 51\n  version 3\n  priority {prio}\n  advert_int {advert}\n  \
+         unicast_src_ip {ip}\n  unicast_peer {{\n{peers}  }}\n  \
+         virtual_ipaddress {{\n    {vip}/32 dev {IFACE}\n  }}\n}}\n",
+        prio = 255 - i,
+        ip = node_ip(i),
+    )
+}
+
+/// A node's daemon in a benchmark lab.
+enum Daemon {
+    Ecc(EccNode),
+    Ka {
+        ns: String,
+        config: PathBuf,
+        dir: PathBuf,
+        index: usize,
+        log: Arc<Mutex<Vec<(u64, String)>>>,
+        guard: Guard,
+    },
+}
+
+impl Daemon {
+    fn start(lab: &Lab, system: System, i: usize, vip: &str) -> Daemon {
+        match system {
+            System::Eccluster(rate, down) => {
+                let mut extra = String::new();
+                if rate != 1.0 {
+                    extra += &format!("heartbeats_per_sec = {rate}\n");
+                }
+                if let Some(down) = down {
+                    let suspect = down.saturating_sub(1).clamp(1, 3);
+                    extra += &format!("suspect_heartbeats = {suspect}\ndown_heartbeats = {down}\n");
+                }
+                Daemon::Ecc(lab.start_node(i, &extra, &[vip]))
+            }
+            System::Keepalived(advert) => {
+                let config = lab.dir.0.join(format!("ka-n{i}.conf"));
+                std::fs::write(&config, keepalived_config(i, lab.nodes, advert, vip))
+                    .expect("write keepalived.conf");
+                let mut d = Daemon::Ka {
+                    ns: lab.node_ns(i),
+                    config,
+                    dir: lab.dir.0.clone(),
+                    index: i,
+                    log: Arc::new(Mutex::new(Vec::new())),
+                    guard: Guard(None),
+                };
+                d.respawn();
+                d
+            }
+        }
+    }
+
+    /// Starts the daemon again after a crash.
+    fn respawn(&mut self) {
+        match self {
+            Daemon::Ecc(node) => node.spawn(),
+            Daemon::Ka {
+                ns,
+                config,
+                dir,
+                index,
+                log,
+                guard,
+            } => {
+                let file = |what: &str| dir.join(format!("ka-n{index}.{what}"));
+                for what in ["pid", "vrrp.pid", "check.pid"] {
+                    let _ = std::fs::remove_file(file(what));
+                }
+                // -n: foreground, -P: VRRP only, -l: log to the console.
+                let mut child = Command::new("ip")
+                    .args(["netns", "exec", ns, "keepalived", "-n", "-P", "-l", "-D"])
+                    .arg("-f")
+                    .arg(&*config)
+                    .arg("-p")
+                    .arg(file("pid"))
+                    .arg("-r")
+                    .arg(file("vrrp.pid"))
+                    .arg("-c")
+                    .arg(file("check.pid"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start keepalived");
+                let out = child.stdout.take().unwrap();
+                let err = child.stderr.take().unwrap();
+                for stream in [Box::new(out) as Box<dyn Read + Send>, Box::new(err)] {
+                    let log = Arc::clone(log);
+                    std::thread::spawn(move || {
+                        for line in BufReader::new(stream).lines() {
+                            let Ok(line) = line else { break };
+                            log.lock().unwrap().push((mono_ns(), line));
+                        }
+                    });
+                }
+                *guard = Guard(Some(child));
+            }
+        }
+    }
+
+    fn guard(&mut self) -> &mut Guard {
+        match self {
+            Daemon::Ecc(node) => &mut node.guard,
+            Daemon::Ka { guard, .. } => guard,
+        }
+    }
+
+    fn log(&self) -> &Arc<Mutex<Vec<(u64, String)>>> {
+        match self {
+            Daemon::Ecc(node) => &node.log,
+            Daemon::Ka { log, .. } => log,
+        }
+    }
+
+    /// The first log line after `since` containing `needle`.
+    fn logged_after(&self, since: u64, needle: &str) -> Option<u64> {
+        self.log()
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, l)| *t >= since && l.contains(needle))
+            .map(|(t, _)| *t)
+    }
+
+    fn log_text(&self) -> String {
+        self.log()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| format!("{l}\n"))
+            .collect()
+    }
+
+    /// The members of an eccluster node's view (empty for keepalived or
+    /// while the console does not answer).
+    fn members(&self) -> Vec<String> {
+        let Daemon::Ecc(node) = self else {
+            return Vec::new();
+        };
+        node.console("cluster info")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("View: "))
+                    .and_then(|r| r.split_once(" members: "))
+                    .map(|(_, list)| list.split(", ").map(str::to_string).collect())
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// One failover: from the SIGKILL to the client's first answer from a live
+/// node, and the steps in between as the new owner logged them (ms).
+#[derive(Debug, Default, Clone, Copy)]
+struct Trial {
+    total: f64,
+    /// eccluster: `nX is down` on the new owner; keepalived: `Entering
+    /// MASTER STATE`.
+    detected: Option<f64>,
+    /// eccluster: `gained DuraVIP` (plumbed; the first ARP round follows).
+    plumbed: Option<f64>,
+}
+
+/// A small xorshift for the random phase of each kill.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Runs `trials` failovers of one system in a fresh lab.
+fn bench_system(lab: &Lab, system: System, trials: usize, rng: &mut Rng) -> Vec<Trial> {
+    let vip = VIPS[0];
+    let all = [1, 2, 3];
+    let mut services: Vec<Option<HelperProc>> =
+        all.iter().map(|&i| Some(lab.start_service(i))).collect();
+    let mut daemons: Vec<Daemon> = all
+        .iter()
+        .map(|&i| Daemon::start(lab, system, i, vip))
+        .collect();
+    let probe = HelperProc::start(
+        &lab.client_ns(),
+        &format!("probe {vip} {SERVICE_PORT}"),
+        &lab.log_path("probe"),
+        false,
+    );
+    // eccluster needs a mature view before anyone owns the VIP; both need
+    // the restarted node to be a settled candidate before the next kill.
+    let settle = match system {
+        System::Eccluster(..) => Duration::from_secs(6),
+        System::Keepalived(_) => Duration::from_secs(2),
+    };
+    let holder = |lab: &Lab| -> Option<usize> {
+        match lab.holders(&all)[vip].as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    };
+    wait_until_within("a first owner of the VIP", Duration::from_secs(30), || {
+        holder(lab).is_some()
+    });
+    sleep(settle);
+    let mut results = Vec::new();
+    for trial in 1..=trials {
+        // A random phase relative to the heartbeats / adverts.
+        sleep(Duration::from_millis(rng.below(1000)));
+        let victim = holder(lab).expect("one owner before the kill");
+        while probe.lines.try_recv().is_ok() {}
+        let ns = lab.node_ns(victim);
+        let pids: Vec<i32> = run("ip", &["netns", "pids", &ns])
+            .unwrap()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        // The host dies: every process of its namespace frozen and killed
+        // (a plain SIGKILL of keepalived's parent lets its VRRP child send
+        // a priority-0 advert on the way out), and its link goes dark.
+        let t0 = mono_ns();
+        for sig in [libc::SIGSTOP, libc::SIGKILL] {
+            for &pid in &pids {
+                // SAFETY: kill(2) on processes of our own namespace.
+                #[allow(unsafe_code)]
+                unsafe {
+                    libc::kill(pid, sig);
+                }
+            }
+        }
+        lab.ip(&lab.br(), &["link", "set", &format!("p{victim}"), "down"]);
+        // The client's first answer from a live node.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let reached = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((_, line)) = probe.next_line(left) else {
+                panic!(
+                    "{}: the client reached no live node within 30 s\n{}",
+                    system.label(),
+                    lab.picture()
+                );
+            };
+            let (t, state) = line.split_once(' ').unwrap();
+            let t: u64 = t.parse().unwrap();
+            if t > t0
+                && let Some(name) = state.strip_prefix("ok ")
+                && name != node_name(victim)
+            {
+                break (t, name.to_string());
+            }
+        };
+        let new = reached.1[1..].parse::<usize>().unwrap();
+        let ms = |t: u64| (t - t0) as f64 / 1e6;
+        let (detected, plumbed) = match system {
+            System::Eccluster(..) => (
+                daemons[new - 1].logged_after(t0, &format!("n{victim} is down")),
+                daemons[new - 1].logged_after(t0, &format!("gained DuraVIP {vip}/32")),
+            ),
+            System::Keepalived(_) => (
+                daemons[new - 1].logged_after(t0, "Entering MASTER STATE"),
+                None,
+            ),
+        };
+        let result = Trial {
+            total: ms(reached.0),
+            detected: detected.map(ms),
+            plumbed: plumbed.map(ms),
+        };
+        eprintln!(
+            "  trial {trial:2}: killed n{victim}, client reached {} after {:7.1} ms \
+             (detected {}, plumbed {})",
+            reached.1,
+            result.total,
+            result.detected.map_or("-".into(), |d| format!("{d:.1}")),
+            result.plumbed.map_or("-".into(), |d| format!("{d:.1}")),
+        );
+        results.push(result);
+
+        // Restart the dead host: link up, its service, its daemon; it
+        // must clear the stale VIP and join before the next kill.
+        daemons[victim - 1].guard().kill();
+        if let Some(mut s) = services[victim - 1].take() {
+            s.stop();
+        }
+        lab.ip(&lab.br(), &["link", "set", &format!("p{victim}"), "up"]);
+        services[victim - 1] = Some(lab.start_service(victim));
+        let restarted = mono_ns();
+        daemons[victim - 1].respawn();
+        wait_until_within(
+            "the restarted node to settle",
+            Duration::from_secs(30),
+            || {
+                let joined = match system {
+                    System::Eccluster(..) => daemons.iter().all(|d| d.members().len() == 3),
+                    System::Keepalived(_) => daemons[victim - 1]
+                        .logged_after(restarted, "Entering BACKUP STATE")
+                        .is_some(),
+                };
+                joined && holder(lab).is_some_and(|h| h != victim)
+            },
+        );
+        sleep(settle);
+    }
+    for d in &daemons {
+        if d.log_text().contains("cannot") {
+            eprintln!("note: a daemon logged an error:\n{}", d.log_text());
+        }
+    }
+    drop(probe);
+    results
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    (!v.is_empty()).then(|| percentile(&v, 0.5))
+}
+
+/// The DuraVIP failover benchmark: for each system in `ECC_BENCH_SYSTEMS`
+/// (default `eccluster:4,eccluster:1,keepalived:0.25,keepalived:1`), three
+/// nodes and a client on a bridge, one VIP, `ECC_BENCH_TRIALS` (default 20)
+/// crashes of its owner. The client connects to the VIP every ~20 ms; a
+/// trial is the time from the kill to its first answer from a live node.
+/// Prints every trial and the summary. `benches/duravip_failover.sh` runs
+/// it in release mode.
+#[test]
+#[ignore = "a benchmark: benches/duravip_failover.sh runs it"]
+fn failover_bench() {
+    let trials: usize = std::env::var("ECC_BENCH_TRIALS")
+        .ok()
+        .map_or(20, |t| t.parse().expect("ECC_BENCH_TRIALS is a number"));
+    let systems: Vec<System> = std::env::var("ECC_BENCH_SYSTEMS")
+        .unwrap_or_else(|_| "eccluster:4,eccluster:1,keepalived:0.25,keepalived:1".into())
+        .split(',')
+        .map(System::parse)
+        .collect();
+    let mut rng = Rng(mono_ns() | 1);
+    let mut summary: Vec<(System, Vec<f64>)> = Vec::new();
+    for (k, system) in systems.iter().enumerate() {
+        if matches!(system, System::Keepalived(_))
+            && run("keepalived", &["--version"]).is_err()
+            && Command::new("keepalived")
+                .arg("--version")
+                .output()
+                .is_err()
+        {
+            eprintln!("skipped: {}: keepalived is not installed", system.label());
+            continue;
+        }
+        let Some(lab) = lab_or_skip(&format!("b{k}"), 3) else {
+            return;
+        };
+        eprintln!("{}: {trials} trials", system.label());
+        let results = bench_system(&lab, *system, trials, &mut rng);
+        let mut totals: Vec<f64> = results.iter().map(|r| r.total).collect();
+        totals.sort_by(f64::total_cmp);
+        let line = format!(
+            "{}: n={} min {:.0}  median {:.0}  p90 {:.0}  p99 {:.0}  max {:.0} ms; \
+             medians of the steps: detected {}, plumbed {}",
+            system.label(),
+            totals.len(),
+            totals[0],
+            percentile(&totals, 0.5),
+            percentile(&totals, 0.9),
+            percentile(&totals, 0.99),
+            totals[totals.len() - 1],
+            median_of(results.iter().filter_map(|r| r.detected))
+                .map_or("-".into(), |d| format!("{d:.0} ms")),
+            median_of(results.iter().filter_map(|r| r.plumbed))
+                .map_or("-".into(), |d| format!("{d:.0} ms")),
+        );
+        eprintln!("{line}");
+        summary.push((*system, totals));
+    }
+    eprintln!("\nsummary (kill of the VIP owner -> the client's next answer from a live node):");
+    for (system, totals) in &summary {
+        eprintln!(
+            "  {:40} median {:6.0}  p90 {:6.0}  p99 {:6.0}  max {:6.0} ms",
+            system.label(),
+            percentile(totals, 0.5),
+            percentile(totals, 0.9),
+            percentile(totals, 0.99),
+            totals[totals.len() - 1],
+        );
+    }
+    for (ecc, e) in summary
+        .iter()
+        .filter(|(s, _)| matches!(s, System::Eccluster(..)))
+    {
+        for (ka, k) in summary.iter().filter(|(s, _)| {
+            matches!(s, System::Keepalived(_)) && s.interval_ms() == ecc.interval_ms()
+        }) {
+            eprintln!(
+                "  ratio keepalived/eccluster at a {:.0} ms interval ({} vs {}): median {:.2}, p99 {:.2}",
+                ecc.interval_ms(),
+                ka.label(),
+                ecc.label(),
+                percentile(k, 0.5) / percentile(e, 0.5),
+                percentile(k, 0.99) / percentile(e, 0.99),
+            );
+        }
+    }
+}
