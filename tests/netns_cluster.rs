@@ -921,20 +921,35 @@ fn three_nodes_fail_over_and_heal_a_split_brain() {
         lab.picture()
     );
 
-    // A gratuitous ARP for every VIP from its final owner after the heal.
+    // Gratuitous ARP after the heal: every final owner announces its VIP,
+    // and the last announcement of each VIP is its final owner's (so the
+    // client ends up pointing at it). Frames are collected until 3.5 s after
+    // the owners settled: every round of the heal's view change (three,
+    // 1.1 s apart) has gone out by then, and a loser has released.
+    let settled = Instant::now();
     let mut seen: Vec<String> = Vec::new();
-    wait_until_within("gratuitous ARP from every final owner", SETTLE, || {
-        while let Ok((t, line)) = capture.lines.try_recv() {
-            if t >= healed_at {
-                seen.push(line);
-            }
+    while let Some(left) =
+        (settled + Duration::from_millis(3500)).checked_duration_since(Instant::now())
+    {
+        if let Some((t, line)) = capture.next_line(left)
+            && t >= healed_at
+        {
+            seen.push(format!("{:5.0} ms {line}", (t - healed_at) as f64 / 1e6));
         }
-        owners.iter().all(|(v, o)| {
-            let from = format!("sha={} spa={v} ", node_mac(*o));
-            seen.iter()
-                .any(|l| l.contains(&from) && l.ends_with(&format!("tpa={v}")))
-        })
-    });
+    }
+    let frames = seen.join("\n");
+    for (v, o) in &owners {
+        let garps: Vec<&String> = seen
+            .iter()
+            .filter(|l| l.contains(&format!(" spa={v} ")) && l.ends_with(&format!(" tpa={v}")))
+            .collect();
+        let from_owner = |l: &&String| l.contains(&format!(" sha={} ", node_mac(*o)));
+        assert!(
+            garps.last().is_some_and(from_owner),
+            "the last gratuitous ARP for {v} after the heal is from its owner n{o}:\n{frames}"
+        );
+    }
+    eprintln!("ARP after the heal (ms after it):\n{frames}");
 
     // The client reaches each final owner, through an entry that points at it.
     for (vip, owner) in &owners {
