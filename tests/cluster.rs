@@ -445,6 +445,13 @@ fn a_killed_leader_is_dropped_quickly_and_rejoins_when_restarted() {
     let peers = Lab::ports(&names);
     let mut nodes = lab.start_all(&names, &peers);
     assert_eq!(wait_converged(&all(&nodes), &names), "n1");
+    // n1 dials both: with the links up, its death breaks them at once.
+    wait_until("n1's links to the others", || {
+        let log = nodes[0].log_text();
+        ["n2", "n3"]
+            .iter()
+            .all(|n| log.contains(&format!("link to {n} established")))
+    });
 
     let logged: Vec<usize> = nodes.iter().map(Node::log_len).collect();
     let killed = Instant::now();
@@ -492,6 +499,19 @@ fn a_killed_leader_is_dropped_quickly_and_rejoins_when_restarted() {
         assert!(
             log.contains("n1 is down"),
             "{} logged the failure:\n{log}",
+            node.name
+        );
+        // n1's host is up, so its port refused: down on proof, never
+        // merely suspected first.
+        let down = log.find("n1 is down").unwrap();
+        assert!(
+            log.contains("n1's cluster port") && log.contains("refuses connections"),
+            "{} probed n1's port:\n{log}",
+            node.name
+        );
+        assert!(
+            !log[..down].contains("n1 is suspect"),
+            "{} waited for the heartbeat timeout:\n{log}",
             node.name
         );
         assert!(

@@ -94,6 +94,8 @@ enum EngineCommand {
     AnnounceView,
     /// `cluster duravip debug on|off`.
     VipDebug(bool),
+    /// A peer's cluster port refused a connection after its link broke.
+    PeerGone(String),
 }
 
 struct Link {
@@ -541,6 +543,9 @@ fn engine(
                         shared.broadcast(&Message::DuraVipTable(table));
                     }
                 }
+                EngineCommand::PeerGone(name) => {
+                    outputs.extend(membership.peer_gone(now_ms(), &name));
+                }
                 EngineCommand::VipDebug(on) => {
                     if let Some(v) = &mut vip {
                         v.set_debug(on);
@@ -574,6 +579,9 @@ fn engine(
                 Output::Event(event) => {
                     if matches!(event, Event::TimersLate { .. }) {
                         late_timer_events += 1;
+                    }
+                    if let Event::MemberSuspect { name } = &event {
+                        probe_gone(&shared, name);
                     }
                     (shared.log)(&describe(&event));
                     if matches!(event, Event::ViewChanged { .. }) {
@@ -809,6 +817,11 @@ fn hello_from(shared: &Shared) -> Message {
 /// The shortest wait between two failed dials of one peer.
 const MIN_REDIAL: Duration = Duration::from_millis(100);
 
+/// How long the probe after a broken link waits. A refusal comes back in
+/// one round trip; anything slower is a host that does not answer, which
+/// the heartbeat timeout handles.
+const GONE_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
 fn dial_loop(
     shared: Arc<Shared>,
     peer: String,
@@ -924,9 +937,41 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
         }
     }
     let mut links = shared.links.lock();
-    if links.get(&peer).is_some_and(|l| Arc::ptr_eq(l, &link)) {
+    let current = links.get(&peer).is_some_and(|l| Arc::ptr_eq(l, &link));
+    if current {
         links.remove(&peer);
     }
     drop(links);
     (shared.log)(&format!("link to {} closed", link.peer));
+    // A link that ended by itself (not replaced by a newer one, not our
+    // stop) may mean the peer's process died.
+    if current {
+        probe_gone(shared, &peer);
+    }
+}
+
+/// Whether `peer`'s process is gone: if its cluster port refuses a
+/// connection, its host is up and nothing listens, so it is down without
+/// waiting for the heartbeat timeout (`Membership::peer_gone`). Asked when
+/// its link breaks and when it becomes suspect; answers on the engine's
+/// command queue, so the caller never waits.
+fn probe_gone(shared: &Arc<Shared>, peer: &str) {
+    let Some(addr) = shared.peer_named(peer) else {
+        return;
+    };
+    if shared.stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    let peer = peer.to_string();
+    let _ = spawn("ecc-probe", move || {
+        let refused = TcpStream::connect_timeout(&addr, GONE_PROBE_TIMEOUT)
+            .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused);
+        if refused && !shared.stopping.load(Ordering::SeqCst) {
+            (shared.log)(&format!(
+                "{peer}'s cluster port {addr} refuses connections: its process is gone"
+            ));
+            shared.send_command(EngineCommand::PeerGone(peer));
+        }
+    });
 }

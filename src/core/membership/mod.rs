@@ -17,6 +17,11 @@
 //! peer silent only towards us stays in the view as suspect. In a two-node
 //! cluster there is no third witness, so there silence alone decides.
 //!
+//! A crashed *process* on a live host is found faster: its kernel closes the
+//! cluster links, and a connection to its cluster port is then refused,
+//! which proves the process is gone ([`Membership::peer_gone`]). Only a
+//! dead host or a cut link waits for the heartbeat timeout.
+//!
 //! The rest follows from that table:
 //! - **Identity.** A member is a name plus a boot *generation* chosen anew on
 //!   every start: a heartbeat with a newer generation is a restarted node (the
@@ -402,6 +407,27 @@ impl Membership {
         self.update_view(now_ms, &mut out);
         if now_ms >= self.next_heartbeat_ms {
             out.extend(self.tick(now_ms));
+        }
+        out
+    }
+
+    /// The peer's host refused a TCP connection to its cluster port: the
+    /// host is up but the process is gone (it crashed or was killed, and
+    /// its kernel closed its sockets). That is proof, not suspicion, so the
+    /// peer is down at once instead of after `down_heartbeats`; if it was
+    /// only restarting, its new generation joins as usual. A host that
+    /// died outright refuses nothing and is found by the heartbeat timeout.
+    pub fn peer_gone(&mut self, now_ms: u64, name: &str) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.observe_time(now_ms, &mut out);
+        if let Some(m) = self.members.get_mut(name)
+            && m.state != PeerState::Down
+        {
+            m.state = PeerState::Down;
+            out.push(Output::Event(Event::MemberDown {
+                name: name.to_string(),
+            }));
+            self.update_view(now_ms, &mut out);
         }
         out
     }

@@ -304,3 +304,25 @@ fn reset_rejoins_with_a_new_generation() {
     }));
     assert_eq!(a.view(), b.view());
 }
+
+#[test]
+fn a_peer_whose_port_refuses_is_down_at_once_and_may_return() {
+    let mut a = node("a", 1, &["a", "b"]);
+    let mut b = node("b", 2, &["a", "b"]);
+    run_pair(&mut a, &mut b, 0, 1000, true);
+    assert_eq!(a.view().members.len(), 2);
+    // Heard from just now, yet gone: the refusal is proof.
+    let out = a.peer_gone(1010, "b");
+    assert!(
+        matches!(events(&out)[..], [Event::MemberDown { name }, Event::ViewChanged { .. }] if name == "b"),
+        "{out:?}"
+    );
+    assert_eq!(a.view().members.len(), 1);
+    assert!(events(&a.peer_gone(1020, "b")).is_empty(), "already down");
+    assert!(events(&a.peer_gone(1020, "nosuch")).is_empty());
+    // A restarted b (new generation) joins again.
+    let mut b2 = node("b", 3, &["a", "b"]);
+    run_pair(&mut a, &mut b2, 1050, 2000, true);
+    assert_eq!(a.view().members.len(), 2);
+    assert_eq!(a.member("b").unwrap().info.generation, 3);
+}
