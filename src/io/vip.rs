@@ -32,7 +32,7 @@
 //! change and maintenance check. Until one is known, announcements are
 //! broadcast rather than sent to nobody.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -101,6 +101,8 @@ pub struct VipDriver {
     next_check_ms: u64,
     /// When the table is next sent unasked (`view_broadcast_interval`).
     next_broadcast_ms: Option<u64>,
+    /// What each peer owned in its latest table, by (generation, version).
+    peer_owned: BTreeMap<String, ((u64, u64), BTreeSet<IpAddr>)>,
     /// Addresses found missing by maintenance, and since when.
     missing_since: BTreeMap<IpAddr, u64>,
     debug: bool,
@@ -144,6 +146,7 @@ impl VipDriver {
             next_check_ms: now_ms + maintenance.check_interval_ms,
             next_broadcast_ms: (maintenance.broadcast_interval_ms > 0)
                 .then_some(now_ms + maintenance.broadcast_interval_ms),
+            peer_owned: BTreeMap::new(),
             missing_since: BTreeMap::new(),
             debug: false,
             changed: true,
@@ -219,10 +222,23 @@ impl VipDriver {
             ));
         }
         self.changed = true;
+        let given_up = self.given_up_by(from, &table);
         let outputs = self
             .dv
             .on_table(now_ms, from, table.generation, table.table);
-        self.apply(now_ms, outputs)
+        let tables = self.apply(now_ms, outputs);
+        // After a healed split brain the loser may have announced an address
+        // after we last did, pointing neighbours at it; now that it has let
+        // go, announce ours again so that ours is the last word.
+        for ip in given_up {
+            if self.dv.owned().any(|o| *o == ip)
+                && let (Some(a), Some((iface, _))) =
+                    (&mut self.announcer, topology_for(&self.topology, ip))
+            {
+                a.acquired(ip, &iface, now_ms);
+            }
+        }
+        tables
     }
 
     /// Advances time: balancing, maintenance, and due announcement rounds.
@@ -337,6 +353,23 @@ impl VipDriver {
             }
         }
         tables
+    }
+
+    /// The addresses `from` owned in its previous table and no longer owns
+    /// in `table`; remembers `table`'s for the next time.
+    fn given_up_by(&mut self, from: &str, table: &DuraVipTable) -> Vec<IpAddr> {
+        let key = (table.generation, table.table.version);
+        let owned: BTreeSet<IpAddr> = table.table.owned.iter().copied().collect();
+        match self.peer_owned.get(from) {
+            Some((seen, _)) if *seen >= key => Vec::new(),
+            previous => {
+                let given_up = previous
+                    .map(|(_, before)| before.difference(&owned).copied().collect())
+                    .unwrap_or_default();
+                self.peer_owned.insert(from.to_string(), (key, owned));
+                given_up
+            }
+        }
     }
 
     /// The listeners following `claim`, as claims of their own.
@@ -566,6 +599,13 @@ mod tests {
 
     /// A single node owning one binding address, followed by a listener.
     fn rig() -> Rig {
+        rig_with(None, Vec::new())
+    }
+
+    /// The same, announcing with `announce` (on an interface that does not
+    /// exist: the rounds fail, but their schedule is what is tested), and
+    /// with `peers` in the view.
+    fn rig_with(announce: Option<AnnounceConfig>, peers: Vec<ViewMember>) -> Rig {
         let plumber = Arc::new(Mutex::new(DryRunPlumber::new()));
         let plumbed = plumber.lock().log();
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -588,11 +628,11 @@ mod tests {
             }],
             topology: vec![Topology {
                 network: None,
-                interface: "eth1".into(),
+                interface: "ecc-test0".into(),
                 cidrmask: 32,
             }],
             plumber: Box::new(SharedPlumber(Arc::clone(&plumber))),
-            announce: None,
+            announce,
             targeted_arp: false,
             maintenance: Maintenance {
                 check_interval_ms: CHECK_MS,
@@ -608,13 +648,12 @@ mod tests {
             0,
             Arc::new(move |l: &str| lines.lock().push(l.to_string())),
         );
-        let view = View {
-            id: 1,
-            members: vec![ViewMember {
-                name: "n1".into(),
-                generation: 7,
-            }],
-        };
+        let mut members = vec![ViewMember {
+            name: "n1".into(),
+            generation: 7,
+        }];
+        members.extend(peers);
+        let view = View { id: 1, members };
         driver.set_view(0, &view, true, &[]);
         driver.tick(MATURE_MS);
         Rig {
@@ -635,7 +674,7 @@ mod tests {
         let mut r = rig();
         assert_eq!(
             plumbed(&r),
-            ["add eth1 10.1.1.1/32", "add eth1 10.1.1.3/32"]
+            ["add ecc-test0 10.1.1.1/32", "add ecc-test0 10.1.1.3/32"]
         );
         let gained: Vec<(IpAddr, Vec<Service>)> = r
             .events
@@ -656,7 +695,10 @@ mod tests {
         r.driver.remove_claim(MATURE_MS + 1, ip("10.1.1.1"));
         assert_eq!(
             plumbed(&r)[2..],
-            ["remove eth1 10.1.1.1/32", "remove eth1 10.1.1.3/32"]
+            [
+                "remove ecc-test0 10.1.1.1/32",
+                "remove ecc-test0 10.1.1.3/32"
+            ]
         );
         assert!(matches!(&r.events.lock()[3], VipEvent::Lost(c) if c.ip == ip("10.1.1.3")));
     }
@@ -664,7 +706,7 @@ mod tests {
     #[test]
     fn maintenance_replumbs_a_deleted_address_after_the_down_limit() {
         let mut r = rig();
-        r.plumber.lock().forget("eth1", ip("10.1.1.1"));
+        r.plumber.lock().forget("ecc-test0", ip("10.1.1.1"));
         // Nothing happens before the check is due.
         r.driver.tick(CHECK_MS - 1);
         assert_eq!(plumbed(&r).len(), 2);
@@ -681,16 +723,24 @@ mod tests {
         );
         assert_eq!(r.driver.next_deadline(), found + DOWN_MS);
         r.driver.tick(found + DOWN_MS);
-        assert_eq!(plumbed(&r)[2..], ["add eth1 10.1.1.1/32"]);
-        assert!(r.plumber.lock().present("eth1", ip("10.1.1.1")).unwrap());
+        assert_eq!(plumbed(&r)[2..], ["add ecc-test0 10.1.1.1/32"]);
+        assert!(
+            r.plumber
+                .lock()
+                .present("ecc-test0", ip("10.1.1.1"))
+                .unwrap()
+        );
     }
 
     #[test]
     fn an_address_that_returns_by_itself_is_not_plumbed_again() {
         let mut r = rig();
-        r.plumber.lock().forget("eth1", ip("10.1.1.3"));
+        r.plumber.lock().forget("ecc-test0", ip("10.1.1.3"));
         r.driver.tick(CHECK_MS + MATURE_MS);
-        r.plumber.lock().add("eth1", ip("10.1.1.3"), 32).unwrap();
+        r.plumber
+            .lock()
+            .add("ecc-test0", ip("10.1.1.3"), 32)
+            .unwrap();
         let before = plumbed(&r).len();
         r.driver.tick(CHECK_MS + MATURE_MS + DOWN_MS);
         assert_eq!(plumbed(&r).len(), before, "{:?}", plumbed(&r));
@@ -699,11 +749,24 @@ mod tests {
     #[test]
     fn maintenance_removes_a_tagged_address_this_node_does_not_own() {
         let mut r = rig();
-        r.plumber.lock().add("eth1", ip("10.1.1.77"), 32).unwrap();
+        r.plumber
+            .lock()
+            .add("ecc-test0", ip("10.1.1.77"), 32)
+            .unwrap();
         r.driver.tick(CHECK_MS + MATURE_MS);
-        assert_eq!(plumbed(&r).last().unwrap(), "remove eth1 10.1.1.77/32");
-        assert!(!r.plumber.lock().present("eth1", ip("10.1.1.77")).unwrap());
-        assert!(r.plumber.lock().present("eth1", ip("10.1.1.1")).unwrap());
+        assert_eq!(plumbed(&r).last().unwrap(), "remove ecc-test0 10.1.1.77/32");
+        assert!(
+            !r.plumber
+                .lock()
+                .present("ecc-test0", ip("10.1.1.77"))
+                .unwrap()
+        );
+        assert!(
+            r.plumber
+                .lock()
+                .present("ecc-test0", ip("10.1.1.1"))
+                .unwrap()
+        );
     }
 
     #[test]
@@ -716,5 +779,56 @@ mod tests {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].table.version, version, "unchanged, sent anyway");
         assert!(r.driver.tick(BROADCAST_MS + 1).is_empty());
+    }
+
+    #[test]
+    fn the_keeper_announces_again_when_the_other_owner_lets_go() {
+        let n2 = ViewMember {
+            name: "n2".into(),
+            generation: 9,
+        };
+        let announce = AnnounceConfig {
+            refresh_interval_ms: 0,
+            ..AnnounceConfig::default()
+        };
+        let mut r = rig_with(Some(announce), vec![n2]);
+        // n1 prefers itself; n2 also owns the address (a healed split).
+        r.driver.set_claim(
+            MATURE_MS,
+            Claim {
+                preference: Some("n1".into()),
+                ..binding("10.1.1.1", "out1")
+            },
+        );
+        let table = |version: u64, owned: Vec<IpAddr>| DuraVipTable {
+            generation: 9,
+            table: crate::core::duravip::Table {
+                version,
+                claims: vec![Claim {
+                    preference: Some("n1".into()),
+                    ..binding("10.1.1.1", "out1")
+                }],
+                owned,
+            },
+        };
+        r.driver
+            .on_table(MATURE_MS, "n2", table(5, vec![ip("10.1.1.1")]));
+        assert!(r.driver.state().owned().any(|o| *o == ip("10.1.1.1")));
+        // Let the announcement rounds run out.
+        let mut now = MATURE_MS;
+        while r.driver.next_deadline() < 10_000 {
+            now = r.driver.next_deadline();
+            r.driver.tick(now);
+        }
+        let quiet = r.driver.next_deadline();
+        // n2 gives way: n1 announces again at once.
+        r.driver.on_table(now + 1, "n2", table(6, Vec::new()));
+        assert_eq!(r.driver.next_deadline(), now + 1, "quiet until {quiet}");
+        // An old table again changes nothing.
+        r.driver.tick(now + 1);
+        let next = r.driver.next_deadline();
+        r.driver
+            .on_table(now + 2, "n2", table(5, vec![ip("10.1.1.1")]));
+        assert_eq!(r.driver.next_deadline(), next);
     }
 }
