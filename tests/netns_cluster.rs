@@ -1297,7 +1297,34 @@ impl Rng {
 }
 
 /// Runs `trials` failovers of one system in a fresh lab.
-fn bench_system(lab: &Lab, system: System, trials: usize, rng: &mut Rng) -> Vec<Trial> {
+/// What dies in a trial.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Crash {
+    /// The MTA process dies (SIGKILL; eccluster runs inside it, so do its
+    /// listeners): the host stays up, keeps its link and answers for its
+    /// addresses at the IP layer, refusing connections nobody accepts.
+    Process,
+    /// The whole host dies: everything frozen and killed, its link dark.
+    Host,
+}
+
+impl Crash {
+    fn parse(s: &str) -> Crash {
+        match s {
+            "process" => Crash::Process,
+            "host" => Crash::Host,
+            _ => panic!("unknown crash kind {s:?}: process or host"),
+        }
+    }
+}
+
+fn bench_system(
+    lab: &Lab,
+    system: System,
+    crash: Crash,
+    trials: usize,
+    rng: &mut Rng,
+) -> Vec<Trial> {
     let vip = VIPS[0];
     let all = [1, 2, 3];
     let mut services: Vec<Option<HelperProc>> =
@@ -1340,20 +1367,20 @@ fn bench_system(lab: &Lab, system: System, trials: usize, rng: &mut Rng) -> Vec<
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect();
-        // The host dies: every process of its namespace frozen and killed
-        // (a plain SIGKILL of keepalived's parent lets its VRRP child send
-        // a priority-0 advert on the way out), and its link goes dark.
+        // Every process of the namespace frozen, then killed: a plain
+        // SIGKILL of keepalived's parent lets its VRRP child send a
+        // priority-0 advert on the way out, which no crash would. For a
+        // host crash its link goes dark too.
+        let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
         let t0 = mono_ns();
-        for sig in [libc::SIGSTOP, libc::SIGKILL] {
-            for &pid in &pids {
-                // SAFETY: kill(2) on processes of our own namespace.
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::kill(pid, sig);
-                }
-            }
+        for sig in ["-STOP", "-KILL"] {
+            let mut args = vec![sig];
+            args.extend(pids.iter().map(String::as_str));
+            run("kill", &args).expect("kill the victim's processes");
         }
-        lab.ip(&lab.br(), &["link", "set", &format!("p{victim}"), "down"]);
+        if crash == Crash::Host {
+            lab.ip(&lab.br(), &["link", "set", &format!("p{victim}"), "down"]);
+        }
         // The client's first answer from a live node.
         let deadline = Instant::now() + Duration::from_secs(30);
         let reached = loop {
@@ -1407,7 +1434,9 @@ fn bench_system(lab: &Lab, system: System, trials: usize, rng: &mut Rng) -> Vec<
         if let Some(mut s) = services[victim - 1].take() {
             s.stop();
         }
-        lab.ip(&lab.br(), &["link", "set", &format!("p{victim}"), "up"]);
+        if crash == Crash::Host {
+            lab.ip(&lab.br(), &["link", "set", &format!("p{victim}"), "up"]);
+        }
         services[victim - 1] = Some(lab.start_service(victim));
         let restarted = mono_ns();
         daemons[victim - 1].respawn();
@@ -1465,9 +1494,17 @@ fn failover_bench() {
         .split(',')
         .map(System::parse)
         .collect();
+    let crashes: Vec<Crash> = std::env::var("ECC_BENCH_CRASHES")
+        .unwrap_or_else(|_| "process,host".into())
+        .split(',')
+        .map(Crash::parse)
+        .collect();
     let mut rng = Rng(mono_ns() | 1);
-    let mut summary: Vec<(System, Vec<f64>)> = Vec::new();
-    for (k, system) in systems.iter().enumerate() {
+    let mut summary: Vec<(Crash, System, Vec<f64>)> = Vec::new();
+    let runs = crashes
+        .iter()
+        .flat_map(|c| systems.iter().map(move |s| (*c, *s)));
+    for (k, (crash, system)) in runs.enumerate() {
         if matches!(system, System::Keepalived(_))
             && run("keepalived", &["--version"]).is_err()
             && Command::new("keepalived")
@@ -1481,12 +1518,12 @@ fn failover_bench() {
         let Some(lab) = lab_or_skip(&format!("b{k}"), 3) else {
             return;
         };
-        eprintln!("{}: {trials} trials", system.label());
-        let results = bench_system(&lab, *system, trials, &mut rng);
+        eprintln!("{crash:?} crash, {}: {trials} trials", system.label());
+        let results = bench_system(&lab, system, crash, trials, &mut rng);
         let mut totals: Vec<f64> = results.iter().map(|r| r.total).collect();
         totals.sort_by(f64::total_cmp);
         let line = format!(
-            "{}: n={} min {:.0}  median {:.0}  p90 {:.0}  p99 {:.0}  max {:.0} ms; \
+            "{crash:?} crash, {}: n={} min {:.0}  median {:.0}  p90 {:.0}  p99 {:.0}  max {:.0} ms; \
              medians of the steps: detected {}, plumbed {}",
             system.label(),
             totals.len(),
@@ -1501,12 +1538,13 @@ fn failover_bench() {
                 .map_or("-".into(), |d| format!("{d:.0} ms")),
         );
         eprintln!("{line}");
-        summary.push((*system, totals));
+        summary.push((crash, system, totals));
     }
     eprintln!("\nsummary (kill of the VIP owner -> the client's next answer from a live node):");
-    for (system, totals) in &summary {
+    for (crash, system, totals) in &summary {
         eprintln!(
-            "  {:40} median {:6.0}  p90 {:6.0}  p99 {:6.0}  max {:6.0} ms",
+            "  {:8} {:48} median {:6.0}  p90 {:6.0}  p99 {:6.0}  max {:6.0} ms",
+            format!("{crash:?}"),
             system.label(),
             percentile(totals, 0.5),
             percentile(totals, 0.9),
@@ -1514,15 +1552,15 @@ fn failover_bench() {
             totals[totals.len() - 1],
         );
     }
-    for (ecc, e) in summary
+    for (crash, ecc, e) in summary
         .iter()
-        .filter(|(s, _)| matches!(s, System::Eccluster(..)))
+        .filter(|(_, s, _)| matches!(s, System::Eccluster(..)))
     {
-        for (ka, k) in summary.iter().filter(|(s, _)| {
-            matches!(s, System::Keepalived(_)) && s.interval_ms() == ecc.interval_ms()
+        for (_, ka, k) in summary.iter().filter(|(c, s, _)| {
+            c == crash && matches!(s, System::Keepalived(_)) && s.interval_ms() == ecc.interval_ms()
         }) {
             eprintln!(
-                "  ratio keepalived/eccluster at a {:.0} ms interval ({} vs {}): median {:.2}, p99 {:.2}",
+                "  {crash:?} crash, ratio keepalived/eccluster at a {:.0} ms interval ({} vs {}): median {:.2}, p99 {:.2}",
                 ecc.interval_ms(),
                 ka.label(),
                 ecc.label(),
