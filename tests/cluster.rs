@@ -16,8 +16,6 @@ use common::{
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -154,7 +152,7 @@ impl Node {
 
     /// Runs a console command over the socket (no process per poll).
     fn console(&self, command: &str) -> Result<String, String> {
-        console(&self.socket, command)
+        common::console(&self.socket, command, DEADLINE)
     }
 
     /// `cluster info`, parsed; `None` while the console does not answer.
@@ -194,32 +192,6 @@ impl Node {
         cmd.arg("console").arg("--socket").arg(&self.socket);
         cmd.args(command.split_whitespace());
         output_within_deadline(cmd, None)
-    }
-}
-
-/// One request on a node's console socket, with a read timeout so that a
-/// hung node fails the test instead of hanging it.
-fn console(socket: &Path, command: &str) -> Result<String, String> {
-    let stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(DEADLINE))
-        .map_err(|e| e.to_string())?;
-    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-    writeln!(writer, "{command}").map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream);
-    let mut header = String::new();
-    reader.read_line(&mut header).map_err(|e| e.to_string())?;
-    let (tag, len) = header
-        .trim_end()
-        .split_once(' ')
-        .ok_or_else(|| format!("bad reply header {header:?}"))?;
-    let len: usize = len.parse().map_err(|_| format!("bad length {header:?}"))?;
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-    let body = String::from_utf8_lossy(&body).into_owned();
-    match tag {
-        "OK" => Ok(body),
-        _ => Err(body),
     }
 }
 

@@ -18,6 +18,9 @@
 //! `ip netns`; without them they print `skipped: ...` and pass, so a
 //! developer's unprivileged `cargo test` stays green. CI runs as root.
 
+mod common;
+use common::{is_root, run};
+
 use std::net::IpAddr;
 use std::process::Command;
 use std::thread::sleep;
@@ -260,33 +263,6 @@ impl Drop for Lab {
             // Ignoring errors: a namespace that was never created is fine.
             let _ = run("ip", &["netns", "del", ns]);
         }
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
-fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{cmd} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
     }
 }
 

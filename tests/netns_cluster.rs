@@ -33,7 +33,6 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -400,24 +399,7 @@ impl EccNode {
     }
 
     fn console(&self, command: &str) -> Result<String, String> {
-        let stream = UnixStream::connect(&self.socket).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
-        let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-        writeln!(writer, "{command}").map_err(|e| e.to_string())?;
-        let mut reader = BufReader::new(stream);
-        let mut header = String::new();
-        reader.read_line(&mut header).map_err(|e| e.to_string())?;
-        let (tag, len) = header
-            .trim_end()
-            .split_once(' ')
-            .ok_or_else(|| format!("bad reply header {header:?}"))?;
-        let len: usize = len.parse().map_err(|_| format!("bad length {header:?}"))?;
-        let mut body = vec![0; len];
-        reader.read_exact(&mut body).map_err(|e| e.to_string())?;
-        let body = String::from_utf8_lossy(&body).into_owned();
-        if tag == "OK" { Ok(body) } else { Err(body) }
+        common::console(&self.socket, command, Duration::from_secs(5))
     }
 
     /// Address to owner, from `cluster duravip show`; `None` while the
@@ -1371,15 +1353,17 @@ fn bench_system(
         // SIGKILL of keepalived's parent lets its VRRP child send a
         // priority-0 advert on the way out, which no crash would. For a
         // host crash its link goes dark too.
+        // The link first: a dead host sends nothing, not even the FIN or
+        // RST of its dying sockets.
         let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
         let t0 = mono_ns();
+        if crash == Crash::Host {
+            lab.ip(&lab.br(), &["link", "set", &format!("p{victim}"), "down"]);
+        }
         for sig in ["-STOP", "-KILL"] {
             let mut args = vec![sig];
             args.extend(pids.iter().map(String::as_str));
             run("kill", &args).expect("kill the victim's processes");
-        }
-        if crash == Crash::Host {
-            lab.ip(&lab.br(), &["link", "set", &format!("p{victim}"), "down"]);
         }
         // The client's first answer from a live node.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1426,6 +1410,13 @@ fn bench_system(
             result.detected.map_or("-".into(), |d| format!("{d:.1}")),
             result.plumbed.map_or("-".into(), |d| format!("{d:.1}")),
         );
+        if crash == Crash::Process
+            && matches!(system, System::Eccluster(..))
+            && result.total > 100.0
+        {
+            // Not the port refusal: show why.
+            eprintln!("{}", daemons[new - 1].log_text());
+        }
         results.push(result);
 
         // Restart the dead host: link up, its service, its daemon; it

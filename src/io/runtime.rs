@@ -822,6 +822,11 @@ const MIN_REDIAL: Duration = Duration::from_millis(100);
 /// the heartbeat timeout handles.
 const GONE_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How often, and how far apart, a peer's port is probed before it counts
+/// as listening (see `probe_gone`): 10 tries over a quarter of a second.
+const GONE_PROBE_TRIES: u32 = 10;
+const GONE_PROBE_PAUSE: Duration = Duration::from_millis(25);
+
 fn dial_loop(
     shared: Arc<Shared>,
     peer: String,
@@ -965,8 +970,18 @@ fn probe_gone(shared: &Arc<Shared>, peer: &str) {
     let shared = Arc::clone(shared);
     let peer = peer.to_string();
     let _ = spawn("ecc-probe", move || {
-        let refused = TcpStream::connect_timeout(&addr, GONE_PROBE_TIMEOUT)
-            .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused);
+        // A dying process closes its links before its listening socket,
+        // and until that closes the kernel still completes handshakes for
+        // it; so a connection that succeeds proves little for a short
+        // while: ask again a few times before concluding it lives.
+        let refused = (0..GONE_PROBE_TRIES).any(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(GONE_PROBE_PAUSE);
+            }
+            !shared.stopping.load(Ordering::SeqCst)
+                && TcpStream::connect_timeout(&addr, GONE_PROBE_TIMEOUT)
+                    .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionRefused)
+        });
         if refused && !shared.stopping.load(Ordering::SeqCst) {
             (shared.log)(&format!(
                 "{peer}'s cluster port {addr} refuses connections: its process is gone"

@@ -665,6 +665,11 @@ mod tests {
         }
     }
 
+    /// Whether the (fake) kernel has `address` on the test interface.
+    fn present(r: &Rig, address: &str) -> bool {
+        r.plumber.lock().present("ecc-test0", ip(address)).unwrap()
+    }
+
     fn plumbed(r: &Rig) -> Vec<String> {
         r.plumbed.lock().unwrap().clone()
     }
@@ -724,12 +729,7 @@ mod tests {
         assert_eq!(r.driver.next_deadline(), found + DOWN_MS);
         r.driver.tick(found + DOWN_MS);
         assert_eq!(plumbed(&r)[2..], ["add ecc-test0 10.1.1.1/32"]);
-        assert!(
-            r.plumber
-                .lock()
-                .present("ecc-test0", ip("10.1.1.1"))
-                .unwrap()
-        );
+        assert!(present(&r, "10.1.1.1"));
     }
 
     #[test]
@@ -755,18 +755,8 @@ mod tests {
             .unwrap();
         r.driver.tick(CHECK_MS + MATURE_MS);
         assert_eq!(plumbed(&r).last().unwrap(), "remove ecc-test0 10.1.1.77/32");
-        assert!(
-            !r.plumber
-                .lock()
-                .present("ecc-test0", ip("10.1.1.77"))
-                .unwrap()
-        );
-        assert!(
-            r.plumber
-                .lock()
-                .present("ecc-test0", ip("10.1.1.1"))
-                .unwrap()
-        );
+        assert!(!present(&r, "10.1.1.77"));
+        assert!(present(&r, "10.1.1.1"));
     }
 
     #[test]

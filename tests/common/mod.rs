@@ -5,7 +5,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -213,5 +214,32 @@ pub fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
+    }
+}
+
+/// One request on a node's console socket, in the control socket's line
+/// protocol (`OK <len>` / `ERR <len>` and that many bytes), with a read
+/// timeout so that a hung node fails the test instead of hanging it.
+pub fn console(socket: &Path, command: &str, timeout: Duration) -> Result<String, String> {
+    let stream = UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    writeln!(writer, "{command}").map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).map_err(|e| e.to_string())?;
+    let (tag, len) = header
+        .trim_end()
+        .split_once(' ')
+        .ok_or_else(|| format!("bad reply header {header:?}"))?;
+    let len: usize = len.parse().map_err(|_| format!("bad length {header:?}"))?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    match tag {
+        "OK" => Ok(body),
+        _ => Err(body),
     }
 }
