@@ -16,10 +16,10 @@
 //!   invariants ([`super::duravip_invariants`]) judge what is actually
 //!   plumbed, not what the machines believe.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use eccluster::config::model::QuorumMode;
 use eccluster::core::duravip::{Claim, DuraVip, DuraVipConfig, Output as DvOutput, Service, Table};
@@ -34,7 +34,7 @@ pub enum DvMsg {
     /// A membership heartbeat (unreliable).
     Heartbeat(Heartbeat),
     /// A DuraVIP table (reliable), with the sender's boot generation.
-    Table { generation: u64, table: Rc<Table> },
+    Table { generation: u64, table: Arc<Table> },
 }
 
 /// What a composed node logs.
@@ -49,9 +49,6 @@ pub enum DvEvent {
 
 type Eff = Effect<DvMsg, DvEvent>;
 
-/// The owner `states()` names, by IP.
-pub type Owners = Rc<BTreeMap<IpAddr, Option<String>>>;
-
 /// One node: membership plus DuraVIP plus a simulated plumber.
 #[derive(Debug)]
 pub struct DvNode {
@@ -63,6 +60,8 @@ pub struct DvNode {
     pub started_at: u64,
     /// This node's configured DuraVIPs.
     pub claims: Rc<Vec<Claim>>,
+    /// Whether any of them names a preferred node.
+    pub has_preferences: bool,
     peers: Vec<String>,
     view_number: u64,
     quorum: bool,
@@ -76,8 +75,6 @@ pub struct DvNode {
     pub plumb_seq: u64,
     /// Bumped on every input to the DuraVIP machine.
     pub dv_seq: u64,
-    /// `states()` owners by IP, for the `dv_seq` it was computed at.
-    states_cache: RefCell<Option<(u64, Owners)>>,
 }
 
 impl DvNode {
@@ -117,6 +114,7 @@ impl DvNode {
             cfg,
             generation,
             started_at: now,
+            has_preferences: claims.iter().any(|c| c.preference.is_some()),
             claims,
             peers,
             quorum,
@@ -125,31 +123,11 @@ impl DvNode {
             last_change: BTreeMap::new(),
             plumb_seq: 0,
             dv_seq: 0,
-            states_cache: RefCell::new(None),
         }
     }
 
     pub fn name(&self) -> &str {
         &self.m.me().name
-    }
-
-    /// The owner `states()` names for every IP it knows (cached per input).
-    pub fn states_owners(&self, now: u64) -> Owners {
-        let mut cache = self.states_cache.borrow_mut();
-        if let Some((seq, map)) = cache.as_ref()
-            && *seq == self.dv_seq
-        {
-            return map.clone();
-        }
-        let map: BTreeMap<IpAddr, Option<String>> = self
-            .dv
-            .states(now)
-            .into_iter()
-            .map(|s| (s.ip, s.owner))
-            .collect();
-        let map = Rc::new(map);
-        *cache = Some((self.dv_seq, map.clone()));
-        map
     }
 
     fn membership(&mut self, now: u64, out: Vec<MOutput>, effects: &mut Vec<Eff>) {
@@ -211,7 +189,7 @@ impl DvNode {
                     effects.push(Effect::Event(DvEvent::Released(c.ip)));
                 }
                 DvOutput::Announce(table) => {
-                    let table = Rc::new(table);
+                    let table = Arc::new(table);
                     for p in &self.peers {
                         effects.push(Effect::SendReliable {
                             to: p.clone(),
@@ -254,7 +232,7 @@ impl SimNode for DvNode {
                 self.membership(now, out, &mut effects);
             }
             DvMsg::Table { generation, table } => {
-                let out = self.dv.on_table(now, from, generation, (*table).clone());
+                let out = self.dv.on_table(now, from, generation, table);
                 self.duravip(now, out, &mut effects);
             }
         }
@@ -270,7 +248,7 @@ impl SimNode for DvNode {
             to: peer.to_string(),
             msg: DvMsg::Table {
                 generation: self.generation,
-                table: Rc::new(self.dv.table()),
+                table: Arc::new(self.dv.table()),
             },
         }]
     }

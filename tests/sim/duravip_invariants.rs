@@ -55,6 +55,8 @@ pub const DURAVIP: &[(&str, InvariantFn<DvNode>)] = &[
     ("minority_owns_nothing", minority_owns_nothing),
 ];
 
+type TimingMemo = ((u64, usize), Option<Timing>);
+
 /// The timings above, from the first running node.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
@@ -70,7 +72,27 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// Memoised per world change: every invariant asks after every step.
     pub fn of(sim: &Sim<DvNode>) -> Option<Timing> {
+        thread_local! {
+            /// (sim instance, changes) and the timing then.
+            static TIMING: RefCell<Option<TimingMemo>> = const { RefCell::new(None) };
+        }
+        let key = (sim.instance(), sim.changes());
+        TIMING.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            match &*cell {
+                Some((k, t)) if *k == key => *t,
+                _ => {
+                    let t = Timing::compute(sim);
+                    *cell = Some((key, t));
+                    t
+                }
+            }
+        })
+    }
+
+    fn compute(sim: &Sim<DvNode>) -> Option<Timing> {
         let (_, n) = sim.live().next()?;
         let m = n.m.config();
         let q = n.m.quorum();
@@ -108,24 +130,48 @@ impl Timing {
     }
 }
 
-/// What the world says about one IP within one component.
+/// What the members of one component claim about one IP (fixed between
+/// changes of the world: starts, crashes, cuts).
 #[derive(Debug, Default)]
-struct IpInfo {
+struct IpClaims {
     candidates: Vec<String>,
     broken: bool,
     /// The one preference of the candidates, if they name exactly one and it
     /// is a candidate here.
     preferred: Option<String>,
+}
+
+/// What the world says about one IP within one component.
+#[derive(Debug)]
+struct IpInfo {
+    claims: Rc<IpClaims>,
     owners: Vec<String>,
 }
+
+/// A component and what its members claim.
+#[derive(Debug, Default)]
+struct ClaimsOf {
+    members: Vec<String>,
+    may_own: bool,
+    ips: BTreeMap<IpAddr, Rc<IpClaims>>,
+    /// Every member claims the same IPs, none broken, no preference at all:
+    /// the balance invariant applies.
+    balanceable: bool,
+}
+
+/// The components and claims of one world, with whether every component is
+/// a clique.
+type Layout = (Vec<ClaimsOf>, bool);
 
 #[derive(Debug, Default)]
 struct Component {
     members: Vec<String>,
     may_own: bool,
     ips: BTreeMap<IpAddr, IpInfo>,
-    /// Every member claims the same IPs, none broken, no preference at all:
-    /// the balance invariant applies.
+    /// The IPs some check may flag: managed ones not plumbed on exactly one
+    /// node (or not on their preferred node alone), unmanaged ones plumbed
+    /// somewhere. The others are fine whatever the time.
+    odd: Vec<IpAddr>,
     balanceable: bool,
     loads: BTreeMap<String, usize>,
 }
@@ -138,9 +184,12 @@ struct World {
     cliques: bool,
     /// The last acquire or release of each IP on any running node.
     last_change: BTreeMap<IpAddr, u64>,
+    /// How many running nodes have each IP plumbed, whatever the components.
+    owner_counts: Rc<BTreeMap<IpAddr, usize>>,
 }
 
 type Key = (usize, Vec<(u64, u64)>);
+type StatesMemo = ((u64, u64), Rc<World>, Rc<Vec<(IpAddr, String)>>);
 
 #[derive(Debug, Default)]
 struct Memo {
@@ -151,8 +200,11 @@ struct Memo {
     last_plumbed: BTreeMap<(String, u64), (u64, Vec<IpAddr>)>,
     /// (quiet_since, deadline, why) of the balance bound.
     balance: Option<(u64, u64, String)>,
-    /// Mismatches between `states()` and the plumbed owner, per dv_seqs.
-    states: Option<(Vec<u64>, Rc<Vec<String>>)>,
+    /// Mismatches between the owner a node's machine names and the plumbed
+    /// one, per node: for its (generation, dv_seq) and the world.
+    states: BTreeMap<String, StatesMemo>,
+    /// The layout, for the `changes()` it was computed at.
+    layout: Option<(usize, Rc<Layout>)>,
 }
 
 thread_local! {
@@ -190,20 +242,28 @@ fn world(sim: &Sim<DvNode>) -> Rc<World> {
                     .insert(k, (n.plumb_seq, n.plumbed.keys().copied().collect()));
             }
         }
-        let w = Rc::new(compute_world(sim));
+        let layout = match &memo.layout {
+            Some((changes, l)) if *changes == sim.changes() => l.clone(),
+            _ => {
+                let l = Rc::new(layout(sim));
+                memo.layout = Some((sim.changes(), l.clone()));
+                l
+            }
+        };
+        let w = Rc::new(compute_world(sim, &layout));
         memo.key = Some(key);
         memo.world = w.clone();
         w
     })
 }
 
-fn compute_world(sim: &Sim<DvNode>) -> World {
+/// The components (flood fill over two-way links) and their claims.
+fn layout(sim: &Sim<DvNode>) -> Layout {
     let Some(t) = Timing::of(sim) else {
-        return World::default();
+        return Layout::default();
     };
     let live = sim.live_names();
     let both = |a: &str, b: &str| sim.link_up(a, b) && sim.link_up(b, a);
-    // Components by flood fill over two-way links.
     let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut groups: Vec<Vec<String>> = Vec::new();
     for start in &live {
@@ -228,17 +288,10 @@ fn compute_world(sim: &Sim<DvNode>) -> World {
     let cliques = groups
         .iter()
         .all(|g| g.iter().all(|a| g.iter().all(|b| a == b || both(a, b))));
-    let mut last_change: BTreeMap<IpAddr, u64> = BTreeMap::new();
-    for (_, n) in sim.live() {
-        for (ip, at) in &n.last_change {
-            let e = last_change.entry(*ip).or_default();
-            *e = (*e).max(*at);
-        }
-    }
     let components = groups
         .into_iter()
         .map(|members| {
-            let mut ips: BTreeMap<IpAddr, IpInfo> = BTreeMap::new();
+            let mut ips: BTreeMap<IpAddr, IpClaims> = BTreeMap::new();
             let mut names: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
             let mut prefs: BTreeMap<IpAddr, BTreeSet<String>> = BTreeMap::new();
             let mut any_pref = false;
@@ -260,9 +313,6 @@ fn compute_world(sim: &Sim<DvNode>) -> World {
                         prefs.entry(c.ip).or_default().insert(p.clone());
                     }
                 }
-                for ip in n.plumbed.keys() {
-                    ips.entry(*ip).or_default().owners.push(name.clone());
-                }
             }
             let mut broken_any = false;
             for (ip, info) in ips.iter_mut() {
@@ -276,24 +326,100 @@ fn compute_world(sim: &Sim<DvNode>) -> World {
                     }
                 }
             }
-            let loads = members
+            ClaimsOf {
+                may_own: t.may_own(members.len()),
+                balanceable: !any_pref && !broken_any && sets.len() == 1,
+                members,
+                ips: ips.into_iter().map(|(ip, c)| (ip, Rc::new(c))).collect(),
+            }
+        })
+        .collect();
+    (components, cliques)
+}
+
+/// The layout with what is plumbed where now.
+fn compute_world(sim: &Sim<DvNode>, layout: &Layout) -> World {
+    let mut last_change: BTreeMap<IpAddr, u64> = BTreeMap::new();
+    let mut owner_counts: BTreeMap<IpAddr, usize> = BTreeMap::new();
+    for (_, n) in sim.live() {
+        for (ip, at) in &n.last_change {
+            let e = last_change.entry(*ip).or_default();
+            *e = (*e).max(*at);
+        }
+        for ip in n.plumbed.keys() {
+            *owner_counts.entry(*ip).or_default() += 1;
+        }
+    }
+    let (claims, cliques) = layout;
+    let components = claims
+        .iter()
+        .map(|c| {
+            let mut ips: BTreeMap<IpAddr, IpInfo> = c
+                .ips
+                .iter()
+                .map(|(ip, claims)| {
+                    let info = IpInfo {
+                        claims: claims.clone(),
+                        owners: Vec::new(),
+                    };
+                    (*ip, info)
+                })
+                .collect();
+            for name in &c.members {
+                for ip in sim.node(name).expect("live").plumbed.keys() {
+                    ips.entry(*ip)
+                        .or_insert_with(|| IpInfo {
+                            claims: Rc::default(),
+                            owners: Vec::new(),
+                        })
+                        .owners
+                        .push(name.clone());
+                }
+            }
+            let odd = ips
+                .iter()
+                .filter(|(_, info)| {
+                    let managed = c.may_own && !info.claims.broken;
+                    if managed {
+                        info.owners.len() != 1
+                            || info
+                                .claims
+                                .preferred
+                                .as_ref()
+                                .is_some_and(|p| info.owners[0] != *p)
+                    } else {
+                        !info.owners.is_empty()
+                    }
+                })
+                .map(|(ip, _)| *ip)
+                .collect();
+            let loads = c
+                .members
                 .iter()
                 .map(|m| (m.clone(), sim.node(m).expect("live").plumbed.len()))
                 .collect();
             Component {
-                may_own: t.may_own(members.len()),
-                balanceable: !any_pref && !broken_any && sets.len() == 1,
-                members,
+                members: c.members.clone(),
+                may_own: c.may_own,
                 ips,
+                odd,
+                balanceable: c.balanceable,
                 loads,
             }
         })
         .collect();
     World {
         components,
-        cliques,
+        cliques: *cliques,
         last_change,
+        owner_counts: Rc::new(owner_counts),
     }
+}
+
+/// How many running nodes have each IP plumbed (memoised with the world,
+/// so that scenarios may ask after every step).
+pub fn owner_counts(sim: &Sim<DvNode>) -> Rc<BTreeMap<IpAddr, usize>> {
+    world(sim).owner_counts.clone()
 }
 
 /// Quiet for longer than `wait` (and the world is one of cliques)?
@@ -306,7 +432,7 @@ fn quiet_for(sim: &Sim<DvNode>, wait: u64) -> Option<u64> {
 /// machine says it owns (`Acquire` / `Release` were carried out).
 pub fn plumbed_is_what_the_machine_owns(sim: &Sim<DvNode>) -> Result<(), String> {
     for (name, n) in sim.live() {
-        if n.plumbed.len() != n.dv.owned().count() {
+        if n.plumbed.len() != n.dv.owned().len() {
             let owned: Vec<_> = n.dv.owned().collect();
             return Err(format!(
                 "{name} plumbed {:?} but owns {owned:?}",
@@ -348,8 +474,9 @@ pub fn quiet_ownership_converges(sim: &Sim<DvNode>) -> Result<(), String> {
             .is_some_and(|at| *at + t.deliver() >= now)
     };
     for c in &w.components {
-        for (ip, info) in &c.ips {
-            let managed = c.may_own && !info.broken;
+        for ip in &c.odd {
+            let info = &c.ips[ip];
+            let managed = c.may_own && !info.claims.broken;
             let ok = if managed {
                 info.owners.len() == 1 || recent(ip)
             } else {
@@ -358,50 +485,63 @@ pub fn quiet_ownership_converges(sim: &Sim<DvNode>) -> Result<(), String> {
             if !ok {
                 return Err(format!(
                     "quiet since {q}: {ip} (managed {managed}, broken {}) is plumbed on {:?} in component {:?}",
-                    info.broken, info.owners, c.members
+                    info.claims.broken, info.owners, c.members
                 ));
             }
         }
     }
-    // What states() says, compared per node; recomputed when a machine got input.
-    let seqs: Vec<u64> = sim.live().map(|(_, n)| n.dv_seq).collect();
-    let mismatches = with_memo(sim, |memo| match &memo.states {
-        Some((k, m)) if *k == seqs => Some(m.clone()),
-        _ => None,
-    });
-    let mismatches = mismatches.unwrap_or_else(|| {
-        let mut out = Vec::new();
-        for c in &w.components {
-            for name in &c.members {
-                let states = sim.node(name).expect("live").states_owners(now);
-                for (ip, info) in &c.ips {
-                    let actual = if info.owners.len() == 1 {
-                        Some(info.owners[0].clone())
-                    } else {
-                        None
-                    };
-                    let said = states.get(ip).cloned().flatten();
-                    if said != actual {
-                        out.push(format!(
-                            "{ip}: {name}'s states() says {said:?}, plumbed on {:?}",
-                            info.owners
-                        ));
-                    }
-                }
-            }
+    // The owner each node names (what its states() shows), compared per
+    // node; recomputed when that machine got input or the plumbing changed.
+    let mut mismatches: Vec<(IpAddr, String)> = Vec::new();
+    for c in &w.components {
+        for name in &c.members {
+            let n = sim.node(name).expect("live");
+            let key = (n.generation, n.dv_seq);
+            let cached = with_memo(sim, |memo| match memo.states.get(name) {
+                Some((k, world, m)) if *k == key && Rc::ptr_eq(world, &w) => Some(m.clone()),
+                _ => None,
+            });
+            let m = cached.unwrap_or_else(|| {
+                let m = Rc::new(said_owner_mismatches(name, n, c));
+                with_memo(sim, |memo| {
+                    memo.states
+                        .insert(name.clone(), (key, w.clone(), m.clone()))
+                });
+                m
+            });
+            mismatches.extend(m.iter().cloned());
         }
-        let out = Rc::new(out);
-        with_memo(sim, |memo| memo.states = Some((seqs, out.clone())));
-        out
-    });
+    }
     // Excuse the IPs that moved just now (their owner in states() lags).
-    for m in mismatches.iter() {
-        let ip: IpAddr = m.split(':').next().unwrap_or("").parse().expect("ip first");
-        if !recent(&ip) {
-            return Err(format!("quiet since {q}: {m}"));
+    for (ip, m) in &mismatches {
+        if !recent(ip) {
+            return Err(format!("quiet since {q}: {ip}: {m}"));
         }
     }
     Ok(())
+}
+
+/// Where `name`'s machine names another owner than the plumbing shows, for
+/// the IPs of its component (both lists are in IP order: merged, not
+/// looked up).
+fn said_owner_mismatches(name: &str, n: &DvNode, c: &Component) -> Vec<(IpAddr, String)> {
+    let mut said = n.dv.owner_by_ip().peekable();
+    let mut out = Vec::new();
+    for (ip, info) in &c.ips {
+        while said.next_if(|(s, _)| s < ip).is_some() {}
+        let says = said.next_if(|(s, _)| s == ip).and_then(|(_, o)| o);
+        let actual = (info.owners.len() == 1).then(|| info.owners[0].as_str());
+        if says != actual {
+            out.push((
+                *ip,
+                format!(
+                    "{name}'s states() says {says:?}, plumbed on {:?}",
+                    info.owners
+                ),
+            ));
+        }
+    }
+    out
 }
 
 /// DESIGN §4 (2). Once quiet for `settle`: an IP whose candidates name one
@@ -421,9 +561,10 @@ pub fn preferred_node_owns(sim: &Sim<DvNode>) -> Result<(), String> {
     }
     let now = sim.now();
     for c in w.components.iter().filter(|c| c.may_own) {
-        for (ip, info) in &c.ips {
-            if let Some(p) = &info.preferred
-                && !info.broken
+        for ip in &c.odd {
+            let info = &c.ips[ip];
+            if let Some(p) = &info.claims.preferred
+                && !info.claims.broken
                 && info.owners != [p.clone()]
                 && w.last_change
                     .get(ip)
@@ -525,14 +666,15 @@ pub fn balancing_moves_at_most_a_batch(sim: &Sim<DvNode>) -> Result<(), String> 
     let now = sim.now();
     let from = (q + t.settle()).max(now.saturating_sub(t.balance - 1));
     for (name, n) in sim.live() {
-        if n.claims.iter().any(|c| c.preference.is_some()) {
+        if n.has_preferences {
             continue;
         }
-        let recent = n
-            .releases
-            .iter()
-            .rev()
-            .take_while(|(at, _)| *at >= from)
+        let window = n.releases.iter().rev().take_while(|(at, _)| *at >= from);
+        if window.clone().count() <= t.batch {
+            // Too few to matter, whatever kind they are.
+            continue;
+        }
+        let recent = window
             .filter(|(at, ip)| {
                 !sim.live()
                     .any(|(o, on)| o != name && on.plumbed.get(ip).is_some_and(|since| since <= at))
@@ -594,11 +736,14 @@ pub fn dead_owners_ips_fail_over(sim: &Sim<DvNode>) -> Result<(), String> {
             let Some(info) = w.components.iter().find_map(|c| c.ips.get(&ip)) else {
                 continue;
             };
-            let settled = info.candidates.iter().any(|c| {
+            if info.claims.broken || !info.owners.is_empty() {
+                continue;
+            }
+            let settled = info.claims.candidates.iter().any(|c| {
                 live.iter()
                     .any(|(n, node)| n == c && node.started_at + t.mature + t.hb + t.delta <= last)
             });
-            if info.broken || !settled || !info.owners.is_empty() {
+            if !settled {
                 continue;
             }
             if w.last_change
@@ -646,7 +791,8 @@ pub fn one_owner_per_component(sim: &Sim<DvNode>) -> Result<(), String> {
     }
     let now = sim.now();
     for c in &w.components {
-        for (ip, info) in &c.ips {
+        for ip in &c.odd {
+            let info = &c.ips[ip];
             if info.owners.len() < 2 {
                 continue;
             }

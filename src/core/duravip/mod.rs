@@ -46,6 +46,19 @@
 //!    any: a failover never waits for a newcomer to settle, and a preferred
 //!    node that returns gets its IPs back only when it can plumb them.
 //!
+//! **Cost.** Tables arrive all the time (every acquire and release is
+//! announced to every peer), so a decision must not cost the whole
+//! cluster: with 16 nodes and 1,000 DuraVIPs, re-evaluating every IP from
+//! every member's claims on every table made a simulated cluster take
+//! minutes. Only two kinds of IP can call for action on a node: those it
+//! owns (rule 3, balancing) and the orphans (rule 2). So the machine keeps
+//! an index by IP (each member's claim and ownership, the analysis of the
+//! claims, the candidate owners) updated from the *difference* between a
+//! member's old and new table, plus the set of orphans, and a decision
+//! visits just those. A node's claims rarely change, so tables share them
+//! (`Arc`), and a table whose claims are the same list as the last one's
+//! costs only the diff of its owned IPs.
+//!
 //! Everything here is pure: it is given the time, the view and the tables,
 //! and returns acquire / release / announce outputs.
 
@@ -60,6 +73,7 @@ pub use from_config::{claims_from_config, topology_for};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::config::model::QuorumMode;
 
@@ -99,7 +113,9 @@ pub struct Table {
     /// Increases with every change, so an older table is never applied
     /// over a newer one.
     pub version: u64,
-    pub claims: Vec<Claim>,
+    /// Shared between the tables of one node while it does not change,
+    /// which is most of the time: announcing and comparing are then cheap.
+    pub claims: Arc<Vec<Claim>>,
     pub owned: Vec<IpAddr>,
 }
 
@@ -147,14 +163,120 @@ pub struct IpState {
     pub config_stable_ms: u64,
 }
 
-/// When an IP's candidate set and its configuration last changed.
-#[derive(Clone, Debug, Default)]
-struct Track {
-    candidates: Vec<String>,
+/// A member's latest table, as sent by one generation of it.
+#[derive(Clone, Debug)]
+struct Peer {
+    generation: u64,
+    table: Arc<Table>,
+}
+
+/// Everything the rules need about one IP, kept up to date as claims,
+/// tables and the view change, so that a decision only visits the IPs this
+/// node owns and the orphans.
+#[derive(Clone, Debug)]
+struct IpEntry {
+    /// The view's members (this node included) that claim the IP or list it
+    /// as owned, by name.
+    nodes: BTreeMap<String, Slot>,
+    /// How many of them are candidates, how many candidates own it and
+    /// the first of those by name (counted on every change, read far more
+    /// often).
+    candidate_count: usize,
+    owner_count: usize,
+    owner: Option<String>,
+    /// What the claims say, recomputed when they change.
+    analysis: Analysis,
     candidates_since_ms: u64,
-    /// Each candidate's claim.
-    config: Vec<(String, Claim)>,
     config_since_ms: u64,
+}
+
+/// One member's part in an IP.
+#[derive(Clone, Debug)]
+struct Slot {
+    /// Its claim: with one, the member is a candidate.
+    claim: Option<Claim>,
+    owns: bool,
+    /// `affinity(member, ip)`, which every tie-break asks for.
+    affinity: u64,
+}
+
+impl Slot {
+    fn new(node: &str, ip: &IpAddr) -> Slot {
+        Slot {
+            claim: None,
+            owns: false,
+            affinity: affinity(node, ip),
+        }
+    }
+}
+
+/// A candidate for an IP, as the rules see it.
+#[derive(Clone, Copy, Debug)]
+struct Candidate<'a> {
+    name: &'a str,
+    claim: &'a Claim,
+    owns: bool,
+    affinity: u64,
+}
+
+impl IpEntry {
+    fn new(now_ms: u64) -> IpEntry {
+        IpEntry {
+            nodes: BTreeMap::new(),
+            candidate_count: 0,
+            owner_count: 0,
+            owner: None,
+            analysis: analyse(&[]),
+            candidates_since_ms: now_ms,
+            config_since_ms: now_ms,
+        }
+    }
+
+    /// The candidates, by name.
+    fn candidates(&self) -> impl Iterator<Item = Candidate<'_>> {
+        self.nodes.iter().filter_map(|(n, s)| {
+            Some(Candidate {
+                name: n,
+                claim: s.claim.as_ref()?,
+                owns: s.owns,
+                affinity: s.affinity,
+            })
+        })
+    }
+
+    fn is_candidate(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|s| s.claim.is_some())
+    }
+
+    /// The candidates that own it.
+    fn owners(&self) -> impl Iterator<Item = Candidate<'_>> {
+        self.candidates().filter(|c| c.owns)
+    }
+
+    fn is_claimed(&self) -> bool {
+        self.candidate_count > 0
+    }
+
+    /// Claimed, and no candidate owns it.
+    fn is_orphan(&self) -> bool {
+        self.is_claimed() && self.owner_count == 0
+    }
+
+    /// The one preference of the candidates, when it names a candidate.
+    fn candidate_preference(&self) -> Option<&str> {
+        self.analysis
+            .preference
+            .as_deref()
+            .filter(|p| self.is_candidate(p))
+    }
+}
+
+/// What one pass of the rules decided.
+#[derive(Debug, Default)]
+struct Plan {
+    release: Vec<IpAddr>,
+    acquire: Vec<IpAddr>,
+    next_balance_ms: Option<u64>,
 }
 
 /// One node's DuraVIP state machine; see the module docs.
@@ -163,15 +285,18 @@ pub struct DuraVip {
     me: String,
     cfg: DuraVipConfig,
     joined_ms: u64,
-    local: BTreeMap<IpAddr, Claim>,
+    /// This node's claims, in IP order: the list its tables publish,
+    /// shared with them.
+    local: Arc<Vec<Claim>>,
     /// What this node owns, with the claim it acquired it under (for the
     /// "lost" hook, even after the claim itself is gone).
     owned: BTreeMap<IpAddr, Claim>,
     version: u64,
     announced: u64,
-    /// The latest table of every node heard from, with the generation that
-    /// sent it; only those of current view members count.
-    tables: BTreeMap<String, (u64, Table)>,
+    /// The latest table of every node heard from; only those of current
+    /// view members (with that generation) count, and only those are in
+    /// `index`.
+    tables: BTreeMap<String, Peer>,
     /// The view's members and their generations.
     view: Vec<(String, u64)>,
     /// When each peer in the view (by name: generation, since) entered it.
@@ -180,27 +305,31 @@ pub struct DuraVip {
     has_quorum: bool,
     next_balance_ms: u64,
     last_ms: u64,
-    tracks: BTreeMap<IpAddr, Track>,
+    /// Every IP a member claims or owns: this node's claims and ownership
+    /// and those of the counted tables.
+    index: BTreeMap<IpAddr, IpEntry>,
+    /// The IPs of `index` that are claimed and owned by no candidate.
+    orphans: BTreeSet<IpAddr>,
 }
 
 /// A rendezvous hash of node and IP: each IP ranks the nodes differently, so
 /// ties spread evenly and removing a node moves only its own IPs.
 fn affinity(node: &str, ip: &IpAddr) -> u64 {
-    let bytes = match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+    let h = node.bytes().chain([0]);
+    let h = match ip {
+        IpAddr::V4(v4) => fnv(h.chain(v4.octets())),
+        IpAddr::V6(v6) => fnv(h.chain(v6.octets())),
     };
-    let h = node
-        .bytes()
-        .chain([0])
-        .chain(bytes)
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-        });
     // Finalise (splitmix64) so that similar inputs rank very differently.
     let h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     let h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
+}
+
+fn fnv(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl DuraVip {
@@ -210,7 +339,7 @@ impl DuraVip {
             next_balance_ms: now_ms + cfg.balance_interval_ms,
             cfg,
             joined_ms: now_ms,
-            local: BTreeMap::new(),
+            local: Arc::default(),
             owned: BTreeMap::new(),
             version: 1,
             announced: 0,
@@ -220,7 +349,8 @@ impl DuraVip {
             view_since_ms: now_ms,
             has_quorum: true,
             last_ms: now_ms,
-            tracks: BTreeMap::new(),
+            index: BTreeMap::new(),
+            orphans: BTreeSet::new(),
         }
     }
 
@@ -231,8 +361,15 @@ impl DuraVip {
         claim.names.dedup();
         claim.services.sort();
         claim.services.dedup();
-        if self.local.get(&claim.ip) != Some(&claim) {
-            self.local.insert(claim.ip, claim);
+        if self.local_claim(&claim.ip) != Some(&claim) {
+            let me = self.me.clone();
+            self.put_claim(now_ms, &me, claim.ip, Some(&claim));
+            // In place when no announced table still shares the list.
+            let local = Arc::make_mut(&mut self.local);
+            match local.binary_search_by_key(&claim.ip, |c| c.ip) {
+                Ok(i) => local[i] = claim,
+                Err(i) => local.insert(i, claim),
+            }
             self.version += 1;
         }
         self.decide(now_ms)
@@ -240,10 +377,19 @@ impl DuraVip {
 
     /// Removes this node's claim for an IP (and releases it if owned).
     pub fn remove_claim(&mut self, now_ms: u64, ip: IpAddr) -> Vec<Output> {
-        if self.local.remove(&ip).is_some() {
+        if let Ok(i) = self.local.binary_search_by_key(&ip, |c| c.ip) {
+            Arc::make_mut(&mut self.local).remove(i);
+            let me = self.me.clone();
+            self.put_claim(now_ms, &me, ip, None);
             self.version += 1;
         }
         self.decide(now_ms)
+    }
+
+    /// This node's claim for `ip`.
+    fn local_claim(&self, ip: &IpAddr) -> Option<&Claim> {
+        let i = self.local.binary_search_by_key(ip, |c| c.ip).ok()?;
+        self.local.get(i)
     }
 
     /// A new membership view (names and generations, including this node)
@@ -260,6 +406,7 @@ impl DuraVip {
             let newcomer = members
                 .iter()
                 .any(|m| m.0 != self.me && !self.view.contains(m));
+            let before = self.counted_tables();
             let old = std::mem::take(&mut self.member_since);
             self.member_since = members
                 .iter()
@@ -277,7 +424,15 @@ impl DuraVip {
             // A restarted node starts its versions again: forget old generations.
             let view = &self.view;
             self.tables
-                .retain(|n, (g, _)| view.iter().all(|(vn, vg)| vn != n || vg == g));
+                .retain(|n, p| view.iter().all(|(vn, vg)| vn != n || *vg == p.generation));
+            let after = self.counted_tables();
+            let nodes: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+            for node in nodes {
+                let (b, a) = (before.get(node), after.get(node));
+                if !matches!((b, a), (Some(b), Some(a)) if Arc::ptr_eq(b, a)) {
+                    self.reindex(now_ms, node, b.map(|t| &**t), a.map(|t| &**t));
+                }
+            }
             if newcomer {
                 // A new member has no table from us yet.
                 self.announced = 0;
@@ -289,42 +444,150 @@ impl DuraVip {
 
     /// A peer's table arrived, sent by the given generation of that node. A
     /// table may arrive before membership shows its sender; it counts once
-    /// the sender is in the view.
+    /// the sender is in the view. A table shared between several machines
+    /// (a simulator's, or a host's that runs several) is passed as an `Arc`
+    /// and never copied.
     pub fn on_table(
         &mut self,
         now_ms: u64,
         node: &str,
         generation: u64,
-        table: Table,
+        table: impl Into<Arc<Table>>,
     ) -> Vec<Output> {
         if node == self.me {
             return Vec::new();
         }
+        let table = table.into();
         let newer = match self.tables.get(node) {
-            Some((g, t)) => generation > *g || (generation == *g && table.version > t.version),
+            Some(p) => {
+                generation > p.generation
+                    || (generation == p.generation && table.version > p.table.version)
+            }
             None => true,
         };
         if !newer {
             return Vec::new();
         }
-        self.tables.insert(node.to_string(), (generation, table));
+        let before = self.counted_table(node);
+        self.tables
+            .insert(node.to_string(), Peer { generation, table });
+        let after = self.counted_table(node);
+        self.reindex(now_ms, node, before.as_deref(), after.as_deref());
         self.decide(now_ms)
     }
 
-    /// The tables of current view members.
-    fn live_tables(&self) -> impl Iterator<Item = (&str, &Table)> {
-        self.tables
-            .iter()
-            .filter_map(|(n, (g, t))| self.live_table(n, *g).then_some((n.as_str(), t)))
-    }
-
-    /// Whether `node`'s table of generation `generation` counts: the peer is
-    /// in the view with that generation (`member_since` holds exactly the
-    /// view's peers).
-    fn live_table(&self, node: &str, generation: u64) -> bool {
+    /// `node`'s table if it counts: the peer is in the view with the
+    /// generation that sent it (`member_since` holds exactly the view's
+    /// peers).
+    fn counted_table(&self, node: &str) -> Option<Arc<Table>> {
+        let p = self.tables.get(node)?;
         self.member_since
             .get(node)
-            .is_some_and(|(g, _)| *g == generation)
+            .is_some_and(|(g, _)| *g == p.generation)
+            .then(|| p.table.clone())
+    }
+
+    /// Every table that counts, by node.
+    fn counted_tables(&self) -> BTreeMap<String, Arc<Table>> {
+        self.tables
+            .keys()
+            .filter_map(|n| Some((n.clone(), self.counted_table(n)?)))
+            .collect()
+    }
+
+    /// Moves `node`'s part of the index from table `before` to `after`
+    /// (either may be absent: the node entered or left the view, or was
+    /// heard from for the first time). Tables usually differ only in what
+    /// they own, so the claims are compared first and walked only if they
+    /// changed.
+    fn reindex(&mut self, now_ms: u64, node: &str, before: Option<&Table>, after: Option<&Table>) {
+        fn claims(t: Option<&Table>) -> &[Claim] {
+            t.map_or(&[], |t| &t.claims)
+        }
+        let same =
+            matches!((before, after), (Some(b), Some(a)) if Arc::ptr_eq(&b.claims, &a.claims));
+        let (old, new) = (claims(before), claims(after));
+        if !same && old != new {
+            let old: BTreeMap<IpAddr, &Claim> = old.iter().map(|c| (c.ip, c)).collect();
+            let new: BTreeMap<IpAddr, &Claim> = new.iter().map(|c| (c.ip, c)).collect();
+            for ip in old.keys().filter(|ip| !new.contains_key(ip)) {
+                self.put_claim(now_ms, node, *ip, None);
+            }
+            for (ip, c) in &new {
+                if old.get(ip) != Some(c) {
+                    self.put_claim(now_ms, node, *ip, Some(c));
+                }
+            }
+        }
+        let owned = |t: Option<&Table>| -> BTreeSet<IpAddr> {
+            t.map(|t| t.owned.iter().copied().collect())
+                .unwrap_or_default()
+        };
+        let (old, new) = (owned(before), owned(after));
+        for ip in old.difference(&new) {
+            self.put_owner(now_ms, node, *ip, false);
+        }
+        for ip in new.difference(&old) {
+            self.put_owner(now_ms, node, *ip, true);
+        }
+    }
+
+    /// Sets (or with `None` removes) `node`'s claim for `ip` in the index.
+    fn put_claim(&mut self, now_ms: u64, node: &str, ip: IpAddr, claim: Option<&Claim>) {
+        let e = self.index.entry(ip).or_insert_with(|| IpEntry::new(now_ms));
+        let slot = e
+            .nodes
+            .entry(node.to_string())
+            .or_insert_with(|| Slot::new(node, &ip));
+        if slot.claim.as_ref() == claim {
+            return;
+        }
+        if slot.claim.is_some() != claim.is_some() {
+            e.candidates_since_ms = now_ms;
+        }
+        e.config_since_ms = now_ms;
+        slot.claim = claim.cloned();
+        let claims: Vec<&Claim> = e.candidates().map(|c| c.claim).collect();
+        e.analysis = analyse(&claims);
+        self.refresh(ip, node);
+    }
+
+    /// Records whether `node` owns `ip` in the index.
+    fn put_owner(&mut self, now_ms: u64, node: &str, ip: IpAddr, owns: bool) {
+        let e = self.index.entry(ip).or_insert_with(|| IpEntry::new(now_ms));
+        e.nodes
+            .entry(node.to_string())
+            .or_insert_with(|| Slot::new(node, &ip))
+            .owns = owns;
+        self.refresh(ip, node);
+    }
+
+    /// Keeps `orphans` in step with an entry after `node`'s slot changed,
+    /// and drops what nobody claims or owns any more.
+    fn refresh(&mut self, ip: IpAddr, node: &str) {
+        let Some(e) = self.index.get_mut(&ip) else {
+            return;
+        };
+        if e.nodes
+            .get(node)
+            .is_some_and(|s| s.claim.is_none() && !s.owns)
+        {
+            e.nodes.remove(node);
+        }
+        e.candidate_count = e.candidates().count();
+        e.owner_count = e.owners().count();
+        let owner = e.owners().next().map(|c| c.name);
+        if e.owner.as_deref() != owner {
+            e.owner = owner.map(str::to_string);
+        }
+        if e.is_orphan() {
+            self.orphans.insert(ip);
+        } else {
+            self.orphans.remove(&ip);
+        }
+        if e.nodes.is_empty() {
+            self.index.remove(&ip);
+        }
     }
 
     /// Advances time (balancing rounds).
@@ -365,13 +628,13 @@ impl DuraVip {
     pub fn table(&self) -> Table {
         Table {
             version: self.version,
-            claims: self.local.values().cloned().collect(),
+            claims: self.local.clone(),
             owned: self.owned.keys().copied().collect(),
         }
     }
 
     /// The IPs this node owns.
-    pub fn owned(&self) -> impl Iterator<Item = &IpAddr> {
+    pub fn owned(&self) -> impl ExactSizeIterator<Item = &IpAddr> {
         self.owned.keys()
     }
 
@@ -382,211 +645,79 @@ impl DuraVip {
 
     /// Every IP any member claims, with its flags, candidates and owner.
     pub fn states(&self, now_ms: u64) -> Vec<IpState> {
-        let claims = self.claims_by_ip();
-        claims
+        self.index
             .iter()
-            .map(|(ip, per_node)| {
-                let analysis = analyse(per_node);
-                let owner = self.owners(ip, per_node).into_iter().next();
-                let track = self.tracks.get(ip);
+            .filter(|(_, e)| e.is_claimed())
+            .map(|(ip, e)| {
+                let a = &e.analysis;
+                let owner = e.owner.as_deref();
                 IpState {
                     ip: *ip,
-                    names: analysis.names.clone(),
-                    services: analysis.services.clone(),
+                    names: a.names.clone(),
+                    services: a.services.clone(),
                     flags: Flags {
                         owned: owner.is_some(),
-                        unsafe_services: analysis.unsafe_services,
-                        conflict: analysis.conflict,
-                        broken: analysis.broken,
+                        unsafe_services: a.unsafe_services,
+                        conflict: a.conflict,
+                        broken: a.broken,
                     },
-                    candidates: per_node
-                        .iter()
-                        .map(|(n, c)| (n.to_string(), c.services.clone()))
+                    candidates: e
+                        .candidates()
+                        .map(|c| (c.name.to_string(), c.claim.services.clone()))
                         .collect(),
                     owner: owner.map(str::to_string),
-                    view_stable_ms: track
-                        .map_or(0, |t| now_ms.saturating_sub(t.candidates_since_ms)),
-                    config_stable_ms: track.map_or(0, |t| now_ms.saturating_sub(t.config_since_ms)),
+                    view_stable_ms: now_ms.saturating_sub(e.candidates_since_ms),
+                    config_stable_ms: now_ms.saturating_sub(e.config_since_ms),
                 }
             })
             .collect()
     }
 
-    /// Every claim of every view member, by IP then node name.
-    fn claims_by_ip(&self) -> BTreeMap<IpAddr, Vec<(&str, &Claim)>> {
-        let mut by_ip: BTreeMap<IpAddr, Vec<(&str, &Claim)>> = BTreeMap::new();
-        for claim in self.local.values() {
-            by_ip
-                .entry(claim.ip)
-                .or_default()
-                .push((self.me.as_str(), claim));
-        }
-        for (node, table) in self.live_tables() {
-            for claim in &table.claims {
-                by_ip.entry(claim.ip).or_default().push((node, claim));
-            }
-        }
-        for v in by_ip.values_mut() {
-            v.sort_by(|a, b| a.0.cmp(b.0));
-        }
-        by_ip
-    }
-
-    /// The candidates that currently own `ip`, by name.
-    fn owners<'a>(&'a self, ip: &IpAddr, candidates: &[(&'a str, &Claim)]) -> Vec<&'a str> {
-        candidates
+    /// Every IP any member claims, with the candidate that owns it: the
+    /// owner column of [`DuraVip::states`] without building the display.
+    pub fn owner_by_ip(&self) -> impl Iterator<Item = (IpAddr, Option<&str>)> {
+        self.index
             .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| {
-                if *n == self.me {
-                    self.owned.contains_key(ip)
-                } else {
-                    self.tables
-                        .get(*n)
-                        .is_some_and(|(g, t)| self.live_table(n, *g) && t.owned.contains(ip))
-                }
-            })
-            .collect()
+            .filter(|(_, e)| e.is_claimed())
+            .map(|(ip, e)| (*ip, e.owner.as_deref()))
     }
 
     /// How many IPs each view member owns now.
-    fn loads(&self) -> BTreeMap<String, usize> {
-        let mut loads: BTreeMap<String, usize> =
-            self.view.iter().map(|(n, _)| (n.clone(), 0)).collect();
-        loads.insert(self.me.clone(), self.owned.len());
-        for (node, table) in self.live_tables() {
-            loads.insert(node.to_string(), table.owned.len());
-        }
-        loads
+    fn loads(&self) -> BTreeMap<&str, usize> {
+        self.view
+            .iter()
+            .map(|(n, _)| {
+                let load = if *n == self.me {
+                    self.owned.len()
+                } else {
+                    self.counted_table(n).map_or(0, |t| t.owned.len())
+                };
+                (n.as_str(), load)
+            })
+            .collect()
     }
 
     /// Applies the rules of the module docs and returns what this node must do.
     fn decide(&mut self, now_ms: u64) -> Vec<Output> {
         self.last_ms = self.last_ms.max(now_ms);
-        let claims: BTreeMap<IpAddr, Vec<(String, Claim)>> = self
-            .claims_by_ip()
-            .into_iter()
-            .map(|(ip, v)| {
-                (
-                    ip,
-                    v.into_iter()
-                        .map(|(n, c)| (n.to_string(), c.clone()))
-                        .collect(),
-                )
-            })
-            .collect();
-        self.update_tracks(now_ms, &claims);
-        let settled = now_ms >= self.joined_ms + self.cfg.view_mature_ms;
-        let may_own = self.has_quorum || self.cfg.quorum == QuorumMode::None;
-        let mut loads = self.loads();
-        let mut acquire = Vec::new();
-        let mut release = Vec::new();
-        // Preferred addresses first: their owners are fixed, so the least
-        // loaded choice for the others should already count them.
-        let mut order: Vec<(&IpAddr, &Vec<(String, Claim)>)> = claims.iter().collect();
-        order.sort_by_key(|(ip, per_node)| {
-            let candidates: Vec<(&str, &Claim)> =
-                per_node.iter().map(|(n, c)| (n.as_str(), c)).collect();
-            let preferred = analyse(&candidates)
-                .preference
-                .is_some_and(|p| candidates.iter().any(|(n, _)| *n == p));
-            (!preferred, **ip)
-        });
-        for (ip, per_node) in order {
-            let candidates: Vec<(&str, &Claim)> =
-                per_node.iter().map(|(n, c)| (n.as_str(), c)).collect();
-            let analysis = analyse(&candidates);
-            let mine = self.local.get(ip);
-            let owned_here = self.owned.contains_key(ip);
-            if analysis.broken || mine.is_none() || !may_own {
-                if owned_here {
-                    release.push(*ip);
-                }
-                continue;
-            }
-            let preferred = analysis
-                .preference
-                .as_deref()
-                .filter(|p| candidates.iter().any(|(n, _)| n == p) && self.eligible(p, now_ms));
-            let owners = self.owners(ip, &candidates);
-            if owners.is_empty() {
-                let eligible: Vec<(&str, &Claim)> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|(n, _)| self.eligible(n, now_ms))
-                    .collect();
-                let pool = if eligible.is_empty() {
-                    &candidates
-                } else {
-                    &eligible
-                };
-                let target = preferred.unwrap_or_else(|| least_loaded(pool, ip, &loads));
-                *loads.entry(target.to_string()).or_default() += 1;
-                if target == self.me && settled {
-                    acquire.push(*ip);
-                }
-                continue;
-            }
-            if !owned_here {
-                continue;
-            }
-            // A preferred node that already owns it keeps it, eligible or not
-            // (it has plumbed it): every owner agrees on that at once.
-            let preferred_owner = analysis
-                .preference
-                .as_deref()
-                .filter(|p| owners.contains(p));
-            let keeper = preferred_owner.or(preferred).unwrap_or_else(|| {
-                owners
-                    .iter()
-                    .copied()
-                    .max_by_key(|n| affinity(n, ip))
-                    .unwrap_or(self.me.as_str())
-            });
-            if keeper != self.me {
-                release.push(*ip);
-            }
+        let plan = self.plan(now_ms);
+        if let Some(next) = plan.next_balance_ms {
+            self.next_balance_ms = next;
         }
-        // What this node owns but nobody claims any more (its own claim removed
-        // and no peer's either) is not in `claims` at all.
-        release.extend(
-            self.owned
-                .keys()
-                .filter(|ip| !claims.contains_key(ip))
-                .copied(),
-        );
-        // Balancing: only in a mature view, once per interval.
-        let mature = now_ms >= self.view_since_ms + self.cfg.view_mature_ms;
-        // A round that falls in an immature view waits for maturity rather
-        // than a whole interval.
-        if now_ms >= self.next_balance_ms {
-            if mature && settled && may_own && release.is_empty() {
-                self.next_balance_ms = now_ms + self.cfg.balance_interval_ms;
-                release.extend(self.balance_batch(&claims, &loads));
-            } else if may_own {
-                // Due but blocked: wait for maturity and settling, or (after
-                // this pass's releases) for the next pass; never leave the
-                // deadline in the past, which asks to be ticked forever.
-                self.next_balance_ms = (self.view_since_ms + self.cfg.view_mature_ms)
-                    .max(self.joined_ms + self.cfg.view_mature_ms)
-                    .max(now_ms + 1);
-            } else {
-                // Without quorum there is nothing to balance; regaining it is
-                // a new view, immature for a while anyway.
-                self.next_balance_ms = now_ms + self.cfg.balance_interval_ms;
-            }
-        }
+        let me = self.me.clone();
         let mut out = Vec::new();
-        for ip in release {
+        for ip in plan.release {
             if let Some(claim) = self.owned.remove(&ip) {
+                self.put_owner(now_ms, &me, ip, false);
                 out.push(Output::Release(claim));
             }
         }
-        for ip in acquire {
-            if let Some(claim) = self.local.get(&ip).cloned()
+        for ip in plan.acquire {
+            if let Some(claim) = self.local_claim(&ip).cloned()
                 && !self.owned.contains_key(&ip)
             {
                 self.owned.insert(ip, claim.clone());
+                self.put_owner(now_ms, &me, ip, true);
                 out.push(Output::Acquire(claim));
             }
         }
@@ -600,39 +731,142 @@ impl DuraVip {
         out
     }
 
-    /// The IPs this node gives up in one balancing round.
-    fn balance_batch(
-        &self,
-        claims: &BTreeMap<IpAddr, Vec<(String, Claim)>>,
-        loads: &BTreeMap<String, usize>,
+    /// One pass of the rules. Only two kinds of IP can call for action here:
+    /// those this node owns (it may have to give them way) and the orphans
+    /// (it may be their target); the index keeps both at hand, so a pass
+    /// costs what this node owns plus what is in flight, not the cluster.
+    fn plan(&self, now_ms: u64) -> Plan {
+        let settled = now_ms >= self.joined_ms + self.cfg.view_mature_ms;
+        let may_own = self.has_quorum || self.cfg.quorum == QuorumMode::None;
+        let mut plan = Plan::default();
+        for ip in self.owned.keys() {
+            if !self.keeps(ip, may_own, now_ms) {
+                plan.release.push(*ip);
+            }
+        }
+        let mut loads = self.loads();
+        if may_own && settled {
+            plan.acquire = self.assign_orphans(now_ms, &mut loads);
+        }
+        // Balancing: only in a mature view, once per interval.
+        let mature = now_ms >= self.view_since_ms + self.cfg.view_mature_ms;
+        // A round that falls in an immature view waits for maturity rather
+        // than a whole interval.
+        if now_ms >= self.next_balance_ms {
+            plan.next_balance_ms =
+                Some(if mature && settled && may_own && plan.release.is_empty() {
+                    plan.release = self.balance_batch(&loads);
+                    now_ms + self.cfg.balance_interval_ms
+                } else if may_own {
+                    // Due but blocked: wait for maturity and settling, or (after
+                    // this pass's releases) for the next pass; never leave the
+                    // deadline in the past, which asks to be ticked forever.
+                    (self.view_since_ms + self.cfg.view_mature_ms)
+                        .max(self.joined_ms + self.cfg.view_mature_ms)
+                        .max(now_ms + 1)
+                } else {
+                    // Without quorum there is nothing to balance; regaining it is
+                    // a new view, immature for a while anyway.
+                    now_ms + self.cfg.balance_interval_ms
+                });
+        }
+        plan
+    }
+
+    /// Whether this node keeps an IP it owns (rule 3).
+    fn keeps(&self, ip: &IpAddr, may_own: bool, now_ms: u64) -> bool {
+        // What nobody claims any more (its own claim removed and no peer's
+        // either) has no candidates at all.
+        let Some(e) = self.index.get(ip) else {
+            return false;
+        };
+        if e.analysis.broken || self.local_claim(ip).is_none() || !may_own {
+            return false;
+        }
+        if e.analysis.preference.is_none() && e.owner_count == 1 {
+            // The common case: nobody preferred, and the only owner is here.
+            return true;
+        }
+        let preferred = e
+            .candidate_preference()
+            .filter(|p| self.eligible(p, now_ms));
+        // A preferred node that already owns it keeps it, eligible or not
+        // (it has plumbed it): every owner agrees on that at once.
+        let preferred_owner = e
+            .analysis
+            .preference
+            .as_deref()
+            .filter(|p| e.owners().any(|o| o.name == *p));
+        let keeper = preferred_owner.or(preferred).unwrap_or_else(|| {
+            e.owners()
+                .max_by_key(|o| o.affinity)
+                .map_or(self.me.as_str(), |o| o.name)
+        });
+        keeper == self.me
+    }
+
+    /// Rule 2 for every orphan, as every node computes it; returns the ones
+    /// that fall to this node. `loads` counts the assignments as they are
+    /// made.
+    fn assign_orphans<'a>(
+        &'a self,
+        now_ms: u64,
+        loads: &mut BTreeMap<&'a str, usize>,
     ) -> Vec<IpAddr> {
+        // Preferred addresses first: their owners are fixed, so the least
+        // loaded choice for the others should already count them.
+        let mut order: Vec<(bool, IpAddr, &IpEntry)> = self
+            .orphans
+            .iter()
+            .filter_map(|ip| {
+                let e = self.index.get(ip)?;
+                (!e.analysis.broken).then(|| (e.candidate_preference().is_none(), *ip, e))
+            })
+            .collect();
+        order.sort_by_key(|(unpreferred, ip, _)| (*unpreferred, *ip));
+        // Usually every member is eligible: then nobody needs asking.
+        let all_eligible = self.view.iter().all(|(n, _)| self.eligible(n, now_ms));
+        let mut mine = Vec::new();
+        for (_, ip, e) in order {
+            let preferred = e
+                .candidate_preference()
+                .filter(|p| self.eligible(p, now_ms));
+            let target = preferred.or_else(|| {
+                let mut pool: Vec<Candidate> = e.candidates().collect();
+                if !all_eligible && pool.iter().any(|c| self.eligible(c.name, now_ms)) {
+                    pool.retain(|c| self.eligible(c.name, now_ms));
+                }
+                least_loaded(pool.into_iter(), loads).map(|c| c.name)
+            });
+            let Some(target) = target else {
+                continue;
+            };
+            *loads.entry(target).or_default() += 1;
+            if target == self.me {
+                mine.push(ip);
+            }
+        }
+        mine
+    }
+
+    /// The IPs this node gives up in one balancing round.
+    fn balance_batch(&self, loads: &BTreeMap<&str, usize>) -> Vec<IpAddr> {
         let my_load = self.owned.len();
         let mut movable: Vec<(u64, IpAddr)> = Vec::new();
         for ip in self.owned.keys() {
-            let Some(per_node) = claims.get(ip) else {
+            let Some(e) = self.index.get(ip) else {
                 continue;
             };
-            let candidates: Vec<(&str, &Claim)> =
-                per_node.iter().map(|(n, c)| (n.as_str(), c)).collect();
-            let analysis = analyse(&candidates);
-            if analysis
-                .preference
-                .as_deref()
-                .is_some_and(|p| candidates.iter().any(|(n, _)| *n == p))
-            {
+            if e.candidate_preference().is_some() {
                 continue;
             }
             // The least loaded other candidate, and whether moving helps.
-            let Some((target, load)) = candidates
-                .iter()
-                .filter(|(n, _)| *n != self.me)
-                .map(|(n, _)| (*n, loads.get(*n).copied().unwrap_or(0)))
-                .min_by_key(|(n, l)| (*l, std::cmp::Reverse(affinity(n, ip))))
-            else {
+            let others = e.candidates().filter(|c| c.name != self.me);
+            let Some(target) = least_loaded(others, loads) else {
                 continue;
             };
-            if load + 1 < my_load {
-                movable.push((affinity(target, ip), *ip));
+            if load_of(loads, target.name) + 1 < my_load {
+                movable.push((target.affinity, *ip));
             }
         }
         movable.sort_by(|a, b| b.cmp(a));
@@ -643,31 +877,10 @@ impl DuraVip {
             .map(|(_, ip)| ip)
             .collect()
     }
-
-    fn update_tracks(&mut self, now_ms: u64, claims: &BTreeMap<IpAddr, Vec<(String, Claim)>>) {
-        self.tracks.retain(|ip, _| claims.contains_key(ip));
-        for (ip, per_node) in claims {
-            let candidates: Vec<String> = per_node.iter().map(|(n, _)| n.clone()).collect();
-            let config = per_node.clone();
-            let track = self.tracks.entry(*ip).or_insert_with(|| Track {
-                candidates_since_ms: now_ms,
-                config_since_ms: now_ms,
-                ..Track::default()
-            });
-            if track.candidates != candidates {
-                track.candidates = candidates;
-                track.candidates_since_ms = now_ms;
-            }
-            if track.config != config {
-                track.config = config;
-                track.config_since_ms = now_ms;
-            }
-        }
-    }
 }
 
 /// What the claims of all candidates say about an IP.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Analysis {
     names: Vec<String>,
     services: Vec<Service>,
@@ -677,15 +890,16 @@ struct Analysis {
     broken: bool,
 }
 
-fn analyse(candidates: &[(&str, &Claim)]) -> Analysis {
-    let first = candidates.first().map(|(_, c)| *c);
+/// Judges the candidates' claims (by name) against the first one's.
+fn analyse(claims: &[&Claim]) -> Analysis {
+    let first = claims.first();
     let names = first.map(|c| c.names.clone()).unwrap_or_default();
     let services = first.map(|c| c.services.clone()).unwrap_or_default();
-    let broken = candidates.iter().any(|(_, c)| c.names != names);
-    let unsafe_services = candidates.iter().any(|(_, c)| c.services != services);
-    let prefs: BTreeSet<&str> = candidates
+    let broken = claims.iter().any(|c| c.names != names);
+    let unsafe_services = claims.iter().any(|c| c.services != services);
+    let prefs: BTreeSet<&str> = claims
         .iter()
-        .filter_map(|(_, c)| c.preference.as_deref())
+        .filter_map(|c| c.preference.as_deref())
         .collect();
     let conflict = prefs.len() > 1;
     let preference = if conflict {
@@ -703,19 +917,14 @@ fn analyse(candidates: &[(&str, &Claim)]) -> Analysis {
     }
 }
 
+/// The candidate owning the fewest IPs, ties broken by affinity.
 fn least_loaded<'a>(
-    candidates: &[(&'a str, &Claim)],
-    ip: &IpAddr,
-    loads: &BTreeMap<String, usize>,
-) -> &'a str {
-    candidates
-        .iter()
-        .map(|(n, _)| *n)
-        .min_by_key(|n| {
-            (
-                loads.get(*n).copied().unwrap_or(0),
-                std::cmp::Reverse(affinity(n, ip)),
-            )
-        })
-        .unwrap_or_default()
+    candidates: impl Iterator<Item = Candidate<'a>>,
+    loads: &BTreeMap<&str, usize>,
+) -> Option<Candidate<'a>> {
+    candidates.min_by_key(|c| (load_of(loads, c.name), std::cmp::Reverse(c.affinity)))
+}
+
+fn load_of(loads: &BTreeMap<&str, usize>, node: &str) -> usize {
+    loads.get(node).copied().unwrap_or(0)
 }

@@ -43,6 +43,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::core::duravip::{Claim, Service, Table};
 
@@ -119,7 +120,7 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
             put_u64(&mut w, t.generation);
             put_u64(&mut w, t.table.version);
             put_u32(&mut w, len32(t.table.claims.len()));
-            for c in &t.table.claims {
+            for c in t.table.claims.iter() {
                 put_ip(&mut w, &c.ip);
                 w.extend_from_slice(&len16(c.names.len()).to_le_bytes());
                 for n in &c.names {
@@ -298,7 +299,7 @@ fn duravip_table(r: &mut Reader<'_>) -> Result<DuraVipTable, DecodeError> {
         generation,
         table: Table {
             version,
-            claims,
+            claims: Arc::new(claims),
             owned,
         },
     })
@@ -630,7 +631,7 @@ mod tests {
                 generation: 42,
                 table: Table {
                     version: 7,
-                    claims: vec![
+                    claims: Arc::new(vec![
                         Claim {
                             ip: "10.1.1.1".parse().unwrap(),
                             names: vec!["out1".into(), "out2".into()],
@@ -643,7 +644,7 @@ mod tests {
                             services: Vec::new(),
                             preference: None,
                         },
-                    ],
+                    ]),
                     owned: vec!["10.1.1.1".parse().unwrap(), "2001:db8::7".parse().unwrap()],
                 },
             }),
