@@ -52,6 +52,7 @@ pub const DURAVIP: &[(&str, InvariantFn<DvNode>)] = &[
     ),
     ("dead_owners_ips_fail_over", dead_owners_ips_fail_over),
     ("one_owner_per_component", one_owner_per_component),
+    ("planned_moves_have_one_owner", planned_moves_have_one_owner),
     ("minority_owns_nothing", minority_owns_nothing),
 ];
 
@@ -768,16 +769,14 @@ pub fn dead_owners_ips_fail_over(sim: &Sim<DvNode>) -> Result<(), String> {
 /// reconnect, the owners that are not the keeper released; no maturity
 /// needed), no IP stays plumbed on two nodes for longer than `deliver`.
 ///
-/// Weaker than "never two owners", because that cannot hold by design: an
-/// orphan goes to the least loaded candidate *as each node computes it
-/// from the tables it holds*, and tables are in flight. When a balancing
-/// move (or a preferred node's return) releases an IP while another move's
-/// table has not reached everyone, two nodes can each compute themselves
-/// as the target and both plumb it (seen in the simulator: a released IP
-/// at 10.1.0.9, re-acquired by its releaser, whose snapshot still showed
-/// the newcomer at load 0 with four preferred IPs on the way). The keeper
-/// rule resolves it as soon as the tables cross, within a few `δ`; this
-/// invariant bounds that.
+/// Weaker than "never two owners": an orphan nobody named a receiver for
+/// (a failover, one left waiting at a cold start for its target to
+/// settle) goes to the least loaded candidate *as each node computes it
+/// from the tables it holds*, and tables are in flight, so two nodes can
+/// each compute themselves as the target. The keeper rule resolves it as
+/// soon as the tables cross, within a few `δ`; this invariant bounds that.
+/// Planned moves name their receiver and never do it
+/// ([`planned_moves_have_one_owner`]).
 pub fn one_owner_per_component(sim: &Sim<DvNode>) -> Result<(), String> {
     let Some(t) = Timing::of(sim) else {
         return Ok(());
@@ -808,6 +807,52 @@ pub fn one_owner_per_component(sim: &Sim<DvNode>) -> Result<(), String> {
                 return Err(format!(
                     "quiet since {q}: {ip} is plumbed on {:?} (acquired at {times:?}), all in component {:?}",
                     info.owners, c.members
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// DESIGN §4 (4), release before acquire, strictly. Once a component has
+/// been quiet for `member_settle + deliver` (views agreed, the tables of
+/// the last change exchanged, the second owners of a healed split gone),
+/// every release in it is a planned move (balancing, a preferred node's
+/// return, a manual move): the owner names the receiver in its table, so
+/// every node assigns the orphan to that one node, and an IP released in
+/// the quiet period is never plumbed on two nodes at once. (An orphan left
+/// from before, e.g. one waiting at a cold start for its target to settle,
+/// is assigned by loads, which tables in flight can make nodes disagree
+/// on: [`one_owner_per_component`] bounds that.)
+pub fn planned_moves_have_one_owner(sim: &Sim<DvNode>) -> Result<(), String> {
+    let Some(t) = Timing::of(sim) else {
+        return Ok(());
+    };
+    let Some(q) = quiet_for(sim, t.member_settle() + t.deliver()) else {
+        return Ok(());
+    };
+    let w = world(sim);
+    if !w.cliques {
+        return Ok(());
+    }
+    for c in &w.components {
+        for (ip, info) in &c.ips {
+            if info.owners.len() < 2 {
+                continue;
+            }
+            let mut times: Vec<u64> = info
+                .owners
+                .iter()
+                .map(|o| sim.node(o).expect("live").plumbed[ip])
+                .collect();
+            times.sort_unstable();
+            let released_when_quiet = sim
+                .live()
+                .any(|(_, n)| n.releases.iter().any(|(at, r)| r == ip && *at >= q));
+            if times[1] > q + t.member_settle() + t.deliver() && released_when_quiet {
+                return Err(format!(
+                    "quiet since {q}: {ip} became plumbed on {:?} (acquired at {times:?})",
+                    info.owners
                 ));
             }
         }

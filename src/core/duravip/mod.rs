@@ -14,9 +14,10 @@
 //!    the wrong address): it is not managed at all. Disagreeing services
 //!    make it `UNSAFE` (shown, still managed). Two different preferred nodes
 //!    make it a `conflict`: the preference is ignored.
-//! 2. **Orphans go to the preferred node, else to the least loaded
-//!    candidate.** An IP no live candidate owns is assigned, in IP order, to
-//!    its preferred node when that node is a candidate, otherwise to the
+//! 2. **Orphans go to their named receiver, else the preferred node, else
+//!    to the least loaded candidate.** An IP no live candidate owns is
+//!    assigned to the receiver its releaser named (rule 4), else, in IP
+//!    order, to its preferred node when that node is a candidate, otherwise to the
 //!    candidate owning the fewest IPs so far (counting the assignments made
 //!    earlier in the same pass), ties broken by a rendezvous hash of node
 //!    and IP. The node so chosen acquires it; nobody else does. This is the
@@ -35,6 +36,25 @@
 //!    `duravip_balance_set_size` of them, chosen by rendezvous hash towards
 //!    that node, and they are picked up as orphans. That is why the batch
 //!    size must be equal everywhere (it travels in the config digest).
+//!
+//!    **Planned moves name their receiver.** Loads are what each node's
+//!    tables say, and tables are in flight: when two nodes balance at once,
+//!    the others assign the two orphans by loads that differ from node to
+//!    node, and an orphan could go to two nodes (each computing itself) or
+//!    to a node its releaser did not mean. So a node that releases an IP
+//!    for someone (balancing, giving way to the preferred node, a manual
+//!    move) lists a [`Handoff`] in the same table that shows the release:
+//!    whoever sees the orphan sees the receiver, by name and generation,
+//!    and every node assigns it there (the releaser judged it eligible;
+//!    others' eligibility clocks differ by a heartbeat, which is exactly the
+//!    disagreement to avoid). A handoff stays in the releaser's table after
+//!    the receiver has acquired: dropping it then would let a peer that
+//!    hears the drop before the acquisition see a plain orphan. So
+//!    handoffs are numbered (one more than any the releaser has seen for
+//!    the IP), the highest counts, and older ones are history; a releaser
+//!    drops its own when it owns the IP again or the receiver has left,
+//!    restarted or stopped claiming it, and an orphan whose latest handoff
+//!    names such a node falls back to the rules above.
 //! 5. **Start-up.** A node acquires orphans only after it has been a member
 //!    for `view_mature_time`, so that it has heard the existing owners.
 //!    Others therefore count a node that joins (or restarts) while they run
@@ -117,6 +137,21 @@ pub struct Table {
     /// which is most of the time: announcing and comparing are then cheap.
     pub claims: Arc<Vec<Claim>>,
     pub owned: Vec<IpAddr>,
+    /// The IPs this node released towards a chosen receiver and nobody owns
+    /// yet (module docs, rule 4).
+    pub handoffs: Vec<Handoff>,
+}
+
+/// "I released this IP for that node": the receiver, by name and
+/// generation, that every node assigns the orphan to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub ip: IpAddr,
+    pub to: String,
+    pub generation: u64,
+    /// One more than any handoff of the IP its releaser had seen: the
+    /// latest handoff of an IP is the one with the highest number.
+    pub seq: u64,
 }
 
 /// Timing and policy, from the configuration.
@@ -196,6 +231,8 @@ struct Slot {
     /// Its claim: with one, the member is a candidate.
     claim: Option<Claim>,
     owns: bool,
+    /// The receiver this member released the IP for.
+    handoff: Option<Handoff>,
     /// `affinity(member, ip)`, which every tie-break asks for.
     affinity: u64,
 }
@@ -205,6 +242,7 @@ impl Slot {
         Slot {
             claim: None,
             owns: false,
+            handoff: None,
             affinity: affinity(node, ip),
         }
     }
@@ -271,10 +309,21 @@ impl IpEntry {
     }
 }
 
+/// What an owner does with an IP (rule 3).
+#[derive(Debug)]
+enum Verdict<'a> {
+    Keep,
+    /// Nobody in particular is to have it (or another owner keeps it).
+    Release,
+    /// A planned move: release it for this node (rule 4).
+    HandTo(&'a str),
+}
+
 /// What one pass of the rules decided.
 #[derive(Debug, Default)]
 struct Plan {
-    release: Vec<IpAddr>,
+    /// With the receiver of a planned move.
+    release: Vec<(IpAddr, Option<String>)>,
     acquire: Vec<IpAddr>,
     next_balance_ms: Option<u64>,
 }
@@ -310,6 +359,9 @@ pub struct DuraVip {
     index: BTreeMap<IpAddr, IpEntry>,
     /// The IPs of `index` that are claimed and owned by no candidate.
     orphans: BTreeSet<IpAddr>,
+    /// What this node released towards a receiver, until the receiver is
+    /// gone or this node owns the IP again.
+    handoffs: BTreeMap<IpAddr, Handoff>,
 }
 
 /// A rendezvous hash of node and IP: each IP ranks the nodes differently, so
@@ -351,6 +403,7 @@ impl DuraVip {
             last_ms: now_ms,
             index: BTreeMap::new(),
             orphans: BTreeSet::new(),
+            handoffs: BTreeMap::new(),
         }
     }
 
@@ -530,6 +583,19 @@ impl DuraVip {
         for ip in new.difference(&old) {
             self.put_owner(now_ms, node, *ip, true);
         }
+        let handoffs = |t: Option<&Table>| -> BTreeMap<IpAddr, Handoff> {
+            t.map(|t| t.handoffs.iter().map(|h| (h.ip, h.clone())).collect())
+                .unwrap_or_default()
+        };
+        let (old, new) = (handoffs(before), handoffs(after));
+        for ip in old.keys().filter(|ip| !new.contains_key(ip)) {
+            self.put_handoff(now_ms, node, *ip, None);
+        }
+        for (ip, to) in new {
+            if old.get(&ip) != Some(&to) {
+                self.put_handoff(now_ms, node, ip, Some(to));
+            }
+        }
     }
 
     /// Sets (or with `None` removes) `node`'s claim for `ip` in the index.
@@ -554,12 +620,24 @@ impl DuraVip {
 
     /// Records whether `node` owns `ip` in the index.
     fn put_owner(&mut self, now_ms: u64, node: &str, ip: IpAddr, owns: bool) {
-        let e = self.index.entry(ip).or_insert_with(|| IpEntry::new(now_ms));
-        e.nodes
+        self.slot(now_ms, node, ip).owns = owns;
+        self.refresh(ip, node);
+    }
+
+    /// Records the receiver `node` released `ip` for, in the index.
+    fn put_handoff(&mut self, now_ms: u64, node: &str, ip: IpAddr, to: Option<Handoff>) {
+        self.slot(now_ms, node, ip).handoff = to;
+        self.refresh(ip, node);
+    }
+
+    /// `node`'s slot for `ip`, created empty if need be.
+    fn slot(&mut self, now_ms: u64, node: &str, ip: IpAddr) -> &mut Slot {
+        self.index
+            .entry(ip)
+            .or_insert_with(|| IpEntry::new(now_ms))
+            .nodes
             .entry(node.to_string())
             .or_insert_with(|| Slot::new(node, &ip))
-            .owns = owns;
-        self.refresh(ip, node);
     }
 
     /// Keeps `orphans` in step with an entry after `node`'s slot changed,
@@ -570,7 +648,7 @@ impl DuraVip {
         };
         if e.nodes
             .get(node)
-            .is_some_and(|s| s.claim.is_none() && !s.owns)
+            .is_some_and(|s| s.claim.is_none() && !s.owns && s.handoff.is_none())
         {
             e.nodes.remove(node);
         }
@@ -630,6 +708,7 @@ impl DuraVip {
             version: self.version,
             claims: self.local.clone(),
             owned: self.owned.keys().copied().collect(),
+            handoffs: self.handoffs.values().cloned().collect(),
         }
     }
 
@@ -706,9 +785,13 @@ impl DuraVip {
         }
         let me = self.me.clone();
         let mut out = Vec::new();
-        for ip in plan.release {
+        for (ip, to) in plan.release {
             if let Some(claim) = self.owned.remove(&ip) {
                 self.put_owner(now_ms, &me, ip, false);
+                if let Some(h) = to.and_then(|to| self.handoff(ip, to)) {
+                    self.handoffs.insert(ip, h.clone());
+                    self.put_handoff(now_ms, &me, ip, Some(h));
+                }
                 out.push(Output::Release(claim));
             }
         }
@@ -721,7 +804,7 @@ impl DuraVip {
                 out.push(Output::Acquire(claim));
             }
         }
-        if !out.is_empty() {
+        if !out.is_empty() | self.prune_handoffs(now_ms) {
             self.version += 1;
         }
         if self.version > self.announced {
@@ -729,6 +812,59 @@ impl DuraVip {
             out.push(Output::Announce(self.table()));
         }
         out
+    }
+
+    /// Forgets the handoffs that can no longer be carried out: the
+    /// receiver left, restarted or stopped claiming the IP, or this node
+    /// owns it again. Not those merely done: a peer that heard this node
+    /// forget before it heard the receiver acquire would see a plain orphan
+    /// (rule 4). True if any went.
+    fn prune_handoffs(&mut self, now_ms: u64) -> bool {
+        let done: Vec<IpAddr> = self
+            .handoffs
+            .iter()
+            .filter(|(ip, h)| {
+                self.owned.contains_key(ip)
+                    || self.index.get(ip).is_none_or(|e| !self.valid_handoff(e, h))
+            })
+            .map(|(ip, _)| *ip)
+            .collect();
+        let me = self.me.clone();
+        for ip in &done {
+            self.handoffs.remove(ip);
+            self.put_handoff(now_ms, &me, *ip, None);
+        }
+        !done.is_empty()
+    }
+
+    /// A handoff of `ip` to `to` (a view member), numbered after every
+    /// handoff of it this node has seen.
+    fn handoff(&self, ip: IpAddr, to: String) -> Option<Handoff> {
+        let seen = self.index.get(&ip).map_or(0, |e| {
+            e.nodes
+                .values()
+                .filter_map(|s| s.handoff.as_ref())
+                .map(|h| h.seq)
+                .max()
+                .unwrap_or(0)
+        });
+        Some(Handoff {
+            ip,
+            generation: self.generation_of(&to)?,
+            to,
+            seq: seen + 1,
+        })
+    }
+
+    /// Whether a handoff can still be carried out: its receiver is a
+    /// candidate, of that generation.
+    fn valid_handoff(&self, e: &IpEntry, h: &Handoff) -> bool {
+        e.is_candidate(&h.to) && self.generation_of(&h.to) == Some(h.generation)
+    }
+
+    /// The generation of a view member.
+    fn generation_of(&self, node: &str) -> Option<u64> {
+        self.view.iter().find(|(n, _)| n == node).map(|(_, g)| *g)
     }
 
     /// One pass of the rules. Only two kinds of IP can call for action here:
@@ -740,8 +876,10 @@ impl DuraVip {
         let may_own = self.has_quorum || self.cfg.quorum == QuorumMode::None;
         let mut plan = Plan::default();
         for ip in self.owned.keys() {
-            if !self.keeps(ip, may_own, now_ms) {
-                plan.release.push(*ip);
+            match self.verdict(ip, may_own, now_ms) {
+                Verdict::Keep => {}
+                Verdict::Release => plan.release.push((*ip, None)),
+                Verdict::HandTo(to) => plan.release.push((*ip, Some(to.to_string()))),
             }
         }
         let mut loads = self.loads();
@@ -755,7 +893,11 @@ impl DuraVip {
         if now_ms >= self.next_balance_ms {
             plan.next_balance_ms =
                 Some(if mature && settled && may_own && plan.release.is_empty() {
-                    plan.release = self.balance_batch(&loads);
+                    plan.release = self
+                        .balance_batch(&loads)
+                        .into_iter()
+                        .map(|(ip, to)| (ip, Some(to.to_string())))
+                        .collect();
                     now_ms + self.cfg.balance_interval_ms
                 } else if may_own {
                     // Due but blocked: wait for maturity and settling, or (after
@@ -774,18 +916,18 @@ impl DuraVip {
     }
 
     /// Whether this node keeps an IP it owns (rule 3).
-    fn keeps(&self, ip: &IpAddr, may_own: bool, now_ms: u64) -> bool {
+    fn verdict(&self, ip: &IpAddr, may_own: bool, now_ms: u64) -> Verdict<'_> {
         // What nobody claims any more (its own claim removed and no peer's
         // either) has no candidates at all.
         let Some(e) = self.index.get(ip) else {
-            return false;
+            return Verdict::Release;
         };
         if e.analysis.broken || self.local_claim(ip).is_none() || !may_own {
-            return false;
+            return Verdict::Release;
         }
         if e.analysis.preference.is_none() && e.owner_count == 1 {
             // The common case: nobody preferred, and the only owner is here.
-            return true;
+            return Verdict::Keep;
         }
         let preferred = e
             .candidate_preference()
@@ -802,7 +944,15 @@ impl DuraVip {
                 .max_by_key(|o| o.affinity)
                 .map_or(self.me.as_str(), |o| o.name)
         });
-        keeper == self.me
+        if keeper == self.me {
+            Verdict::Keep
+        } else if e.owners().any(|o| o.name == keeper) {
+            // Two owners: the other one simply stays.
+            Verdict::Release
+        } else {
+            // Giving way to the preferred node: a planned move.
+            Verdict::HandTo(keeper)
+        }
     }
 
     /// Rule 2 for every orphan, as every node computes it; returns the ones
@@ -813,25 +963,23 @@ impl DuraVip {
         now_ms: u64,
         loads: &mut BTreeMap<&'a str, usize>,
     ) -> Vec<IpAddr> {
-        // Preferred addresses first: their owners are fixed, so the least
-        // loaded choice for the others should already count them.
-        let mut order: Vec<(bool, IpAddr, &IpEntry)> = self
+        // Handed-off and preferred addresses first: their receivers are
+        // fixed, so the least loaded choice for the others should already
+        // count them.
+        let mut order: Vec<(Option<&str>, IpAddr, &IpEntry)> = self
             .orphans
             .iter()
             .filter_map(|ip| {
                 let e = self.index.get(ip)?;
-                (!e.analysis.broken).then(|| (e.candidate_preference().is_none(), *ip, e))
+                (!e.analysis.broken).then(|| (self.fixed_target(e, now_ms), *ip, e))
             })
             .collect();
-        order.sort_by_key(|(unpreferred, ip, _)| (*unpreferred, *ip));
+        order.sort_by_key(|(fixed, ip, _)| (fixed.is_none(), *ip));
         // Usually every member is eligible: then nobody needs asking.
         let all_eligible = self.view.iter().all(|(n, _)| self.eligible(n, now_ms));
         let mut mine = Vec::new();
-        for (_, ip, e) in order {
-            let preferred = e
-                .candidate_preference()
-                .filter(|p| self.eligible(p, now_ms));
-            let target = preferred.or_else(|| {
+        for (fixed, ip, e) in order {
+            let target = fixed.or_else(|| {
                 let mut pool: Vec<Candidate> = e.candidates().collect();
                 if !all_eligible && pool.iter().any(|c| self.eligible(c.name, now_ms)) {
                     pool.retain(|c| self.eligible(c.name, now_ms));
@@ -849,10 +997,35 @@ impl DuraVip {
         mine
     }
 
+    /// Who an orphan goes to whatever the loads: the receiver its last owner
+    /// released it for (rule 4), else the preferred node when it is an
+    /// eligible candidate (rule 2).
+    fn fixed_target<'a>(&'a self, e: &'a IpEntry, now_ms: u64) -> Option<&'a str> {
+        self.handed_to(e).or_else(|| {
+            e.candidate_preference()
+                .filter(|p| self.eligible(p, now_ms))
+        })
+    }
+
+    /// Where the handoffs of an IP lead. Handoffs stay in their releasers'
+    /// tables after the receiver has acquired (see `prune_handoffs`), so the
+    /// latest one counts (the highest number; by releaser name on a tie),
+    /// and only if it can still be carried out: older ones are history.
+    fn handed_to<'a>(&'a self, e: &'a IpEntry) -> Option<&'a str> {
+        let latest = e.nodes.values().filter_map(|s| s.handoff.as_ref()).fold(
+            None::<&Handoff>,
+            |best, h| match best {
+                Some(b) if b.seq >= h.seq => Some(b),
+                _ => Some(h),
+            },
+        )?;
+        self.valid_handoff(e, latest).then_some(latest.to.as_str())
+    }
+
     /// The IPs this node gives up in one balancing round.
-    fn balance_batch(&self, loads: &BTreeMap<&str, usize>) -> Vec<IpAddr> {
+    fn balance_batch(&self, loads: &BTreeMap<&str, usize>) -> Vec<(IpAddr, &str)> {
         let my_load = self.owned.len();
-        let mut movable: Vec<(u64, IpAddr)> = Vec::new();
+        let mut movable: Vec<(u64, IpAddr, &str)> = Vec::new();
         for ip in self.owned.keys() {
             let Some(e) = self.index.get(ip) else {
                 continue;
@@ -866,7 +1039,7 @@ impl DuraVip {
                 continue;
             };
             if load_of(loads, target.name) + 1 < my_load {
-                movable.push((target.affinity, *ip));
+                movable.push((target.affinity, *ip, target.name));
             }
         }
         movable.sort_by(|a, b| b.cmp(a));
@@ -874,7 +1047,7 @@ impl DuraVip {
         movable
             .into_iter()
             .take(self.cfg.balance_set_size.min(excess.max(1)))
-            .map(|(_, ip)| ip)
+            .map(|(_, ip, to)| (ip, to))
             .collect()
     }
 }

@@ -438,3 +438,58 @@ fn after_a_healed_split_the_preferred_owner_keeps_the_ip() {
         assert_eq!(net.owners_of(1), [preferred], "preferring {preferred}");
     }
 }
+
+/// Found by the simulator: two nodes balancing at once each release an IP,
+/// and the others assign both orphans by loads that the tables in flight
+/// make them see differently, so an orphan could get two owners (or go to
+/// another node than its releaser meant). A release now names its
+/// receiver, and every node that sees the orphan sees the name with it.
+#[test]
+fn a_balancing_release_names_its_receiver_and_everyone_follows_it() {
+    let mut net = Net::new(&["a", "b"], cfg(1, QuorumMode::None));
+    let claims: Vec<Claim> = (0..10).map(|i| claim(i, None)).collect();
+    net.claim_everywhere(&claims);
+    net.advance(MATURE);
+    // c joins; hold its table back from b to give b a stale picture.
+    net.nodes.insert(
+        "c".into(),
+        DuraVip::new("c", cfg(1, QuorumMode::None), net.now),
+    );
+    let out: Vec<Output> = claims
+        .iter()
+        .flat_map(|cl| {
+            net.nodes
+                .get_mut("c")
+                .unwrap()
+                .set_claim(net.now, cl.clone())
+        })
+        .collect();
+    net.deliver("c", out);
+    net.set_view(&["a", "b", "c"], true);
+    net.advance(net.now + MATURE);
+    let before = net.released.len();
+    net.advance(net.now + BALANCE);
+    let (giver, moved) = net.released[before].clone();
+    let table = net.nodes[&giver].table();
+    let h = table
+        .handoffs
+        .iter()
+        .find(|h| h.ip == moved)
+        .expect("the release names its receiver");
+    assert_eq!(h.to, "c", "the least loaded node");
+    let index = (0..10).find(|i| ip(*i) == moved).unwrap();
+    assert_eq!(net.owners_of(index), ["c"]);
+    // A node that sees the orphan and the handoff, whatever loads it
+    // believes in, assigns it to c: here the other one, told that c and
+    // the giver own everything else (so that by loads it would take it).
+    let other = if giver == "a" { "b" } else { "a" };
+    let mut x = net.nodes[other].clone();
+    let rest: Vec<IpAddr> = (0..10).map(ip).filter(|i| *i != moved).collect();
+    for node in ["c", giver.as_str()] {
+        let mut busy = net.nodes[node].table();
+        busy.version += 100;
+        busy.owned = rest.clone();
+        let _ = x.on_table(net.now, node, 1, busy);
+    }
+    assert!(!x.owned().any(|i| *i == moved), "{other} takes c's IP");
+}

@@ -19,7 +19,8 @@
 //! | enums     | u8: NodeType Momentum 0, Manager 1; PeerState Alive 0, Suspect 1, Down 2 |
 //! | IpAddr    | u8 4 or 6, then 4 or 16 bytes                               |
 //! | Service   | u8 0 (binding) or 1 (listener, then its u16 port)           |
-//! | lists     | of names and services: u16 count; of claims and IPs: u32 count |
+//! | Handoff   | its IP, the receiver's name (String), generation and number (u64 each) |
+//! | lists     | of names and services: u16 count; of claims, IPs and handoffs: u32 count |
 //!
 //! No self-description, no optional trailing fields: a change to any message
 //! bumps [`PROTOCOL_VERSION`], and a peer on another version is told so by
@@ -45,7 +46,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::core::duravip::{Claim, Service, Table};
+use crate::core::duravip::{Claim, Handoff, Service, Table};
 
 use super::{
     ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, MAX_FRAME, MAX_NAME,
@@ -147,6 +148,13 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
             put_u32(&mut w, len32(t.table.owned.len()));
             for ip in &t.table.owned {
                 put_ip(&mut w, ip);
+            }
+            put_u32(&mut w, len32(t.table.handoffs.len()));
+            for h in &t.table.handoffs {
+                put_ip(&mut w, &h.ip);
+                put_str(&mut w, &h.to);
+                put_u64(&mut w, h.generation);
+                put_u64(&mut w, h.seq);
             }
         }
         Message::ConsoleResponse(r) => {
@@ -295,12 +303,25 @@ fn duravip_table(r: &mut Reader<'_>) -> Result<DuraVipTable, DecodeError> {
     for _ in 0..count {
         owned.push(r.ip("duravip_table.owned")?);
     }
+    // An IPv4 address, an empty name, a generation and a number: 25 bytes
+    // at least.
+    let count = r.count32("duravip_table.handoffs", 25)?;
+    let mut handoffs = Vec::with_capacity(count);
+    for _ in 0..count {
+        handoffs.push(Handoff {
+            ip: r.ip("duravip_table.handoffs.ip")?,
+            to: r.string("duravip_table.handoffs.to", MAX_NAME)?,
+            generation: r.u64("duravip_table.handoffs.generation")?,
+            seq: r.u64("duravip_table.handoffs.seq")?,
+        });
+    }
     Ok(DuraVipTable {
         generation,
         table: Table {
             version,
             claims: Arc::new(claims),
             owned,
+            handoffs,
         },
     })
 }
@@ -646,6 +667,20 @@ mod tests {
                         },
                     ]),
                     owned: vec!["10.1.1.1".parse().unwrap(), "2001:db8::7".parse().unwrap()],
+                    handoffs: vec![
+                        Handoff {
+                            ip: "10.1.1.2".parse().unwrap(),
+                            to: "mta2".into(),
+                            generation: u64::MAX,
+                            seq: 3,
+                        },
+                        Handoff {
+                            ip: "2001:db8::8".parse().unwrap(),
+                            to: String::new(),
+                            generation: 0,
+                            seq: u64::MAX,
+                        },
+                    ],
                 },
             }),
             Message::DuraVipTable(DuraVipTable {
@@ -741,6 +776,30 @@ mod tests {
         assert_eq!(
             err(&family),
             "duravip_table.owned: unknown address family 5"
+        );
+        // No claims, no owned IPs, then handoffs: a lying count, then a
+        // name over the cap.
+        let mut lying = vec![PROTOCOL_VERSION, KIND_DURAVIP_TABLE];
+        lying.extend_from_slice(&[0; 16]);
+        lying.extend_from_slice(&[0; 8]);
+        lying.extend_from_slice(&2u32.to_le_bytes());
+        lying.extend_from_slice(&[4, 10, 0, 0, 1, 0, 0, 0, 0]);
+        lying.extend_from_slice(&[7; 16]);
+        assert_eq!(
+            err(&lying),
+            "duravip_table.handoffs: 2 entries cannot fit in the 25 bytes left"
+        );
+        let mut long = vec![PROTOCOL_VERSION, KIND_DURAVIP_TABLE];
+        long.extend_from_slice(&[0; 16]);
+        long.extend_from_slice(&[0; 8]);
+        long.extend_from_slice(&1u32.to_le_bytes());
+        long.extend_from_slice(&[4, 10, 0, 0, 1]);
+        long.extend_from_slice(&300u32.to_le_bytes());
+        long.extend_from_slice(&[b'x'; 300]);
+        long.extend_from_slice(&[7; 16]);
+        assert_eq!(
+            err(&long),
+            "duravip_table.handoffs.to: length 300 exceeds 255"
         );
     }
 

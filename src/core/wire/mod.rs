@@ -24,7 +24,7 @@ pub use reject::{Reject, RejectCounters};
 pub use replay::{REPLAY_WINDOW, ReplayGuard};
 
 /// The protocol version this build speaks; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest UDP payload we send or accept (fits an Ethernet MTU with headers).
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame we send or accept.
