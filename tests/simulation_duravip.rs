@@ -486,6 +486,58 @@ fn sixteen_nodes_many_vips_join_crash_partition_heal() {
     large_cluster(sim::seed_or(108), n);
 }
 
+/// `cluster duravip move`, broadcast through a manager: every node gets it
+/// now. The IP moves with one owner at every moment (release before
+/// acquire, the receiver named), and stays on its target through balancing
+/// rounds; a move whose target crashes at once still ends with one owner.
+#[test]
+fn a_manual_move_lands_on_its_target_and_stays() {
+    let nodes = ["a", "b", "c", "d", "e"];
+    let mut sim = started(
+        sim::seed_or(109),
+        &nodes,
+        dv_config(1, QuorumMode::None),
+        same_claims(40),
+    );
+    let t = timing(&sim);
+    let all = ips(40);
+    converge_balanced(&mut sim, &all, MATURE + 2000);
+    sim.run_for(BALANCE);
+    let moved = ip(7);
+    let from = sim.owners_of(moved)[0].clone();
+    let to = *nodes.iter().find(|n| **n != from).unwrap();
+    let asked = sim.now();
+    for n in nodes {
+        sim.poke(n, |node, now| node.move_to(now, moved, to));
+    }
+    let gap = longest_gap(&mut sim, &[moved], asked + t.deliver());
+    assert_eq!(
+        sim.owners_of(moved),
+        [to],
+        "moved within {} ms",
+        t.deliver()
+    );
+    assert!(gap <= t.deliver(), "unowned for {gap} ms");
+    // Balancing rounds leave it there (its target may own one more than
+    // its share now).
+    sim.run_for(3 * BALANCE);
+    assert_eq!(sim.owners_of(moved), [to]);
+    // A move whose target crashes right away: the releaser named it, the
+    // view loses it, and the normal rules give the IP one owner.
+    let other = ip(8);
+    let owner = sim.owners_of(other)[0].clone();
+    let target = *nodes.iter().find(|n| **n != owner && **n != to).unwrap();
+    for n in nodes {
+        sim.poke(n, |node, now| node.move_to(now, other, target));
+    }
+    sim.crash(target);
+    let crashed = sim.now();
+    sim.wait_until(crashed + t.detect() + t.deliver(), |s| {
+        s.owners_of(other).len() == 1
+    })
+    .expect("one owner after the target died");
+}
+
 /// Random starts, a crash, a random split with loss, heal and restart; the
 /// invariants do the checking, and the cluster must end balanced.
 fn faults(seed: u64) {

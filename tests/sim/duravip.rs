@@ -130,6 +130,14 @@ impl DvNode {
         &self.m.me().name
     }
 
+    /// `cluster duravip move IP to NODE` reaches this node.
+    pub fn move_to(&mut self, now: u64, ip: IpAddr, to: &str) -> Vec<Eff> {
+        let mut effects = Vec::new();
+        let out = self.dv.move_to(now, ip, to).expect("a valid move");
+        self.duravip(now, out, &mut effects);
+        effects
+    }
+
     fn membership(&mut self, now: u64, out: Vec<MOutput>, effects: &mut Vec<Eff>) {
         let mut view_changed = false;
         for o in out {

@@ -914,6 +914,25 @@ impl<N: SimNode> Sim<N> {
             .unwrap_or_else(|| panic!("no node {name}"))
     }
 
+    /// An input from outside the cluster (an operator's command) reaches
+    /// the running node `name` now: `f` hands it over and returns the
+    /// effects, which are carried out as a step's would be.
+    pub fn poke(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut N, u64) -> Vec<Effect<N::Msg, N::Event>>,
+    ) {
+        let at = self.now;
+        let node = self
+            .slot_mut(name)
+            .node
+            .as_mut()
+            .unwrap_or_else(|| panic!("poke({name}): not running"));
+        let effects = f(node, at);
+        self.apply(name, effects);
+        self.check();
+    }
+
     fn slot_mut(&mut self, name: &str) -> &mut Slot<N> {
         self.slots
             .get_mut(name)

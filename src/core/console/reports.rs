@@ -591,6 +591,7 @@ mod duravip_tests {
             owner: Some("labrat-2".into()),
             view_stable_ms: 5_420_400,
             config_stable_ms: 5_466_000,
+            moving_to: None,
         };
         // momentum-notes.md §1.6, verbatim but for the order of the node lines.
         let expected = "DuraVIP State:\n\

@@ -16,7 +16,8 @@
 //!    make it a `conflict`: the preference is ignored.
 //! 2. **Orphans go to their named receiver, else the preferred node, else
 //!    to the least loaded candidate.** An IP no live candidate owns is
-//!    assigned to the receiver its releaser named (rule 4), else, in IP
+//!    assigned to the target of a manual move (rule 6), else to the
+//!    receiver its releaser named (rule 4), else, in IP
 //!    order, to its preferred node when that node is a candidate, otherwise to the
 //!    candidate owning the fewest IPs so far (counting the assignments made
 //!    earlier in the same pass), ties broken by a rendezvous hash of node
@@ -65,6 +66,24 @@
 //!    eligible at once. Orphans go to eligible candidates when there are
 //!    any: a failover never waits for a newcomer to settle, and a preferred
 //!    node that returns gets its IPs back only when it can plumb them.
+//! 6. **Manual moves.** `cluster duravip move IP to NODE` reaches every
+//!    node at about the same time (a manager broadcasts it), and each
+//!    records an override, [`DuraVip::move_to`]: it acts like a preference
+//!    that wins over the configured one, so the owner gives way to the
+//!    target (naming it, rule 4) and the orphan goes to the target even
+//!    before it is eligible, since the operator asked; the target itself
+//!    acquires before it has settled if it holds a table from every member
+//!    (it has heard every owner, so the orphan is one). A node that missed
+//!    the broadcast still agrees, through the owner's handoff; if the
+//!    owner missed it, nothing moves (owners give way, never take). The
+//!    override ends when the target owns the IP, when the target leaves
+//!    the view (or restarts, or stops claiming the IP: the normal rules
+//!    take over) and after `2 × view_mature_time` at the latest, so a move
+//!    that cannot happen (the target lost quorum) is not pending forever.
+//!    The target then keeps the IP against balancing *and* against the
+//!    preference until the next view change: otherwise balancing or the
+//!    preferred node would undo the operator's move at the next round. A
+//!    view change is when the cluster rearranges itself anyway.
 //!
 //! **Cost.** Tables arrive all the time (every acquire and release is
 //! announced to every peer), so a decision must not cost the whole
@@ -196,6 +215,45 @@ pub struct IpState {
     pub owner: Option<String>,
     pub view_stable_ms: u64,
     pub config_stable_ms: u64,
+    /// Where an operator's move is taking it (rule 6), until it is there.
+    pub moving_to: Option<String>,
+}
+
+/// Why [`DuraVip::move_to`] refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MoveError {
+    /// No member of the view claims the IP.
+    NotClaimed,
+    /// The node is not in the view.
+    NotInView,
+    /// The node is in the view but does not claim the IP.
+    NotACandidate,
+    /// The claims disagree on the names using the IP: it is not managed.
+    Broken,
+    /// This node may own nothing (quorum required and lost).
+    NoQuorum,
+}
+
+impl fmt::Display for MoveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MoveError::NotClaimed => "no node in the view claims that address",
+            MoveError::NotInView => "that node is not in the view",
+            MoveError::NotACandidate => "that node does not claim that address",
+            MoveError::Broken => "that address is BROKEN (its claims disagree on the names)",
+            MoveError::NoQuorum => "no quorum",
+        })
+    }
+}
+
+impl std::error::Error for MoveError {}
+
+/// An operator's move in progress (rule 6).
+#[derive(Clone, Debug)]
+struct Move {
+    to: String,
+    generation: u64,
+    until_ms: u64,
 }
 
 /// A member's latest table, as sent by one generation of it.
@@ -362,7 +420,18 @@ pub struct DuraVip {
     /// What this node released towards a receiver, until the receiver is
     /// gone or this node owns the IP again.
     handoffs: BTreeMap<IpAddr, Handoff>,
+    /// Operators' moves in progress, by IP (rule 6).
+    moves: BTreeMap<IpAddr, Move>,
+    /// What was moved here by hand: kept against balancing and preference
+    /// until the next view change (rule 6).
+    pinned: BTreeSet<IpAddr>,
 }
+
+/// How long an operator's move may take, in `view_mature_time`s: the
+/// target acquires within a table exchange or two; past this it is not
+/// coming (it lost quorum, or never heard every member), and the normal
+/// rules take over again.
+const MOVE_TIMEOUT_MATURES: u64 = 2;
 
 /// A rendezvous hash of node and IP: each IP ranks the nodes differently, so
 /// ties spread evenly and removing a node moves only its own IPs.
@@ -404,6 +473,8 @@ impl DuraVip {
             index: BTreeMap::new(),
             orphans: BTreeSet::new(),
             handoffs: BTreeMap::new(),
+            moves: BTreeMap::new(),
+            pinned: BTreeSet::new(),
         }
     }
 
@@ -474,6 +545,7 @@ impl DuraVip {
                 .collect();
             self.view = members;
             self.view_since_ms = now_ms;
+            self.pinned.clear();
             // A restarted node starts its versions again: forget old generations.
             let view = &self.view;
             self.tables
@@ -668,6 +740,84 @@ impl DuraVip {
         }
     }
 
+    /// An operator moves `ip` to `node` (the reference's `cluster duravip
+    /// move`, broadcast so that every node gets it at about the same time):
+    /// rule 6.
+    pub fn move_to(
+        &mut self,
+        now_ms: u64,
+        ip: IpAddr,
+        node: &str,
+    ) -> Result<Vec<Output>, MoveError> {
+        let e = self
+            .index
+            .get(&ip)
+            .filter(|e| e.is_claimed())
+            .ok_or(MoveError::NotClaimed)?;
+        let generation = self.generation_of(node).ok_or(MoveError::NotInView)?;
+        if !e.is_candidate(node) {
+            return Err(MoveError::NotACandidate);
+        }
+        if e.analysis.broken {
+            return Err(MoveError::Broken);
+        }
+        if !self.may_own() {
+            return Err(MoveError::NoQuorum);
+        }
+        let until_ms = now_ms + MOVE_TIMEOUT_MATURES * self.cfg.view_mature_ms;
+        self.moves.insert(
+            ip,
+            Move {
+                to: node.to_string(),
+                generation,
+                until_ms,
+            },
+        );
+        Ok(self.decide(now_ms))
+    }
+
+    fn may_own(&self) -> bool {
+        self.has_quorum || self.cfg.quorum == QuorumMode::None
+    }
+
+    /// The move in progress for an IP, if its target can still take it.
+    fn move_of(&self, ip: &IpAddr, e: &IpEntry) -> Option<&Move> {
+        self.moves
+            .get(ip)
+            .filter(|m| e.is_candidate(&m.to) && self.generation_of(&m.to) == Some(m.generation))
+    }
+
+    /// Forgets the moves that are over: the target owns the IP (pinning it
+    /// there when that is this node), left, restarted, stopped claiming it,
+    /// or the move timed out.
+    fn prune_moves(&mut self, now_ms: u64) {
+        let over: Vec<(IpAddr, bool)> = self
+            .moves
+            .iter()
+            .filter_map(|(ip, m)| {
+                let e = self.index.get(ip)?;
+                let arrived = e.owners().any(|o| o.name == m.to);
+                (arrived || now_ms >= m.until_ms || self.move_of(ip, e).is_none())
+                    .then_some((*ip, arrived && m.to == self.me))
+            })
+            .collect();
+        for (ip, here) in over {
+            self.moves.remove(&ip);
+            if here {
+                self.pinned.insert(ip);
+            }
+        }
+        self.moves.retain(|ip, _| self.index.contains_key(ip));
+    }
+
+    /// Whether this node holds a table from every other member: it has
+    /// heard every owner, so an orphan it sees is one.
+    fn heard_everyone(&self) -> bool {
+        self.member_since
+            .iter()
+            .all(|(n, (g, _))| self.tables.get(n).is_some_and(|p| p.generation == *g))
+    }
+
     /// Advances time (balancing rounds).
     pub fn tick(&mut self, now_ms: u64) -> Vec<Output> {
         self.decide(now_ms)
@@ -683,9 +833,11 @@ impl DuraVip {
             .member_since
             .values()
             .map(|(_, since)| since + self.cfg.view_mature_ms);
+        let moves = self.moves.values().map(|m| m.until_ms);
         [settle, mature]
             .into_iter()
             .chain(eligible)
+            .chain(moves)
             .filter(|t| *t > self.last_ms)
             .fold(self.next_balance_ms, u64::min)
     }
@@ -747,6 +899,7 @@ impl DuraVip {
                     owner: owner.map(str::to_string),
                     view_stable_ms: now_ms.saturating_sub(e.candidates_since_ms),
                     config_stable_ms: now_ms.saturating_sub(e.config_since_ms),
+                    moving_to: self.moves.get(ip).map(|m| m.to.clone()),
                 }
             })
             .collect()
@@ -779,6 +932,7 @@ impl DuraVip {
     /// Applies the rules of the module docs and returns what this node must do.
     fn decide(&mut self, now_ms: u64) -> Vec<Output> {
         self.last_ms = self.last_ms.max(now_ms);
+        self.prune_moves(now_ms);
         let plan = self.plan(now_ms);
         if let Some(next) = plan.next_balance_ms {
             self.next_balance_ms = next;
@@ -873,7 +1027,7 @@ impl DuraVip {
     /// costs what this node owns plus what is in flight, not the cluster.
     fn plan(&self, now_ms: u64) -> Plan {
         let settled = now_ms >= self.joined_ms + self.cfg.view_mature_ms;
-        let may_own = self.has_quorum || self.cfg.quorum == QuorumMode::None;
+        let may_own = self.may_own();
         let mut plan = Plan::default();
         for ip in self.owned.keys() {
             match self.verdict(ip, may_own, now_ms) {
@@ -883,8 +1037,11 @@ impl DuraVip {
             }
         }
         let mut loads = self.loads();
-        if may_own && settled {
-            plan.acquire = self.assign_orphans(now_ms, &mut loads);
+        // A target of a move acquires before it has settled if it has heard
+        // every member (rule 6).
+        let moved_here = self.moves.values().any(|m| m.to == self.me) && self.heard_everyone();
+        if may_own && (settled || moved_here) {
+            plan.acquire = self.assign_orphans(now_ms, &mut loads, settled);
         }
         // Balancing: only in a mature view, once per interval.
         let mature = now_ms >= self.view_since_ms + self.cfg.view_mature_ms;
@@ -925,13 +1082,21 @@ impl DuraVip {
         if e.analysis.broken || self.local_claim(ip).is_none() || !may_own {
             return Verdict::Release;
         }
+        if let Some(m) = self.move_of(ip, e) {
+            return if m.to == self.me {
+                Verdict::Keep
+            } else {
+                Verdict::HandTo(&m.to)
+            };
+        }
         if e.analysis.preference.is_none() && e.owner_count == 1 {
             // The common case: nobody preferred, and the only owner is here.
             return Verdict::Keep;
         }
+        let pinned = self.pinned.contains(ip);
         let preferred = e
             .candidate_preference()
-            .filter(|p| self.eligible(p, now_ms));
+            .filter(|p| !pinned && self.eligible(p, now_ms));
         // A preferred node that already owns it keeps it, eligible or not
         // (it has plumbed it): every owner agrees on that at once.
         let preferred_owner = e
@@ -962,6 +1127,7 @@ impl DuraVip {
         &'a self,
         now_ms: u64,
         loads: &mut BTreeMap<&'a str, usize>,
+        settled: bool,
     ) -> Vec<IpAddr> {
         // Handed-off and preferred addresses first: their receivers are
         // fixed, so the least loaded choice for the others should already
@@ -971,7 +1137,7 @@ impl DuraVip {
             .iter()
             .filter_map(|ip| {
                 let e = self.index.get(ip)?;
-                (!e.analysis.broken).then(|| (self.fixed_target(e, now_ms), *ip, e))
+                (!e.analysis.broken).then(|| (self.fixed_target(ip, e, now_ms), *ip, e))
             })
             .collect();
         order.sort_by_key(|(fixed, ip, _)| (fixed.is_none(), *ip));
@@ -990,7 +1156,7 @@ impl DuraVip {
                 continue;
             };
             *loads.entry(target).or_default() += 1;
-            if target == self.me {
+            if target == self.me && (settled || self.move_of(&ip, e).is_some()) {
                 mine.push(ip);
             }
         }
@@ -1000,8 +1166,9 @@ impl DuraVip {
     /// Who an orphan goes to whatever the loads: the receiver its last owner
     /// released it for (rule 4), else the preferred node when it is an
     /// eligible candidate (rule 2).
-    fn fixed_target<'a>(&'a self, e: &'a IpEntry, now_ms: u64) -> Option<&'a str> {
-        self.handed_to(e).or_else(|| {
+    fn fixed_target<'a>(&'a self, ip: &IpAddr, e: &'a IpEntry, now_ms: u64) -> Option<&'a str> {
+        let moved = self.move_of(ip, e).map(|m| m.to.as_str());
+        moved.or_else(|| self.handed_to(e)).or_else(|| {
             e.candidate_preference()
                 .filter(|p| self.eligible(p, now_ms))
         })
@@ -1030,7 +1197,10 @@ impl DuraVip {
             let Some(e) = self.index.get(ip) else {
                 continue;
             };
-            if e.candidate_preference().is_some() {
+            if e.candidate_preference().is_some()
+                || self.pinned.contains(ip)
+                || self.moves.contains_key(ip)
+            {
                 continue;
             }
             // The least loaded other candidate, and whether moving helps.

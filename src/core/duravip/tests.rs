@@ -493,3 +493,114 @@ fn a_balancing_release_names_its_receiver_and_everyone_follows_it() {
     }
     assert!(!x.owned().any(|i| *i == moved), "{other} takes c's IP");
 }
+
+impl Net {
+    /// An operator's move, broadcast: every node in `at` gets it now.
+    fn move_at(&mut self, at: &[&str], i: u32, to: &str) {
+        for n in at {
+            let out = self
+                .nodes
+                .get_mut(*n)
+                .unwrap()
+                .move_to(self.now, ip(i), to)
+                .expect("a valid move");
+            self.deliver(n, out);
+        }
+    }
+}
+
+#[test]
+fn a_move_is_refused_with_the_reason() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::Majority));
+    net.claim_everywhere(&[claim(1, None)]);
+    let mut only_a = claim(2, None);
+    only_a.names = vec!["a-only".into()];
+    let out = net.nodes.get_mut("a").unwrap().set_claim(0, only_a.clone());
+    net.deliver("a", out);
+    let mut other = claim(3, None);
+    let out = net.nodes.get_mut("a").unwrap().set_claim(0, other.clone());
+    net.deliver("a", out);
+    other.names = vec!["elsewhere".into()];
+    let out = net.nodes.get_mut("b").unwrap().set_claim(0, other);
+    net.deliver("b", out);
+    net.advance(MATURE);
+    let a = net.nodes.get_mut("a").unwrap();
+    assert_eq!(a.move_to(net.now, ip(9), "b"), Err(MoveError::NotClaimed));
+    assert_eq!(a.move_to(net.now, ip(1), "z"), Err(MoveError::NotInView));
+    assert_eq!(
+        a.move_to(net.now, ip(2), "b"),
+        Err(MoveError::NotACandidate)
+    );
+    assert_eq!(a.move_to(net.now, ip(3), "b"), Err(MoveError::Broken));
+    let _ = a.set_view(net.now, &[("a".to_string(), 1)], false);
+    assert_eq!(a.move_to(net.now, ip(1), "a"), Err(MoveError::NoQuorum));
+}
+
+#[test]
+fn a_moved_ip_goes_to_its_target_and_balancing_leaves_it_there() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::None));
+    let claims: Vec<Claim> = (0..6).map(|i| claim(i, None)).collect();
+    net.claim_everywhere(&claims);
+    net.advance(MATURE + BALANCE);
+    let from = net.owners_of(1)[0].to_string();
+    let to = if from == "c" { "b" } else { "c" };
+    // The owner and the target get the broadcast; the third node does not
+    // and follows the handoff.
+    let third = ["a", "b", "c"]
+        .into_iter()
+        .find(|n| *n != from && *n != to)
+        .unwrap();
+    let acquired = net.acquired.len();
+    net.move_at(&[from.as_str(), to], 1, to);
+    assert_eq!(net.owners_of(1), [to]);
+    assert!(
+        !net.acquired[acquired..].iter().any(|(n, _)| n == third),
+        "{third} took nothing"
+    );
+    // The move is over once the target owns it; balancing (to owns one
+    // more than its share now) never moves it back in this view.
+    for n in ["a", "b", "c"] {
+        assert!(net.nodes[n].states(net.now)[1].moving_to.is_none(), "{n}");
+    }
+    net.advance(net.now + 5 * BALANCE);
+    assert_eq!(net.owners_of(1), [to]);
+    for i in 0..6 {
+        assert_eq!(net.owners_of(i).len(), 1);
+    }
+}
+
+#[test]
+fn a_manual_move_beats_the_preference_until_the_view_changes() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::None));
+    net.claim_everywhere(&[claim(1, Some("c")), claim(2, None)]);
+    net.advance(MATURE);
+    assert_eq!(net.owners_of(1), ["c"]);
+    net.move_at(&["a", "b", "c"], 1, "a");
+    net.advance(net.now + 3 * BALANCE);
+    assert_eq!(net.owners_of(1), ["a"], "the operator's choice holds");
+    // b leaves: a new view, and the preference applies again.
+    net.set_view(&["a", "c"], true);
+    net.advance(net.now + 1000);
+    assert_eq!(net.owners_of(1), ["c"]);
+}
+
+#[test]
+fn a_move_whose_target_dies_falls_back_to_the_normal_rules() {
+    let mut net = Net::new(&["a", "b", "c"], cfg(1, QuorumMode::None));
+    net.claim_everywhere(&[claim(1, Some("a"))]);
+    net.advance(MATURE);
+    assert_eq!(net.owners_of(1), ["a"]);
+    // Only a hears the move to c, and c dies before it acquires.
+    net.nodes.remove("c");
+    let out = net
+        .nodes
+        .get_mut("a")
+        .unwrap()
+        .move_to(net.now, ip(1), "c")
+        .unwrap();
+    assert!(out.contains(&Output::Release(claim(1, Some("a")))));
+    net.deliver("a", out);
+    assert!(net.owners_of(1).is_empty(), "released for c");
+    net.set_view(&["a", "b"], true);
+    assert_eq!(net.owners_of(1), ["a"], "c left: the preference again");
+}
