@@ -797,8 +797,10 @@ mod tests {
                 claims: vec![Claim {
                     preference: Some("n1".into()),
                     ..binding("10.1.1.1", "out1")
-                }],
+                }]
+                .into(),
                 owned,
+                handoffs: Vec::new(),
             },
         };
         r.driver
