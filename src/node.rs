@@ -572,7 +572,13 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 11] = [
+    let node_commands: [Builtin; 12] = [
+        (
+            "cluster duravip move",
+            "<ip> to <node>",
+            "Move a DuraVIP to a node; run it on every node at once with `broadcast` on a manager.",
+            duravip_move,
+        ),
         (
             "cluster arp show",
             "",
@@ -791,6 +797,40 @@ fn duravip_show(inner: &Inner, mode: Mode) -> Result<String, String> {
         out.push_str(&format!("(plumbing: {plumbing})\n"));
     }
     Ok(out)
+}
+
+/// `cluster duravip move IP to NODE`. Every node must act on it at about
+/// the same time (the owner releases towards NODE, NODE acquires, the others
+/// agree), so it runs only when a manager sends it, as the reference
+/// requires (`broadcast cluster duravip move ...` from `eccmgr`).
+fn duravip_move(
+    inner: &Inner,
+    args: &[String],
+    mode: Mode,
+    caller: &Caller,
+) -> Result<String, String> {
+    const USAGE: &str = "usage: cluster duravip move <ip> to <node>";
+    let (ip, node) = match args {
+        [ip, to, node] if to.eq_ignore_ascii_case("to") => (ip, node),
+        _ => return Err(USAGE.into()),
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{ip:?} is not an IP address; {USAGE}"))?;
+    if *caller == Caller::Local {
+        return Err(format!(
+            "cluster duravip move must reach every node at once: run `broadcast cluster duravip move {ip} to {node}` on a manager node"
+        ));
+    }
+    let (runtime, id) = inner.runtime()?;
+    runtime
+        .move_vip(ip, node)
+        .map_err(|e| format!("cannot move {ip} to {node}: {e}"))?;
+    Ok(reports::value(
+        "move",
+        &format!("{}: moving {ip} to {node}", id.nodename),
+        mode,
+    ))
 }
 
 fn join_args(args: &[String]) -> Result<String, String> {

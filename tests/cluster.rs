@@ -881,21 +881,24 @@ fn duravip_owners(nodes: &[&Node]) -> Option<Vec<(String, String)>> {
 /// needed; the netns tests plumb for real): one agreed owner per address,
 /// the preferred node owns its address, a SIGKILLed owner's addresses move
 /// to a survivor within the detection bound, and a planned stop releases.
+/// Three dry-run DuraVIPs, one preferring n2, with fast maturing and
+/// balancing.
+const DURAVIP_EXTRA: &str = "view_mature_time = 1\nview_balance_interval = 1\nduravip_dry_run = true\n\
+     [cluster.topology.\"\"]\ninterface = \"eth1\"\n\
+     [binding.out1]\nbind_address = \"10.9.0.1\"\nenable_duravip = true\n\
+     [binding.out2]\nbind_address = \"10.9.0.2\"\nenable_duravip = true\n\
+     [binding.out3]\nbind_address = \"10.9.0.3\"\nenable_duravip = true\nduravip_preference = \"n2\"\n";
+
 #[test]
 fn duravip_addresses_have_one_owner_and_fail_over() {
     let lab = Lab::new("duravip");
     let names = ["n1", "n2", "n3"];
     let peers = Lab::ports(&names);
-    let extra = "view_mature_time = 1\nview_balance_interval = 1\nduravip_dry_run = true\n\
-                 [cluster.topology.\"\"]\ninterface = \"eth1\"\n\
-                 [binding.out1]\nbind_address = \"10.9.0.1\"\nenable_duravip = true\n\
-                 [binding.out2]\nbind_address = \"10.9.0.2\"\nenable_duravip = true\n\
-                 [binding.out3]\nbind_address = \"10.9.0.3\"\nenable_duravip = true\nduravip_preference = \"n2\"\n";
     let mut nodes: Vec<Node> = names
         .iter()
         .map(|n| {
             let mut spec = lab.spec(n, &peers);
-            spec.extra = extra.to_string();
+            spec.extra = DURAVIP_EXTRA.to_string();
             lab.start(&spec)
         })
         .collect();
@@ -986,5 +989,101 @@ fn duravip_addresses_have_one_owner_and_fail_over() {
             .rfind(&format!("gained DuraVIP {ip}/32"))
             .unwrap_or_else(|| panic!("{staying} never gained {ip}:\n{log}"));
         assert!(gained_at < down_at, "{ip} waited for detection:\n{log}");
+    }
+}
+
+#[test]
+fn a_duravip_moves_when_a_manager_broadcasts_the_move_and_only_then() {
+    let lab = Lab::new("move");
+    let names = ["mgr", "n1", "n2", "n3"];
+    let peers = Lab::ports(&names);
+    let mgr = lab.start(&Spec {
+        extra: "node_type = \"Manager\"\n".into(),
+        ..lab.spec("mgr", &peers)
+    });
+    let nodes: Vec<Node> = names[1..]
+        .iter()
+        .map(|n| {
+            lab.start(&Spec {
+                extra: DURAVIP_EXTRA.into(),
+                ..lab.spec(n, &peers)
+            })
+        })
+        .collect();
+    let mut everyone = vec![&mgr];
+    everyone.extend(&nodes);
+    wait_converged(&everyone, &names);
+    wait_until("the manager's links to every node", || {
+        let log = mgr.log_text();
+        names[1..]
+            .iter()
+            .all(|n| log.contains(&format!("link to {n} established")))
+    });
+    let owner_of = |ip: &str| -> Option<String> {
+        duravip_owners(&all(&nodes))?
+            .into_iter()
+            .find(|(i, _)| i == ip)
+            .map(|(_, o)| o)
+    };
+    let mut before = None;
+    wait_until("an agreed owner of 10.9.0.1", || {
+        before = owner_of("10.9.0.1");
+        before.is_some()
+    });
+    let before = before.unwrap();
+    let target = names[1..]
+        .iter()
+        .find(|n| **n != before)
+        .unwrap()
+        .to_string();
+
+    // Run on one node alone it would move nothing everywhere else.
+    let e = nodes[0]
+        .console(&format!("cluster duravip move 10.9.0.1 to {target}"))
+        .unwrap_err();
+    assert!(
+        e.contains(&format!(
+            "broadcast cluster duravip move 10.9.0.1 to {target}"
+        )),
+        "{e}"
+    );
+    let e = nodes[0]
+        .console("cluster duravip move 10.9.0.1 n2")
+        .unwrap_err();
+    assert!(
+        e.contains("usage: cluster duravip move <ip> to <node>"),
+        "{e}"
+    );
+
+    // Through the manager every node takes part.
+    let out = mgr.cli(&format!(
+        "broadcast cluster duravip move 10.9.0.1 to {target}"
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for n in &names[1..] {
+        assert!(
+            text.contains(&format!("[{n}]\n{n}: moving 10.9.0.1 to {target}\n")),
+            "{text}"
+        );
+    }
+    wait_until("10.9.0.1 to move", || {
+        owner_of("10.9.0.1").as_deref() == Some(target.as_str())
+    });
+    // It stays there: balancing (every second here) leaves it alone until
+    // the view changes.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(owner_of("10.9.0.1").as_deref(), Some(target.as_str()));
+
+    // A move every node refuses says why, per node.
+    let out = mgr.cli("broadcast cluster duravip move 10.9.0.1 to nosuch");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for n in &names[1..] {
+        assert!(
+            text.contains(&format!(
+                "[{n}] error: cannot move 10.9.0.1 to nosuch: that node is not in the view"
+            )),
+            "{text}"
+        );
     }
 }

@@ -96,6 +96,8 @@ enum EngineCommand {
     VipDebug(bool),
     /// A peer's cluster port refused a connection after its link broke.
     PeerGone(String),
+    /// `cluster duravip move IP to NODE`, answered on the channel.
+    Move(IpAddr, String, mpsc::Sender<Result<(), String>>),
 }
 
 struct Link {
@@ -323,6 +325,17 @@ impl Runtime {
         Ok(())
     }
 
+    /// Moves a DuraVIP to `node` (`cluster duravip move`); the answer says
+    /// why the move cannot be done, if it cannot.
+    pub fn move_vip(&self, ip: IpAddr, node: &str) -> Result<(), String> {
+        self.vip_enabled()?;
+        let (tx, rx) = mpsc::channel();
+        self.shared
+            .send_command(EngineCommand::Move(ip, node.to_string(), tx));
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| "the engine did not answer within 2 s".to_string())?
+    }
+
     /// Turns DuraVIP debug logging on or off (`cluster duravip debug`).
     pub fn set_vip_debug(&self, on: bool) -> Result<(), String> {
         self.vip_enabled()?;
@@ -542,6 +555,16 @@ fn engine(
                         *shared.latest_table.lock() = Some(table.clone());
                         shared.broadcast(&Message::DuraVipTable(table));
                     }
+                }
+                EngineCommand::Move(ip, node, reply) => {
+                    let answer = match &mut vip {
+                        Some(v) => v
+                            .move_to(now_ms(), ip, &node)
+                            .map(|tables| publish_tables(&shared, v, tables))
+                            .map_err(|e| e.to_string()),
+                        None => Err("DuraVIP is not enabled on this node".to_string()),
+                    };
+                    let _ = reply.send(answer);
                 }
                 EngineCommand::PeerGone(name) => {
                     outputs.extend(membership.peer_gone(now_ms(), &name));

@@ -40,7 +40,9 @@ use parking_lot::RwLock;
 
 use crate::config::model::Topology;
 use crate::core::announce::AnnounceConfig;
-use crate::core::duravip::{Claim, DuraVip, DuraVipConfig, Follower, Output, topology_for};
+use crate::core::duravip::{
+    Claim, DuraVip, DuraVipConfig, Follower, MoveError, Output, topology_for,
+};
 use crate::core::membership::View;
 use crate::core::wire::DuraVipTable;
 use crate::io::arp::Announcer;
@@ -202,6 +204,19 @@ impl VipDriver {
         self.changed = true;
         let outputs = self.dv.set_claim(now_ms, claim);
         self.apply(now_ms, outputs)
+    }
+
+    /// An operator moves `ip` to `node` (`cluster duravip move`, run on
+    /// every node through a manager's broadcast).
+    pub fn move_to(
+        &mut self,
+        now_ms: u64,
+        ip: IpAddr,
+        node: &str,
+    ) -> Result<Vec<DuraVipTable>, MoveError> {
+        let outputs = self.dv.move_to(now_ms, ip, node)?;
+        self.changed = true;
+        Ok(self.apply(now_ms, outputs))
     }
 
     /// The host removed one of its DuraVIPs.

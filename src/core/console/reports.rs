@@ -485,8 +485,11 @@ pub fn duravip_show(states: &[crate::core::duravip::IpState], mode: Mode) -> Str
         Mode::Xml => {
             out.push_str("<duravip>\n");
             for s in states {
+                let moving = s.moving_to.as_deref().map_or(String::new(), |n| {
+                    format!(" moving_to=\"{}\"", xml_escape(n))
+                });
                 out.push_str(&format!(
-                    "  <ip address=\"{}\" flags=\"{}\" owner=\"{}\" view_stable=\"{}\" configuration_stable=\"{}\">\n",
+                    "  <ip address=\"{}\" flags=\"{}\" owner=\"{}\" view_stable=\"{}\" configuration_stable=\"{}\"{moving}>\n",
                     s.ip,
                     flag_words(&s.flags).join(","),
                     xml_escape(s.owner.as_deref().unwrap_or("")),
