@@ -275,7 +275,7 @@ fn lab_or_skip(test: &str) -> Option<Lab> {
     match Lab::new(test) {
         Ok(lab) => Some(lab),
         Err(why) => {
-            eprintln!("skipped: {test}: {why} (network-namespace tests need root and `ip netns`)");
+            common::skip_netns(test, &why);
             None
         }
     }

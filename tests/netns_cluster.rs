@@ -710,7 +710,7 @@ fn lab_or_skip(test: &str, nodes: usize) -> Option<Lab> {
     match Lab::new(test, nodes) {
         Ok(lab) => Some(lab),
         Err(why) => {
-            eprintln!("skipped: {test}: {why} (network-namespace tests need root and `ip netns`)");
+            common::skip_netns(test, &why);
             None
         }
     }

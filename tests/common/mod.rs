@@ -243,3 +243,16 @@ pub fn console(socket: &Path, command: &str, timeout: Duration) -> Result<String
         _ => Err(body),
     }
 }
+
+/// Says why a network-namespace test cannot run: it passes with a
+/// `skipped:` line on a developer's unprivileged machine, and fails where
+/// `ECC_REQUIRE_NETNS=1` says the namespaces must work (CI, as root).
+pub fn skip_netns(test: &str, why: &str) {
+    let message =
+        format!("skipped: {test}: {why} (network-namespace tests need root and `ip netns`)");
+    assert!(
+        std::env::var("ECC_REQUIRE_NETNS").as_deref() != Ok("1"),
+        "{message}, and ECC_REQUIRE_NETNS=1 requires them"
+    );
+    eprintln!("{message}");
+}
