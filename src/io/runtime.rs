@@ -651,12 +651,16 @@ fn engine(
             heartbeat_bytes,
             vip: vip_state,
         };
+        if let Some(v) = &mut vip {
+            v.run_hooks();
+        }
     }
     // A planned stop releases before anyone else acquires, and says so
     // while the links are still up (`Runtime::stop` waits for this).
     if let Some(v) = &mut vip {
         let tables = v.release_all(now_ms());
         publish_tables(&shared, v, tables);
+        v.run_hooks();
     }
 }
 

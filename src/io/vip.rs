@@ -111,6 +111,8 @@ pub struct VipDriver {
     /// Whether the core's state changed since [`VipDriver::take_changed`].
     changed: bool,
     hooks: Arc<RwLock<Vec<VipHook>>>,
+    /// Gained / lost events not yet given to the hooks.
+    pending_hooks: Vec<VipEvent>,
     log: Arc<dyn Fn(&str) + Send + Sync>,
     generation: u64,
 }
@@ -153,6 +155,7 @@ impl VipDriver {
             debug: false,
             changed: true,
             hooks,
+            pending_hooks: Vec::new(),
             log,
             generation,
         };
@@ -418,7 +421,7 @@ impl VipDriver {
                 if let Some(a) = &mut self.announcer {
                     a.acquired(claim.ip, &iface, now_ms);
                 }
-                self.run_hooks(&VipEvent::Gained(claim));
+                self.queue_hook(VipEvent::Gained(claim));
             }
             Err(e) => (self.log)(&format!("cannot plumb DuraVIP {}: {e}", claim.ip)),
         }
@@ -435,7 +438,7 @@ impl VipDriver {
                 Err(e) => (self.log)(&format!("cannot unplumb DuraVIP {}: {e}", claim.ip)),
             }
         }
-        self.run_hooks(&VipEvent::Lost(claim));
+        self.queue_hook(VipEvent::Lost(claim));
     }
 
     /// Every address this node should have plumbed: what it owns and the
@@ -539,9 +542,22 @@ impl VipDriver {
         }
     }
 
-    fn run_hooks(&self, event: &VipEvent) {
-        for hook in self.hooks.read().iter() {
-            hook(event);
+    /// Queues a hook event: the host hears of it from
+    /// [`VipDriver::run_hooks`], once the console shows the change.
+    fn queue_hook(&mut self, event: VipEvent) {
+        self.pending_hooks.push(event);
+    }
+
+    /// Runs the host's hooks for every change since the last call. The
+    /// engine calls it after publishing the console's snapshot, so a hook
+    /// that asks `cluster duravip show` sees its own address owned.
+    pub fn run_hooks(&mut self) {
+        let events = std::mem::take(&mut self.pending_hooks);
+        let hooks = self.hooks.read();
+        for event in &events {
+            for hook in hooks.iter() {
+                hook(event);
+            }
         }
     }
 }
@@ -671,6 +687,7 @@ mod tests {
         let view = View { id: 1, members };
         driver.set_view(0, &view, true, &[]);
         driver.tick(MATURE_MS);
+        driver.run_hooks();
         Rig {
             driver,
             plumber,
@@ -713,6 +730,8 @@ mod tests {
             ]
         );
         r.driver.remove_claim(MATURE_MS + 1, ip("10.1.1.1"));
+        assert_eq!(r.events.lock().len(), 2, "nothing before run_hooks");
+        r.driver.run_hooks();
         assert_eq!(
             plumbed(&r)[2..],
             [
