@@ -11,4 +11,5 @@ pub mod console;
 pub mod duravip;
 pub mod identity;
 pub mod membership;
+pub mod replicate;
 pub mod wire;
