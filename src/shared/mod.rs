@@ -1,0 +1,10 @@
+//! The hot path of replication: the shared objects MTA threads read and
+//! write directly, without waiting on the engine thread.
+//!
+//! Each object holds this node's own counts and the sum of every peer's,
+//! as the replication core (`core::replicate`) reports them; the engine
+//! drains what changed locally into that core's batcher and writes the
+//! peers' sums back. The structures here are concurrent (sharded locks and
+//! atomics) and do no I/O.
+
+pub mod gauge;
