@@ -31,9 +31,11 @@ use crate::io::control::{ControlServer, Exec};
 use crate::io::host;
 use crate::io::neigh;
 use crate::io::plumb::{DryRunPlumber, NetlinkPlumber, Plumber};
+use crate::io::replication::{self, SharedObjects};
 use crate::io::runtime::{ConsoleExec, Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
 use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
+use crate::shared::gauge::GaugeTable;
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -142,6 +144,9 @@ struct Inner {
     hooks: RwLock<Hooks>,
     view_hooks: Arc<RwLock<Vec<ViewHook>>>,
     vip_hooks: Arc<RwLock<Vec<VipHook>>>,
+    /// The replicated objects, shared with the hot path; they outlive a
+    /// stop and start, so handles taken before the start stay good.
+    shared_objects: SharedObjects,
     /// A manager's answers to its last broadcasts: command, then node to answer.
     responses: Mutex<Vec<(String, Answers)>>,
     running: Mutex<Option<Running>>,
@@ -173,12 +178,21 @@ impl Node {
                 hooks: RwLock::default(),
                 view_hooks: Arc::default(),
                 vip_hooks: Arc::default(),
+                shared_objects: replication::shared_objects(&config.cluster.replicate),
                 responses: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
                 console: RwLock::new(console),
                 config,
             }),
         }
+    }
+
+    /// A replicated gauge table configured by a `Replicate` scope
+    /// (`outbound_domains`, `outbound_binding_domains`): MTA threads count
+    /// on it directly, and read this node's or the cluster's counts. `None`
+    /// when the configuration does not replicate `name`.
+    pub fn shared_gauge(&self, name: &str) -> Option<Arc<GaugeTable>> {
+        self.inner.shared_objects.get(name).cloned()
     }
 
     /// The configuration the node was made with.
@@ -428,6 +442,8 @@ impl Inner {
             console,
             view_hooks: Arc::clone(&self.view_hooks),
             vip: self.vip_setup()?,
+            shared_objects: self.shared_objects.clone(),
+            replicate: config.cluster.replicate.clone(),
         };
         Runtime::start(rc).map_err(|source| NodeError::Io {
             what: format!("cluster port {bind}"),

@@ -9,6 +9,7 @@ pub mod host;
 pub mod neigh;
 mod netlink;
 pub mod plumb;
+pub mod replication;
 pub mod runtime;
 pub mod seal;
 pub mod signals;

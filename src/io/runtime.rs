@@ -28,14 +28,17 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+use crate::config::model::Replicate;
 use crate::core::console::Caller;
 use crate::core::duravip::DuraVip;
 use crate::core::membership::{Event, Membership, MembershipConfig, Output};
 use crate::core::wire::DuraVipTable;
+use crate::core::wire::ReplicaUpdate;
 use crate::core::wire::{
     ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject,
     RejectCounters, ReplayGuard, SelfInfo, decode_message, encode_message,
 };
+use crate::io::replication::{ReplicationDriver, SharedObjects};
 use crate::io::seal::{Envelope, Key, Sealer};
 use crate::io::vip::{VipDriver, VipSetup};
 
@@ -63,6 +66,9 @@ pub struct RuntimeConfig {
     pub view_hooks: Arc<RwLock<Vec<ViewHook>>>,
     /// DuraVIP, when this node has any DuraVIP claims.
     pub vip: Option<VipSetup>,
+    /// The replicated objects the hot path writes, and their scopes.
+    pub shared_objects: SharedObjects,
+    pub replicate: Vec<Replicate>,
 }
 
 /// What the console reads: the membership table and the transport's counters.
@@ -96,6 +102,10 @@ enum EngineCommand {
     VipDebug(bool),
     /// A peer's cluster port refused a connection after its link broke.
     PeerGone(String),
+    /// A peer's replicated values, received on its link.
+    Replica(String, ReplicaUpdate),
+    /// A link to this peer opened: it gets this node's snapshots.
+    LinkUp(String),
     /// `cluster duravip move IP to NODE`, answered on the channel.
     Move(IpAddr, String, mpsc::Sender<Result<(), String>>),
 }
@@ -176,6 +186,14 @@ impl Shared {
     fn broadcast(&self, message: &Message) {
         let links: Vec<Arc<Link>> = self.links.lock().values().cloned().collect();
         for link in links {
+            let _ = write_frame(&mut link.writer.lock(), &self.seal(message));
+        }
+    }
+
+    /// Sends a message on the link to one peer, if it is up.
+    fn send_to(&self, peer: &str, message: &Message) {
+        let link = self.links.lock().get(peer).cloned();
+        if let Some(link) = link {
             let _ = write_frame(&mut link.writer.lock(), &self.seal(message));
         }
     }
@@ -274,11 +292,18 @@ impl Runtime {
         {
             let shared = Arc::clone(&shared);
             let hooks = Arc::clone(&cfg.view_hooks);
-            let vip = cfg.vip.take();
-            vip_configured = vip.is_some();
+            let duties = Duties {
+                vip: cfg.vip.take(),
+                replication: ReplicationDriver::new(
+                    &cfg.shared_objects,
+                    &cfg.replicate,
+                    cfg.me.generation,
+                ),
+            };
+            vip_configured = duties.vip.is_some();
             // First in the list: `stop` joins it before closing the links.
             threads.push(spawn("ecc-engine", move || {
-                engine(shared, udp, membership, now, rx, hooks, vip)
+                engine(shared, udp, membership, now, rx, hooks, duties)
             })?);
         }
         {
@@ -484,6 +509,12 @@ fn wait_response(rx: Receiver<ConsoleResponse>, timeout: Duration) -> Result<Str
     }
 }
 
+/// What the engine drives besides membership.
+struct Duties {
+    vip: Option<VipSetup>,
+    replication: ReplicationDriver,
+}
+
 /// The engine thread; see the module docs.
 fn engine(
     shared: Arc<Shared>,
@@ -492,10 +523,15 @@ fn engine(
     start: Instant,
     commands: Receiver<EngineCommand>,
     hooks: Arc<RwLock<Vec<ViewHook>>>,
-    vip: Option<VipSetup>,
+    duties: Duties,
 ) {
     let now_ms = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     let generation = shared.generation.load(Ordering::SeqCst);
+    let Duties {
+        vip,
+        mut replication,
+    } = duties;
+    let mut members: Vec<String> = Vec::new();
     let mut vip = vip.map(|setup| {
         let (driver, tables) = VipDriver::start(
             setup,
@@ -513,9 +549,12 @@ fn engine(
     let (mut heartbeats_sent, mut heartbeat_bytes) = (0u64, 0u64);
     let mut buf = vec![0u8; MAX_DATAGRAM + 512];
     while !shared.stopping.load(Ordering::SeqCst) {
-        let deadline = vip.as_ref().map_or(membership.next_deadline(), |v| {
-            v.next_deadline().min(membership.next_deadline())
-        });
+        let deadline = vip
+            .as_ref()
+            .map_or(membership.next_deadline(), |v| {
+                v.next_deadline().min(membership.next_deadline())
+            })
+            .min(replication.next_deadline().unwrap_or(u64::MAX));
         let wait = deadline.saturating_sub(now_ms()).clamp(1, 250);
         let _ = udp.set_read_timeout(Some(Duration::from_millis(wait)));
         let mut outputs = Vec::new();
@@ -535,6 +574,18 @@ fn engine(
                         "cluster reset: rejoining with generation {generation:016x}"
                     ));
                     outputs.extend(membership.reset(now_ms(), generation));
+                    // Peers drop the old generation's contributions when the
+                    // new one speaks; give them all of it.
+                    replication.set_generation(generation);
+                    for update in replication.snapshots() {
+                        shared.broadcast(&Message::ReplicaUpdate(update));
+                    }
+                }
+                EngineCommand::Replica(from, update) => replication.on_update(&from, &update),
+                EngineCommand::LinkUp(peer) => {
+                    for update in replication.snapshots() {
+                        shared.send_to(&peer, &Message::ReplicaUpdate(update));
+                    }
                 }
                 EngineCommand::Table(from, table) => {
                     if let Some(v) = &mut vip {
@@ -615,6 +666,32 @@ fn engine(
                     }
                 }
             }
+        }
+        if view_changed {
+            let now: Vec<String> = membership
+                .view()
+                .members
+                .iter()
+                .map(|m| m.name.clone())
+                .collect();
+            for gone in members.iter().filter(|m| !now.contains(m)) {
+                replication.member_left(gone);
+            }
+            // A member back in the view (after a partition its link may have
+            // survived) dropped this node's contributions when it left.
+            let snapshots = replication.snapshots();
+            for back in now
+                .iter()
+                .filter(|m| !members.contains(m) && **m != shared.me_name)
+            {
+                for update in &snapshots {
+                    shared.send_to(back, &Message::ReplicaUpdate(update.clone()));
+                }
+            }
+            members = now;
+        }
+        for update in replication.tick(now_ms()) {
+            shared.broadcast(&Message::ReplicaUpdate(update));
         }
         if let Some(v) = &mut vip {
             let has_quorum = membership.quorum().has_quorum();
@@ -929,6 +1006,7 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
             &shared.seal(&Message::DuraVipTable(table)),
         );
     }
+    shared.send_command(EngineCommand::LinkUp(peer.clone()));
     // Links are idle for long stretches; only a broken stream ends the loop.
     let _ = stream.set_read_timeout(None);
     let weak: Weak<Link> = Arc::downgrade(&link);
@@ -964,6 +1042,9 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
             }
             Message::DuraVipTable(table) => {
                 shared.send_command(EngineCommand::Table(peer.clone(), table))
+            }
+            Message::ReplicaUpdate(update) => {
+                shared.send_command(EngineCommand::Replica(peer.clone(), update))
             }
             Message::Hello(_) | Message::Heartbeat(_) => {}
         }

@@ -5,7 +5,7 @@
 //! ```text
 //! byte 0   PROTOCOL_VERSION
 //! byte 1   kind: 1 Heartbeat, 2 Hello, 3 ConsoleRequest, 4 ConsoleResponse,
-//!          5 DuraVipTable
+//!          5 DuraVipTable, 6 ReplicaUpdate
 //! then     the message's fields, in declaration order
 //! ```
 //!
@@ -20,7 +20,8 @@
 //! | IpAddr    | u8 4 or 6, then 4 or 16 bytes                               |
 //! | Service   | u8 0 (binding) or 1 (listener, then its u16 port)           |
 //! | Handoff   | its IP, the receiver's name (String), generation and number (u64 each) |
-//! | lists     | of names and services: u16 count; of claims, IPs and handoffs: u32 count |
+//! | lists     | of names and services: u16 count; of claims, IPs, handoffs and replica entries: u32 count |
+//! | replica entry | its key (u32 length, at most `MAX_NAME` bytes), value (i64), version (u64) |
 //!
 //! No self-description, no optional trailing fields: a change to any message
 //! bumps [`PROTOCOL_VERSION`], and a peer on another version is told so by
@@ -50,14 +51,16 @@ use crate::core::duravip::{Claim, Handoff, Service, Table};
 
 use super::{
     ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, MAX_FRAME, MAX_NAME,
-    Message, NodeType, Opinion, PROTOCOL_VERSION, PeerState, SelfInfo,
+    Message, NodeType, Opinion, PROTOCOL_VERSION, PeerState, ReplicaUpdate, SelfInfo,
 };
+use crate::core::replicate::Entry;
 
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_HELLO: u8 = 2;
 const KIND_CONSOLE_REQUEST: u8 = 3;
 const KIND_CONSOLE_RESPONSE: u8 = 4;
 const KIND_DURAVIP_TABLE: u8 = 5;
+const KIND_REPLICA_UPDATE: u8 = 6;
 
 /// Why bytes are not a message: the field at fault and what was wrong,
 /// e.g. `heartbeat.sender.name: length 300 exceeds 255`.
@@ -157,6 +160,25 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
                 put_u64(&mut w, h.seq);
             }
         }
+        Message::ReplicaUpdate(u) => {
+            w.push(KIND_REPLICA_UPDATE);
+            put_str(&mut w, &u.object);
+            put_u64(&mut w, u.generation);
+            match u.snapshot {
+                None => w.push(0),
+                Some(as_of) => {
+                    w.push(1);
+                    put_u64(&mut w, as_of);
+                }
+            }
+            put_u32(&mut w, len32(u.entries.len()));
+            for e in &u.entries {
+                put_u32(&mut w, len32(e.key.len()));
+                w.extend_from_slice(&e.key);
+                w.extend_from_slice(&e.value.to_le_bytes());
+                put_u64(&mut w, e.version);
+            }
+        }
         Message::ConsoleResponse(r) => {
             w.push(KIND_CONSOLE_RESPONSE);
             put_u64(&mut w, r.id);
@@ -190,6 +212,10 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
         KIND_CONSOLE_RESPONSE => (
             Message::ConsoleResponse(console_response(&mut r)?),
             "console_response",
+        ),
+        KIND_REPLICA_UPDATE => (
+            Message::ReplicaUpdate(replica_update(&mut r)?),
+            "replica_update",
         ),
         other => return Err(DecodeError(format!("kind: unknown message kind {other}"))),
     };
@@ -323,6 +349,37 @@ fn duravip_table(r: &mut Reader<'_>) -> Result<DuraVipTable, DecodeError> {
             owned,
             handoffs,
         },
+    })
+}
+
+fn replica_update(r: &mut Reader<'_>) -> Result<ReplicaUpdate, DecodeError> {
+    let object = r.string("replica_update.object", MAX_NAME)?;
+    let generation = r.u64("replica_update.generation")?;
+    let snapshot = if r.option("replica_update.snapshot")? {
+        Some(r.u64("replica_update.snapshot")?)
+    } else {
+        None
+    };
+    // An empty key, a value and a version: 20 bytes at least.
+    let count = r.count32("replica_update.entries", 20)?;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = r.bytes("replica_update.entries.key", MAX_NAME)?;
+        let value = r
+            .fixed("replica_update.entries.value")
+            .map(i64::from_le_bytes)?;
+        let version = r.u64("replica_update.entries.version")?;
+        entries.push(Entry {
+            key,
+            value,
+            version,
+        });
+    }
+    Ok(ReplicaUpdate {
+        object,
+        generation,
+        snapshot,
+        entries,
     })
 }
 
@@ -479,6 +536,22 @@ impl<'a> Reader<'a> {
 
     /// A length-prefixed UTF-8 string of at most `max` bytes.
     fn string(&mut self, field: &str, max: usize) -> Result<String, DecodeError> {
+        let bytes = self.slice(field, max)?;
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            DecodeError(format!(
+                "{field}: not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ))
+        })?;
+        Ok(text.to_owned())
+    }
+
+    /// Length-prefixed bytes, at most `max` of them.
+    fn bytes(&mut self, field: &str, max: usize) -> Result<Vec<u8>, DecodeError> {
+        self.slice(field, max).map(<[u8]>::to_vec)
+    }
+
+    fn slice(&mut self, field: &str, max: usize) -> Result<&'a [u8], DecodeError> {
         let len = self.u32(field)?;
         // A u32 always fits usize on the 32- and 64-bit targets we build
         // for; saturating keeps the comparison honest anywhere else.
@@ -492,14 +565,8 @@ impl<'a> Reader<'a> {
                 self.rest.len()
             )));
         };
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            DecodeError(format!(
-                "{field}: not UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ))
-        })?;
         self.rest = rest;
-        Ok(text.to_owned())
+        Ok(bytes)
     }
 
     /// A u32 count of items that take at least `min_item` bytes each,
@@ -687,6 +754,29 @@ mod tests {
                 generation: 0,
                 table: Table::default(),
             }),
+            Message::ReplicaUpdate(ReplicaUpdate {
+                object: "inbound_cidr".into(),
+                generation: 9,
+                snapshot: None,
+                entries: vec![
+                    Entry {
+                        key: vec![4, 10, 0, 0, 103],
+                        value: -3,
+                        version: 1,
+                    },
+                    Entry {
+                        key: Vec::new(),
+                        value: i64::MIN,
+                        version: u64::MAX,
+                    },
+                ],
+            }),
+            Message::ReplicaUpdate(ReplicaUpdate {
+                object: "cache1".into(),
+                generation: 0,
+                snapshot: Some(77),
+                entries: Vec::new(),
+            }),
         ]
     }
 
@@ -756,7 +846,32 @@ mod tests {
             "kind: truncated: needs 1 bytes, 0 left"
         );
         assert_eq!(err(&[PROTOCOL_VERSION, 0]), "kind: unknown message kind 0");
-        assert_eq!(err(&[PROTOCOL_VERSION, 6]), "kind: unknown message kind 6");
+        assert_eq!(err(&[PROTOCOL_VERSION, 7]), "kind: unknown message kind 7");
+    }
+
+    #[test]
+    fn replica_updates_reject_lying_counts_and_long_keys() {
+        let mut head = vec![PROTOCOL_VERSION, KIND_REPLICA_UPDATE];
+        head.extend_from_slice(&1u32.to_le_bytes());
+        head.push(b'o');
+        head.extend_from_slice(&[0; 8]);
+        head.push(0);
+        let mut lying = head.clone();
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            err(&lying).starts_with("replica_update.entries: 4294967295 entries cannot fit"),
+            "{}",
+            err(&lying)
+        );
+        let mut long = head;
+        long.extend_from_slice(&1u32.to_le_bytes());
+        long.extend_from_slice(&u32::MAX.to_le_bytes());
+        long.extend_from_slice(&[0; 16]);
+        assert!(
+            err(&long).starts_with("replica_update.entries.key: length 4294967295 exceeds"),
+            "{}",
+            err(&long)
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use reject::{Reject, RejectCounters};
 pub use replay::{REPLAY_WINDOW, ReplayGuard};
 
 /// The protocol version this build speaks; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest UDP payload we send or accept (fits an Ethernet MTU with headers).
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame we send or accept.
@@ -139,6 +139,20 @@ pub struct DuraVipTable {
     pub table: crate::core::duravip::Table,
 }
 
+/// Replicated values of one object from their origin (`core::replicate`):
+/// a batch of changes, or a snapshot of the origin's whole contribution
+/// taken at its version `as_of`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaUpdate {
+    /// The object's name (`inbound_cidr`, a cache's name...).
+    pub object: String,
+    /// The origin's generation: a restarted node's versions start again.
+    pub generation: u64,
+    /// `Some(as_of)` for a snapshot, `None` for a batch.
+    pub snapshot: Option<u64>,
+    pub entries: Vec<crate::core::replicate::Entry>,
+}
+
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -147,4 +161,5 @@ pub enum Message {
     ConsoleRequest(ConsoleRequest),
     ConsoleResponse(ConsoleResponse),
     DuraVipTable(DuraVipTable),
+    ReplicaUpdate(ReplicaUpdate),
 }

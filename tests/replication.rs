@@ -1,0 +1,86 @@
+//! Replicated gauge tables between real nodes: three nodes in this process
+//! on loopback, talking over their real sockets, each counting on its own
+//! shared table while every node's cluster-wide view converges.
+
+mod common;
+use common::{TempDir, free_port, wait_until};
+
+use eccluster::config::{Format, LoadedConfig};
+use eccluster::node::Node;
+use eccluster::shared::gauge::Scope;
+
+const NAMES: [&str; 3] = ["r1", "r2", "r3"];
+
+fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)]) -> Node {
+    let port = ports.iter().find(|(n, _)| *n == name).unwrap().1;
+    let peers: String = ports
+        .iter()
+        .map(|(n, p)| format!("{n} = \"127.0.0.1:{p}\"\n"))
+        .collect();
+    let text = format!(
+        "[cluster]\nnodename = \"{name}\"\nheartbeats_per_sec = 4\nheartbeat_start_delay = 0\n\
+         [cluster.replicate.outbound_domains]\nmax_delay = 0.2\n\
+         [msgc_server.peers]\n{peers}\
+         [eccluster_listener.listen.\"127.0.0.1:{port}\"]\n\
+         [control_listener.listen.\"{socket}\"]\n",
+        socket = dir.0.join(format!("{name}.sock")).display(),
+    );
+    let config = LoadedConfig::parse(&text, Format::Toml)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .config;
+    let node = Node::new(config);
+    node.start().expect("node starts");
+    node
+}
+
+#[test]
+fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
+    let dir = TempDir::new("replication");
+    let ports: Vec<(&str, u16)> = NAMES.iter().map(|n| (*n, free_port())).collect();
+    let nodes: Vec<Node> = NAMES.iter().map(|n| start(&dir, n, &ports)).collect();
+    wait_until("three members everywhere", || {
+        nodes.iter().all(|n| {
+            n.console_exec("cluster membership")
+                .is_ok_and(|m| NAMES.iter().all(|name| m.contains(name)))
+        })
+    });
+    let tables: Vec<_> = nodes
+        .iter()
+        .map(|n| n.shared_gauge("outbound_domains").expect("configured"))
+        .collect();
+    assert!(nodes[0].shared_gauge("outbound_cidr").is_none());
+
+    tables[0].add(b"aol.com", 1);
+    tables[0].add(b"aol.com", 1);
+    tables[1].add(b"aol.com", 3);
+    tables[2].add(b"gmx.de", 1);
+    let converged = |aol: i64, gmx: i64| {
+        tables.iter().all(|t| {
+            t.get(b"aol.com", Scope::Global) == aol && t.get(b"gmx.de", Scope::Global) == gmx
+        })
+    };
+    wait_until("every node counts 5 for aol.com and 1 for gmx.de", || {
+        converged(5, 1)
+    });
+    assert_eq!(tables[0].get(b"aol.com", Scope::Local), 2);
+    assert_eq!(tables[1].get(b"aol.com", Scope::Local), 3);
+
+    // Connections close: the counts follow.
+    tables[1].add(b"aol.com", -3);
+    wait_until("aol.com back to 2 everywhere", || converged(2, 1));
+
+    // r3 stops: its connections are not connections any more.
+    nodes[2].stop();
+    wait_until("gmx.de gone from the survivors", || {
+        tables[..2]
+            .iter()
+            .all(|t| t.get(b"gmx.de", Scope::Global) == 0 && t.get(b"aol.com", Scope::Global) == 2)
+    });
+
+    // It comes back: a snapshot gives the others its counts again.
+    nodes[2].start().expect("restart");
+    wait_until("gmx.de back on the survivors", || converged(2, 1));
+    for n in &nodes {
+        n.stop();
+    }
+}
