@@ -35,7 +35,7 @@ use crate::io::replication::{self, SharedObjects};
 use crate::io::runtime::{ConsoleExec, Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
 use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
-use crate::shared::gauge::GaugeTable;
+use crate::shared::gauge::{GaugeTable, Scope};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -588,7 +588,26 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 12] = [
+    let node_commands: [Builtin; 14] = [
+        (
+            "cluster shared list",
+            "",
+            "List the replicated objects this node manages.",
+            |inner, _, mode, _| {
+                let objects: Vec<(String, &str)> = inner
+                    .shared_objects
+                    .keys()
+                    .map(|name| (name.clone(), "gauge table"))
+                    .collect();
+                Ok(reports::shared_list(&objects, mode))
+            },
+        ),
+        (
+            "cluster shared show",
+            "<object> [from <node>]",
+            "Show a replicated object: the cluster-wide view, or one node's contribution.",
+            shared_show,
+        ),
         (
             "cluster duravip move",
             "<ip> to <node>",
@@ -847,6 +866,50 @@ fn duravip_move(
         &format!("{}: moving {ip} to {node}", id.nodename),
         mode,
     ))
+}
+
+/// `cluster shared show OBJ [from NODE]`: the global view from the shared
+/// table itself; this node's own counts likewise; a peer's as this node's
+/// engine holds them. Views are named as the reference names them: `global`,
+/// or the node's shared-data private name.
+fn shared_show(inner: &Inner, args: &[String], mode: Mode, _: &Caller) -> Result<String, String> {
+    const USAGE: &str = "usage: cluster shared show <object> [from <node>]";
+    let (object, from) = match args {
+        [object] => (object, None),
+        [object, from, node] if from.eq_ignore_ascii_case("from") => (object, Some(node)),
+        _ => return Err(USAGE.into()),
+    };
+    let table = inner.shared_objects.get(object).ok_or_else(|| {
+        format!("no replicated object '{object}' here (cluster shared list shows them)")
+    })?;
+    let text = |rows: Vec<(Vec<u8>, i64)>| -> Vec<(String, i64)> {
+        rows.into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+            .collect()
+    };
+    let (view, rows) = match from {
+        None => ("global".to_string(), text(table.rows(Scope::Global))),
+        Some(node) => {
+            let (runtime, id) = inner.runtime()?;
+            if *node == id.nodename {
+                (
+                    reports::private_name(1, std::process::id(), node),
+                    text(table.rows(Scope::Local)),
+                )
+            } else {
+                let snapshot = runtime.snapshot();
+                let member = snapshot
+                    .membership
+                    .member(node)
+                    .ok_or_else(|| format!("{node} is not a member this node knows"))?;
+                (
+                    reports::private_name(1, member.info.pid, node),
+                    text(runtime.shared_rows(object, node)?),
+                )
+            }
+        }
+    };
+    Ok(reports::shared_gauge_show(object, &view, &rows, mode))
 }
 
 fn join_args(args: &[String]) -> Result<String, String> {

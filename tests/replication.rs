@@ -65,6 +65,38 @@ fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
     assert_eq!(tables[0].get(b"aol.com", Scope::Local), 2);
     assert_eq!(tables[1].get(b"aol.com", Scope::Local), 3);
 
+    // The console, in the reference's formats.
+    assert_eq!(
+        nodes[0].console_exec("cluster shared list").unwrap(),
+        "Currently managed objects:\n              outbound_domains [lazy, gauge table w/ snapshots]\n"
+    );
+    let row = |key: &str, n: i64| format!("{:>61}{n:>13}\n", format!("{key}:"));
+    assert_eq!(
+        nodes[0]
+            .console_exec("cluster shared show outbound_domains")
+            .unwrap(),
+        format!(
+            "lazy, snapped gauge table 'outbound_domains', view 'global'\n{}{}",
+            row("aol.com", 5),
+            row("gmx.de", 1)
+        )
+    );
+    let pid = std::process::id();
+    for (from, expected) in [("r1", row("aol.com", 2)), ("r2", row("aol.com", 3))] {
+        assert_eq!(
+            nodes[0]
+                .console_exec(&format!("cluster shared show outbound_domains from {from}"))
+                .unwrap(),
+            format!(
+                "lazy, snapped gauge table 'outbound_domains', view '#ec1-{pid:05}#{from}'\n{expected}"
+            )
+        );
+    }
+    let e = nodes[0]
+        .console_exec("cluster shared show nosuch")
+        .unwrap_err();
+    assert!(e.contains("no replicated object 'nosuch'"), "{e}");
+
     // Connections close: the counts follow.
     tables[1].add(b"aol.com", -3);
     wait_until("aol.com back to 2 everywhere", || converged(2, 1));

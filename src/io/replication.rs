@@ -34,6 +34,9 @@ pub struct ReplicationDriver {
     generation: u64,
 }
 
+/// Keys and counts, as listings show them.
+pub type Rows = Vec<(Vec<u8>, i64)>;
+
 /// The replicated gauge tables of a configuration, by name, for the hot
 /// path; the driver made from the same configuration shares them.
 pub type SharedObjects = BTreeMap<String, Arc<GaugeTable>>;
@@ -145,6 +148,14 @@ impl ReplicationDriver {
                 }
             })
             .collect()
+    }
+
+    /// `origin`'s non-zero values of `object`, `None` for an object this
+    /// node does not replicate.
+    pub fn values_of(&self, object: &str, origin: &str) -> Option<Rows> {
+        self.objects
+            .get(object)
+            .map(|o| o.replica.values_of(origin))
     }
 
     /// `node` left the view: its contributions no longer count.

@@ -38,7 +38,7 @@ use crate::core::wire::{
     ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject,
     RejectCounters, ReplayGuard, SelfInfo, decode_message, encode_message,
 };
-use crate::io::replication::{ReplicationDriver, SharedObjects};
+use crate::io::replication::{ReplicationDriver, Rows, SharedObjects};
 use crate::io::seal::{Envelope, Key, Sealer};
 use crate::io::vip::{VipDriver, VipSetup};
 
@@ -106,6 +106,9 @@ enum EngineCommand {
     Replica(String, ReplicaUpdate),
     /// A link to this peer opened: it gets this node's snapshots.
     LinkUp(String),
+    /// `cluster shared show OBJ from NODE`: NODE's values, answered on the
+    /// channel (`None`: not replicated here).
+    SharedRows(String, String, mpsc::Sender<Option<Rows>>),
     /// `cluster duravip move IP to NODE`, answered on the channel.
     Move(IpAddr, String, mpsc::Sender<Result<(), String>>),
 }
@@ -361,6 +364,19 @@ impl Runtime {
             .map_err(|_| "the engine did not answer within 2 s".to_string())?
     }
 
+    /// A peer's values of a replicated object, as this node holds them.
+    pub fn shared_rows(&self, object: &str, node: &str) -> Result<Rows, String> {
+        let (tx, rx) = mpsc::channel();
+        self.shared.send_command(EngineCommand::SharedRows(
+            object.to_string(),
+            node.to_string(),
+            tx,
+        ));
+        rx.recv_timeout(Duration::from_secs(2))
+            .map_err(|_| "the engine did not answer within 2 s".to_string())?
+            .ok_or_else(|| format!("this node does not replicate '{object}'"))
+    }
+
     /// Turns DuraVIP debug logging on or off (`cluster duravip debug`).
     pub fn set_vip_debug(&self, on: bool) -> Result<(), String> {
         self.vip_enabled()?;
@@ -582,6 +598,9 @@ fn engine(
                     }
                 }
                 EngineCommand::Replica(from, update) => replication.on_update(&from, &update),
+                EngineCommand::SharedRows(object, node, reply) => {
+                    let _ = reply.send(replication.values_of(&object, &node));
+                }
                 EngineCommand::LinkUp(peer) => {
                     for update in replication.snapshots() {
                         shared.send_to(&peer, &Message::ReplicaUpdate(update));

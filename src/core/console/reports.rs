@@ -515,6 +515,62 @@ pub fn duravip_show(states: &[crate::core::duravip::IpState], mode: Mode) -> Str
     out
 }
 
+/// `cluster shared list`, in the reference's format: each object's name
+/// right-aligned in 30 columns, then `[lazy, <kind> w/ snapshots]`.
+pub fn shared_list(objects: &[(String, &str)], mode: Mode) -> String {
+    match mode {
+        Mode::Text => {
+            let mut out = String::from("Currently managed objects:\n");
+            for (name, kind) in objects {
+                out.push_str(&format!("{name:>30} [lazy, {kind} w/ snapshots]\n"));
+            }
+            out
+        }
+        Mode::Xml => {
+            let mut out = String::from("<shared>\n");
+            for (name, kind) in objects {
+                out.push_str(&format!(
+                    "  <object name=\"{}\" kind=\"{}\" lazy=\"true\" snapshots=\"true\"/>\n",
+                    xml_escape(name),
+                    xml_escape(kind)
+                ));
+            }
+            out.push_str("</shared>\n");
+            out
+        }
+    }
+}
+
+/// `cluster shared show OBJ [from NODE]` for a gauge table, in the
+/// reference's format: a header naming the object and the view, then per
+/// key `<key>:` right-aligned to column 61 and the count in 13 more.
+pub fn shared_gauge_show(name: &str, view: &str, rows: &[(String, i64)], mode: Mode) -> String {
+    match mode {
+        Mode::Text => {
+            let mut out = format!("lazy, snapped gauge table '{name}', view '{view}'\n");
+            for (key, count) in rows {
+                out.push_str(&format!("{:>61}{count:>13}\n", format!("{key}:")));
+            }
+            out
+        }
+        Mode::Xml => {
+            let mut out = format!(
+                "<shared_object name=\"{}\" kind=\"gauge table\" view=\"{}\">\n",
+                xml_escape(name),
+                xml_escape(view)
+            );
+            for (key, count) in rows {
+                out.push_str(&format!(
+                    "  <row key=\"{}\" count=\"{count}\"/>\n",
+                    xml_escape(key)
+                ));
+            }
+            out.push_str("</shared_object>\n");
+            out
+        }
+    }
+}
+
 /// One line of `cluster arp show`: a peer's address, the MAC the kernel
 /// has for it (`None`: unresolved) and the entry's age in seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -645,5 +701,24 @@ mod duravip_tests {
             xml.contains("<host address=\"10.80.116.204\" mac=\"00:e0:81:63:5c:e8\" age=\"43\"/>"),
             "{xml}"
         );
+    }
+
+    #[test]
+    fn shared_list_and_gauge_rows_match_the_reference_samples() {
+        assert_eq!(
+            shared_list(&[("outbound_domains".into(), "gauge table")], Mode::Text),
+            "Currently managed objects:\n              outbound_domains [lazy, gauge table w/ snapshots]\n"
+        );
+        assert_eq!(
+            shared_gauge_show(
+                "outbound_domain",
+                "global",
+                &[("aol.com".into(), 10)],
+                Mode::Text
+            ),
+            "lazy, snapped gauge table 'outbound_domain', view 'global'\n                                                     aol.com:           10\n"
+        );
+        let xml = shared_gauge_show("o", "#ec1-00001#n2", &[("a<b".into(), -1)], Mode::Xml);
+        assert!(xml.contains("<row key=\"a&lt;b\" count=\"-1\"/>"), "{xml}");
     }
 }

@@ -162,6 +162,24 @@ impl Replica {
             .map_or(0, |(v, _)| *v)
     }
 
+    /// `origin`'s non-zero values, sorted by key (`cluster shared show OBJ
+    /// from NODE`).
+    pub fn values_of(&self, origin: &str) -> Vec<(Key, i64)> {
+        let mut rows: Vec<(Key, i64)> = self
+            .origins
+            .get(origin)
+            .map(|o| {
+                o.entries
+                    .iter()
+                    .filter(|(_, (v, _))| *v != 0)
+                    .map(|(k, (v, _))| (k.clone(), *v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.sort();
+        rows
+    }
+
     /// Every non-zero peer sum, for listings.
     pub fn peer_sums(&self) -> impl Iterator<Item = (&Key, i64)> {
         self.peer_sum.iter().map(|(k, v)| (k, *v))

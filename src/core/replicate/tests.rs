@@ -83,6 +83,8 @@ fn a_node_that_leaves_takes_its_contribution_with_it() {
         }]
     );
     assert_eq!(r.origins().collect::<Vec<_>>(), ["n3"]);
+    assert_eq!(r.values_of("n3"), [(key("a"), 2)]);
+    assert!(r.values_of("n2").is_empty());
 }
 
 #[test]
