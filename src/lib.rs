@@ -5,5 +5,6 @@ pub mod core;
 pub mod ffi;
 pub mod io;
 pub mod node;
+pub mod shared;
 
 pub use node::{HookOrder, Identity, Node, NodeError};
