@@ -17,7 +17,9 @@
 //!   /24 and /32 are sharded hash maps.
 //! * IPv6: /32, /48, /64 and /128, all sharded hash maps.
 //!
-//! A sharded map is [`SHARDS`] `RwLock<HashMap>`s picked by the key's hash.
+//! A sharded map is [`SHARDS`] `RwLock<HashMap>`s, picked by the hash of the
+//! key's group of 2^[`GROUP_BITS`] siblings (128 consecutive /24s, or
+//! /32s), so that summing a range of siblings takes one lock.
 //! Updating an existing entry takes only the shard's *read* lock and does an
 //! atomic add, so threads never block each other there; the write lock is
 //! taken only to create or prune an entry.
@@ -26,7 +28,8 @@
 //!
 //! * `len` at a maintained level: one array load or one hash lookup.
 //! * Otherwise the next *finer* maintained level is summed over the range:
-//!   `2^(finer - len)` loads or lookups when that is at most
+//!   `2^(finer - len)` loads or lookups (under one shard lock per 128)
+//!   when that is at most
 //!   [`MAX_RANGE_LOOKUPS`] (IPv4 is always in this case: at most 128, e.g. a
 //!   /20 is 16 /24 lookups, a /0 is 256 array loads), else one scan of that
 //!   level's whole map, filtered by prefix (IPv6 /0–/23, /33–/39, /49–/55,
@@ -80,6 +83,11 @@ pub const SHARDS: usize = 64;
 /// The largest range of finer-level entries `count` sums by lookups
 /// before it scans that level's map instead.
 pub const MAX_RANGE_LOOKUPS: u32 = 256;
+
+/// Keys that differ only in their low `GROUP_BITS` bits share a shard:
+/// the lookups of a count over a range at most this wide (every IPv4 one)
+/// take one lock.
+pub const GROUP_BITS: u32 = 7;
 
 /// Whose connections a count includes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,7 +299,9 @@ impl<K: PrefixKey, V: HasCounts> Level<K, V> {
     }
 
     fn shard(&self, key: &K) -> &Shard<K, V> {
-        let h = self.hasher.hash_one(key);
+        // By the key's group of 2^GROUP_BITS siblings, so that a count
+        // summing a range of them takes one shard lock, not one per key.
+        let h = self.hasher.hash_one(key.to_u128() >> GROUP_BITS);
         // The top bits: hashbrown indexes buckets by the low ones.
         &self.shards[(h >> 58) as usize % SHARDS]
     }
@@ -358,9 +368,22 @@ impl<K: PrefixKey, V: HasCounts> Level<K, V> {
         let top = if extra >= 128 { 0 } else { base >> extra };
         if extra <= MAX_RANGE_LOOKUPS.ilog2() {
             let start = top << extra;
-            (0..1u128 << extra)
-                .filter_map(|i| self.get(K::from_u128(start + i), |v| v.counts().get(scope)))
-                .sum()
+            let end = start + (1u128 << extra);
+            let mut sum = 0;
+            // One lock per group of siblings (`shard`): the range is
+            // aligned, so all of it, or whole groups of it.
+            let mut group = start;
+            while group < end {
+                let next = end.min(group + (1 << GROUP_BITS));
+                let map = self.shard(&K::from_u128(group)).map.read();
+                for k in group..next {
+                    if let Some(v) = map.get(&K::from_u128(k)) {
+                        sum += v.counts().get(scope);
+                    }
+                }
+                group = next;
+            }
+            sum
         } else {
             let mut sum = 0;
             self.for_each(|k, v| {
