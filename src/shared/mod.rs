@@ -1,5 +1,5 @@
 //! The hot path of replication: the shared objects MTA threads read and
-//! write directly, without waiting on the engine thread.
+//! write directly, without waiting on the engine thread (DESIGN.md §2).
 //!
 //! Each object holds this node's own counts and the sum of every peer's,
 //! as the replication core (`core::replicate`) reports them; the engine
@@ -7,4 +7,5 @@
 //! peers' sums back. The structures here are concurrent (sharded locks and
 //! atomics) and do no I/O.
 
+pub mod cidr;
 pub mod gauge;
