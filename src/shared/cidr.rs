@@ -71,6 +71,8 @@
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash, Hasher};
+
+pub use super::Scope;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
@@ -88,15 +90,6 @@ pub const MAX_RANGE_LOOKUPS: u32 = 256;
 /// the lookups of a count over a range at most this wide (every IPv4 one)
 /// take one lock.
 pub const GROUP_BITS: u32 = 7;
-
-/// Whose connections a count includes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// This node's only.
-    Local,
-    /// This node's plus every peer's.
-    Global,
-}
 
 /// The key of a leaf in the replicated object: the family byte (4 or 6),
 /// then the address octets.

@@ -25,14 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-/// Whose count a read wants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// This node's own count.
-    Local,
-    /// The whole cluster: this node's count plus every peer's.
-    Global,
-}
+pub use super::Scope;
 
 /// One key's counts.
 #[derive(Debug, Default)]

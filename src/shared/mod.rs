@@ -9,3 +9,12 @@
 
 pub mod cidr;
 pub mod gauge;
+
+/// Whose count a read wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// This node's own count.
+    Local,
+    /// The whole cluster: this node's count plus every peer's.
+    Global,
+}

@@ -199,34 +199,25 @@ impl Replica {
         changes: &mut BTreeMap<Key, ()>,
     ) -> bool {
         match self.origins.get(origin).map(|o| o.generation) {
-            Some(held) if generation < held => false,
-            Some(held) if generation > held => {
+            Some(held) if generation < held => return false,
+            Some(held) if generation == held => return true,
+            Some(_) => {
                 if let Some(old) = self.origins.remove(origin) {
                     for (key, (value, _)) in &old.entries {
                         add_to_sum(&mut self.peer_sum, changes, key, -value);
                     }
                 }
-                self.origins.insert(
-                    origin.to_string(),
-                    Origin {
-                        generation,
-                        entries: HashMap::new(),
-                    },
-                );
-                true
             }
-            Some(_) => true,
-            None => {
-                self.origins.insert(
-                    origin.to_string(),
-                    Origin {
-                        generation,
-                        entries: HashMap::new(),
-                    },
-                );
-                true
-            }
+            None => {}
         }
+        self.origins.insert(
+            origin.to_string(),
+            Origin {
+                generation,
+                entries: HashMap::new(),
+            },
+        );
+        true
     }
 }
 
