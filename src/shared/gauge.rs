@@ -94,7 +94,9 @@ impl GaugeTable {
 
     fn add_to(&self, cell: &Cell, key: &[u8], delta: i64) -> i64 {
         let now = cell.local.fetch_add(delta, Ordering::Relaxed) + delta;
-        if !cell.dirty.swap(true, Ordering::AcqRel) {
+        // Read first: between two drains the flag is already up, and a
+        // read leaves the cache line shared where a swap would claim it.
+        if !cell.dirty.load(Ordering::Acquire) && !cell.dirty.swap(true, Ordering::AcqRel) {
             self.changed.lock().push(key.to_vec());
         }
         now
