@@ -80,16 +80,16 @@ use parking_lot::{Mutex, RwLock};
 
 /// Shards per hash-mapped level: enough that two or a few worker threads
 /// rarely meet on a lock word.
-pub const SHARDS: usize = 64;
+const SHARDS: usize = 64;
 
 /// The largest range of finer-level entries `count` sums by lookups
 /// before it scans that level's map instead.
-pub const MAX_RANGE_LOOKUPS: u32 = 256;
+const MAX_RANGE_LOOKUPS: u32 = 256;
 
 /// Keys that differ only in their low `GROUP_BITS` bits share a shard:
 /// the lookups of a count over a range at most this wide (every IPv4 one)
 /// take one lock.
-pub const GROUP_BITS: u32 = 7;
+const GROUP_BITS: u32 = 7;
 
 /// The key of a leaf in the replicated object: the family byte (4 or 6),
 /// then the address octets.
