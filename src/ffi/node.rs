@@ -242,6 +242,14 @@ fn c_identity_hook(
     })
 }
 
+/// The live node and the non-NULL function of a hook registration.
+fn node_and_hook<'a, F>(node: *mut ecc_node, hook: Option<F>) -> Result<(&'a Node, F), ecc_status> {
+    // SAFETY: the exported registration functions pass their caller's live handle.
+    let node = unsafe { ecc_node::borrow(node, "node")? };
+    let hook = hook.ok_or_else(|| fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL"))?;
+    Ok((node, hook))
+}
+
 fn register(
     node: *mut ecc_node,
     order: ecc_hook_order,
@@ -250,13 +258,9 @@ fn register(
     add: fn(&Node, HookOrder, IdentityHook) -> Result<(), NodeError>,
 ) -> ecc_status {
     boundary(|| {
-        // SAFETY: the exported registration functions pass their caller's live handle.
-        let node = match unsafe { ecc_node::borrow(node, "node") } {
-            Ok(n) => n,
+        let (node, hook) = match node_and_hook(node, hook) {
+            Ok(pair) => pair,
             Err(s) => return s,
-        };
-        let Some(hook) = hook else {
-            return fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL");
         };
         let order = match order {
             ECC_HOOK_FIRST => HookOrder::First,
@@ -363,13 +367,9 @@ fn register_engine_hook<F>(
     register: impl FnOnce(&Node, F, HostPtr),
 ) -> ecc_status {
     boundary(|| {
-        // SAFETY: the exported registration functions pass their caller's live handle.
-        let node = match unsafe { ecc_node::borrow(node, "node") } {
-            Ok(n) => n,
+        let (node, hook) = match node_and_hook(node, hook) {
+            Ok(pair) => pair,
             Err(s) => return s,
-        };
-        let Some(hook) = hook else {
-            return fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL");
         };
         register(node, hook, HostPtr(userdata));
         ecc_status::ECC_OK

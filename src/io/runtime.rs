@@ -698,13 +698,17 @@ fn engine(
             }
             // A member back in the view (after a partition its link may have
             // survived) dropped this node's contributions when it left.
-            let snapshots = replication.snapshots();
-            for back in now
+            let back: Vec<&String> = now
                 .iter()
                 .filter(|m| !members.contains(m) && **m != shared.me_name)
-            {
-                for update in &snapshots {
-                    shared.send_to(back, &Message::ReplicaUpdate(update.clone()));
+                .collect();
+            // Snapshots copy every local value: only when someone is back.
+            if !back.is_empty() {
+                for update in replication.snapshots() {
+                    let message = Message::ReplicaUpdate(update);
+                    for peer in &back {
+                        shared.send_to(peer, &message);
+                    }
                 }
             }
             members = now;
