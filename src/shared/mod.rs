@@ -6,9 +6,19 @@
 //! drains what changed locally into that core's batcher and writes the
 //! peers' sums back. The structures here are concurrent (sharded locks and
 //! atomics) and do no I/O.
+//!
+//! Every counting object (CIDR trees, gauge tables, throttles, metrics)
+//! is, to the engine, the same thing: a table of keys to this node's counts
+//! plus the peers' sums, which is the [`Counted`] trait. The hot-path
+//! methods differ by object and are the objects' own.
 
 pub mod cidr;
 pub mod gauge;
+
+use std::sync::Arc;
+
+use cidr::CidrCounts;
+use gauge::GaugeTable;
 
 /// Whose count a read wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,4 +27,74 @@ pub enum Scope {
     Local,
     /// The whole cluster: this node's count plus every peer's.
     Global,
+}
+
+/// A key of a replicated object and this node's (or a sum's) count for it.
+pub type KeyCount = (Vec<u8>, i64);
+
+/// What the engine needs of a counting object; see the module docs.
+pub trait Counted: Send + Sync + std::fmt::Debug {
+    /// Every key whose own count changed since the last call, with its
+    /// current own count (for the batcher).
+    fn drain_changed(&self) -> Vec<KeyCount>;
+    /// The peers' sum for `key` is now `peer_sum`. Keys the object cannot
+    /// parse are ignored: they come from the wire.
+    fn set_peer_sum(&self, key: &[u8], peer_sum: i64);
+    /// Every key with a non-zero own count (for a snapshot to a peer).
+    fn local_values(&self) -> Vec<KeyCount>;
+    /// Housekeeping on every engine pass: `now_ms` is wall-clock time in
+    /// milliseconds since the Unix epoch (windows and expiry must agree
+    /// across nodes), `members` the number of nodes in the current view.
+    fn maintain(&self, _now_ms: u64, _members: usize) {}
+}
+
+impl Counted for GaugeTable {
+    fn drain_changed(&self) -> Vec<KeyCount> {
+        GaugeTable::drain_changed(self)
+    }
+    fn set_peer_sum(&self, key: &[u8], peer_sum: i64) {
+        GaugeTable::set_peer_sum(self, key, peer_sum)
+    }
+    fn local_values(&self) -> Vec<KeyCount> {
+        GaugeTable::local_values(self)
+    }
+}
+
+impl Counted for CidrCounts {
+    fn drain_changed(&self) -> Vec<KeyCount> {
+        CidrCounts::drain_changed(self)
+    }
+    fn set_peer_sum(&self, key: &[u8], peer_sum: i64) {
+        CidrCounts::set_peer_sum(self, key, peer_sum)
+    }
+    fn local_values(&self) -> Vec<KeyCount> {
+        CidrCounts::local_values(self)
+    }
+}
+
+/// One replicated object, as a `Replicate` scope configures it.
+#[derive(Clone, Debug)]
+pub enum SharedObject {
+    /// `inbound_cidr`, `outbound_cidr`.
+    Cidr(Arc<CidrCounts>),
+    /// `outbound_domains`, `outbound_binding_domains`.
+    Gauge(Arc<GaugeTable>),
+}
+
+impl SharedObject {
+    /// The kind `cluster shared list` names.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SharedObject::Cidr(_) => "cidrtree",
+            SharedObject::Gauge(_) => "gauge table",
+        }
+    }
+
+    /// The object as the engine sees it.
+    pub fn counted(&self) -> Arc<dyn Counted> {
+        match self {
+            SharedObject::Cidr(c) => c.clone(),
+            SharedObject::Gauge(g) => g.clone(),
+        }
+    }
 }
