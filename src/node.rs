@@ -35,7 +35,9 @@ use crate::io::replication::{self, SharedObjects};
 use crate::io::runtime::{ConsoleExec, Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
 use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
-use crate::shared::gauge::{GaugeTable, Scope};
+use crate::shared::cidr::CidrCounts;
+use crate::shared::gauge::GaugeTable;
+use crate::shared::{Scope, SharedObject};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -192,6 +194,25 @@ impl Node {
     /// on it directly, and read this node's or the cluster's counts. `None`
     /// when the configuration does not replicate `name`.
     pub fn shared_gauge(&self, name: &str) -> Option<Arc<GaugeTable>> {
+        match self.inner.shared_objects.get(name)? {
+            SharedObject::Gauge(g) => Some(Arc::clone(g)),
+            _ => None,
+        }
+    }
+
+    /// A replicated CIDR tree configured by a `Replicate` scope
+    /// (`inbound_cidr`, `outbound_cidr`): MTA threads count connections by
+    /// address on it directly, and count any prefix, here or cluster-wide.
+    /// `None` when the configuration does not replicate `name` as one.
+    pub fn shared_cidr(&self, name: &str) -> Option<Arc<CidrCounts>> {
+        match self.inner.shared_objects.get(name)? {
+            SharedObject::Cidr(c) => Some(Arc::clone(c)),
+            _ => None,
+        }
+    }
+
+    /// A replicated object by name, whatever its kind.
+    pub fn shared_object(&self, name: &str) -> Option<SharedObject> {
         self.inner.shared_objects.get(name).cloned()
     }
 
@@ -596,8 +617,8 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             |inner, _, mode, _| {
                 let objects: Vec<(String, &str)> = inner
                     .shared_objects
-                    .keys()
-                    .map(|name| (name.clone(), "gauge table"))
+                    .iter()
+                    .map(|(name, object)| (name.clone(), object.kind()))
                     .collect();
                 Ok(reports::shared_list(&objects, mode))
             },
@@ -882,19 +903,14 @@ fn shared_show(inner: &Inner, args: &[String], mode: Mode, _: &Caller) -> Result
     let table = inner.shared_objects.get(object).ok_or_else(|| {
         format!("no replicated object '{object}' here (cluster shared list shows them)")
     })?;
-    let text = |rows: Vec<(Vec<u8>, i64)>| -> Vec<(String, i64)> {
-        rows.into_iter()
-            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
-            .collect()
-    };
     let (view, rows) = match from {
-        None => ("global".to_string(), text(table.rows(Scope::Global))),
+        None => ("global".to_string(), table.rows(Scope::Global)),
         Some(node) => {
             let (runtime, id) = inner.runtime()?;
             if *node == id.nodename {
                 (
                     reports::private_name(1, std::process::id(), node),
-                    text(table.rows(Scope::Local)),
+                    table.rows(Scope::Local),
                 )
             } else {
                 let snapshot = runtime.snapshot();
@@ -904,12 +920,18 @@ fn shared_show(inner: &Inner, args: &[String], mode: Mode, _: &Caller) -> Result
                     .ok_or_else(|| format!("{node} is not a member this node knows"))?;
                 (
                     reports::private_name(1, member.info.pid, node),
-                    text(runtime.shared_rows(object, node)?),
+                    table.rows_of(&runtime.shared_rows(object, node)?),
                 )
             }
         }
     };
-    Ok(reports::shared_gauge_show(object, &view, &rows, mode))
+    Ok(reports::shared_show(
+        object,
+        table.kind(),
+        &view,
+        &rows,
+        mode,
+    ))
 }
 
 fn join_args(args: &[String]) -> Result<String, String> {

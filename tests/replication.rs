@@ -7,7 +7,7 @@ use common::{TempDir, free_port, wait_until};
 
 use eccluster::config::{Format, LoadedConfig};
 use eccluster::node::Node;
-use eccluster::shared::gauge::Scope;
+use eccluster::shared::Scope;
 
 const NAMES: [&str; 3] = ["r1", "r2", "r3"];
 
@@ -20,6 +20,7 @@ fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)]) -> Node {
     let text = format!(
         "[cluster]\nnodename = \"{name}\"\nheartbeats_per_sec = 4\nheartbeat_start_delay = 0\n\
          [cluster.replicate.outbound_domains]\nmax_delay = 0.2\n\
+         [cluster.replicate.inbound_cidr]\nmax_delay = 0.2\n\
          [msgc_server.peers]\n{peers}\
          [eccluster_listener.listen.\"127.0.0.1:{port}\"]\n\
          [control_listener.listen.\"{socket}\"]\n",
@@ -49,6 +50,27 @@ fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
         .map(|n| n.shared_gauge("outbound_domains").expect("configured"))
         .collect();
     assert!(nodes[0].shared_gauge("outbound_cidr").is_none());
+    assert!(
+        nodes[0].shared_gauge("inbound_cidr").is_none(),
+        "a cidrtree"
+    );
+    let trees: Vec<_> = nodes
+        .iter()
+        .map(|n| n.shared_cidr("inbound_cidr").expect("configured"))
+        .collect();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    for (i, tree) in trees.iter().enumerate() {
+        for _ in 0..=i {
+            tree.increment(ip("10.0.0.103"));
+        }
+        tree.increment(ip(&format!("10.0.{i}.1")));
+    }
+    wait_until("every node counts 9 in 10/8 and 6 for 10.0.0.103", || {
+        trees.iter().all(|t| {
+            t.count(ip("10.0.0.0"), 8, Scope::Global) == 9
+                && t.count(ip("10.0.0.103"), 32, Scope::Global) == 6
+        })
+    });
 
     tables[0].add(b"aol.com", 1);
     tables[0].add(b"aol.com", 1);
@@ -66,9 +88,41 @@ fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
     assert_eq!(tables[1].get(b"aol.com", Scope::Local), 3);
 
     // The console, in the reference's formats.
+    let pid = std::process::id();
     assert_eq!(
         nodes[0].console_exec("cluster shared list").unwrap(),
-        "Currently managed objects:\n              outbound_domains [lazy, gauge table w/ snapshots]\n"
+        "Currently managed objects:\n                  inbound_cidr [lazy, cidrtree w/ snapshots]\n              outbound_domains [lazy, gauge table w/ snapshots]\n"
+    );
+    let cidr_row = |n: i64, prefix: &str| format!("{n:>7}{:25}{prefix}\n", "");
+    assert_eq!(
+        nodes[1]
+            .console_exec("cluster shared show inbound_cidr")
+            .unwrap(),
+        format!(
+            "lazy, snapped cidrtree 'inbound_cidr', view 'global'\n{}{}{}{}{}{}{}{}",
+            cidr_row(9, "10.0.0.0/8"),
+            cidr_row(9, "10.0.0.0/16"),
+            cidr_row(7, "10.0.0.0/24"),
+            cidr_row(1, "10.0.0.1/32"),
+            cidr_row(6, "10.0.0.103/32"),
+            cidr_row(1, "10.0.1.0/24"),
+            cidr_row(1, "10.0.1.1/32"),
+            cidr_row(1, "10.0.2.0/24"),
+        ) + &cidr_row(1, "10.0.2.1/32")
+    );
+    assert_eq!(
+        nodes[0]
+            .console_exec("cluster shared show inbound_cidr from r3")
+            .unwrap(),
+        format!(
+            "lazy, snapped cidrtree 'inbound_cidr', view '#ec1-{pid:05}#r3'\n{}{}{}{}{}{}",
+            cidr_row(4, "10.0.0.0/8"),
+            cidr_row(4, "10.0.0.0/16"),
+            cidr_row(3, "10.0.0.0/24"),
+            cidr_row(3, "10.0.0.103/32"),
+            cidr_row(1, "10.0.2.0/24"),
+            cidr_row(1, "10.0.2.1/32"),
+        )
     );
     let row = |key: &str, n: i64| format!("{:>61}{n:>13}\n", format!("{key}:"));
     assert_eq!(
@@ -81,7 +135,6 @@ fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
             row("gmx.de", 1)
         )
     );
-    let pid = std::process::id();
     for (from, expected) in [("r1", row("aol.com", 2)), ("r2", row("aol.com", 3))] {
         assert_eq!(
             nodes[0]
@@ -107,6 +160,11 @@ fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
         tables[..2]
             .iter()
             .all(|t| t.get(b"gmx.de", Scope::Global) == 0 && t.get(b"aol.com", Scope::Global) == 2)
+    });
+    wait_until("r3's connections gone from the survivors' trees", || {
+        trees[..2]
+            .iter()
+            .all(|t| t.count(ip("10.0.0.0"), 8, Scope::Global) == 5)
     });
 
     // It comes back: a snapshot gives the others its counts again.

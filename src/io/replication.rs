@@ -17,12 +17,14 @@ use crate::config::model::{Replicate, ReplicationType};
 use crate::core::replicate::Replica;
 use crate::core::replicate::batch::{BatchConfig, Batcher};
 use crate::core::wire::ReplicaUpdate;
+use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
+use crate::shared::{Counted, SharedObject};
 
 /// One replicated object on this node.
 #[derive(Debug)]
 struct Object {
-    table: Arc<GaugeTable>,
+    table: Arc<dyn Counted>,
     replica: Replica,
     batcher: Batcher,
 }
@@ -37,22 +39,27 @@ pub struct ReplicationDriver {
 /// Keys and counts, as listings show them.
 pub type Rows = Vec<(Vec<u8>, i64)>;
 
-/// The replicated gauge tables of a configuration, by name, for the hot
-/// path; the driver made from the same configuration shares them.
-pub type SharedObjects = BTreeMap<String, Arc<GaugeTable>>;
+/// The replicated objects of a configuration, by name, for the hot path;
+/// the driver made from the same configuration shares them.
+pub type SharedObjects = BTreeMap<String, SharedObject>;
 
-/// The objects this node replicates: the `Replicate` scopes whose type is a
-/// gauge table (the other types arrive with their structures).
+/// The objects this node replicates, one per `Replicate` scope whose type
+/// has its structure (the other types arrive with theirs).
 pub fn shared_objects(replicate: &[Replicate]) -> SharedObjects {
     replicate
         .iter()
-        .filter(|r| {
-            matches!(
-                r.kind,
-                ReplicationType::OutboundDomains | ReplicationType::OutboundBindingDomains
-            )
+        .filter_map(|r| {
+            let object = match r.kind {
+                ReplicationType::InboundCidr | ReplicationType::OutboundCidr => {
+                    SharedObject::Cidr(Arc::new(CidrCounts::new()))
+                }
+                ReplicationType::OutboundDomains | ReplicationType::OutboundBindingDomains => {
+                    SharedObject::Gauge(Arc::new(GaugeTable::new()))
+                }
+                _ => return None,
+            };
+            Some((r.name.clone(), object))
         })
-        .map(|r| (r.name.clone(), Arc::new(GaugeTable::new())))
         .collect()
 }
 
@@ -61,7 +68,7 @@ impl ReplicationDriver {
     pub fn new(objects: &SharedObjects, replicate: &[Replicate], generation: u64) -> Self {
         let objects = objects
             .iter()
-            .filter_map(|(name, table)| {
+            .filter_map(|(name, object)| {
                 let scope = replicate.iter().find(|r| r.name == *name)?;
                 let cfg = BatchConfig {
                     max_delay_ms: (scope.max_delay * 1000.0).round().max(0.0) as u64,
@@ -70,7 +77,7 @@ impl ReplicationDriver {
                 Some((
                     name.clone(),
                     Object {
-                        table: Arc::clone(table),
+                        table: object.counted(),
                         replica: Replica::new(),
                         batcher: Batcher::new(cfg),
                     },
@@ -88,10 +95,13 @@ impl ReplicationDriver {
         self.generation = generation;
     }
 
-    /// Collects the hot path's changes and returns the batches now due.
-    pub fn tick(&mut self, now_ms: u64) -> Vec<ReplicaUpdate> {
+    /// Collects the hot path's changes and returns the batches now due;
+    /// `now_ms` is the engine's clock, `wall_ms` the wall clock (see
+    /// [`Counted::maintain`]) and `members` the size of the current view.
+    pub fn tick(&mut self, now_ms: u64, wall_ms: u64, members: usize) -> Vec<ReplicaUpdate> {
         let mut out = Vec::new();
         for (name, o) in &mut self.objects {
+            o.table.maintain(wall_ms, members);
             for (key, value) in o.table.drain_changed() {
                 o.batcher.note(now_ms, key, value);
             }

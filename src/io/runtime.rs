@@ -713,7 +713,7 @@ fn engine(
             }
             members = now;
         }
-        for update in replication.tick(now_ms()) {
+        for update in replication.tick(now_ms(), crate::shared::wall_ms(), members.len().max(1)) {
             shared.broadcast(&Message::ReplicaUpdate(update));
         }
         if let Some(v) = &mut vip {

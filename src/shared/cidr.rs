@@ -607,16 +607,18 @@ impl CidrCounts {
 
     /// A connection from (or to) `ip` opened on this node.
     pub fn increment(&self, ip: IpAddr) {
-        self.bump(ip, 1);
+        self.add(ip, 1);
     }
 
     /// A connection from (or to) `ip` closed on this node. Unmatched
     /// decrements make counts negative rather than being hidden.
     pub fn decrement(&self, ip: IpAddr) {
-        self.bump(ip, -1);
+        self.add(ip, -1);
     }
 
-    fn bump(&self, ip: IpAddr, delta: i64) {
+    /// `delta` connections from (or to) `ip` opened (or, negative, closed)
+    /// on this node.
+    pub fn add(&self, ip: IpAddr, delta: i64) {
         match ip {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
@@ -760,6 +762,18 @@ impl CidrCounts {
                 (ip, len, n)
             })
             .collect()
+    }
+
+    /// The rows of [`CidrCounts::rows`] for a set of leaf values, such as
+    /// one peer's contribution (`cluster shared show OBJ from NODE`).
+    pub fn rows_of_leaves(leaves: &[(Vec<u8>, i64)]) -> Vec<(IpAddr, u8, i64)> {
+        let tree = CidrCounts::new();
+        for (key, value) in leaves {
+            if let Some(ip) = parse_leaf_key(key) {
+                tree.add(ip, *value);
+            }
+        }
+        tree.rows(Scope::Local)
     }
 
     /// Bytes held by the structure, by its own accounting (see

@@ -90,6 +90,24 @@ impl SharedObject {
         }
     }
 
+    /// Every key with a non-zero count in `scope`, as `cluster shared
+    /// show` lists them.
+    pub fn rows(&self, scope: Scope) -> Vec<(String, i64)> {
+        match self {
+            SharedObject::Cidr(c) => prefix_rows(c.rows(scope)),
+            SharedObject::Gauge(g) => text_rows(g.rows(scope)),
+        }
+    }
+
+    /// One origin's contribution (its keys and values as replicated), as
+    /// `cluster shared show OBJ from NODE` lists it.
+    pub fn rows_of(&self, values: &[KeyCount]) -> Vec<(String, i64)> {
+        match self {
+            SharedObject::Cidr(_) => prefix_rows(CidrCounts::rows_of_leaves(values)),
+            SharedObject::Gauge(_) => text_rows(values.to_vec()),
+        }
+    }
+
     /// The object as the engine sees it.
     pub fn counted(&self) -> Arc<dyn Counted> {
         match self {
@@ -97,4 +115,24 @@ impl SharedObject {
             SharedObject::Gauge(g) => g.clone(),
         }
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch: what time windows and
+/// expiry are measured in, since every node must agree on them.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn prefix_rows(rows: Vec<(std::net::IpAddr, u8, i64)>) -> Vec<(String, i64)> {
+    rows.into_iter()
+        .map(|(ip, len, n)| (format!("{ip}/{len}"), n))
+        .collect()
+}
+
+fn text_rows(rows: Vec<KeyCount>) -> Vec<(String, i64)> {
+    rows.into_iter()
+        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+        .collect()
 }

@@ -541,22 +541,35 @@ pub fn shared_list(objects: &[(String, &str)], mode: Mode) -> String {
     }
 }
 
-/// `cluster shared show OBJ [from NODE]` for a gauge table, in the
-/// reference's format: a header naming the object and the view, then per
-/// key `<key>:` right-aligned to column 61 and the count in 13 more.
-pub fn shared_gauge_show(name: &str, view: &str, rows: &[(String, i64)], mode: Mode) -> String {
+/// `cluster shared show OBJ [from NODE]`, in the reference's formats: a
+/// header naming the object, its kind and the view, then per row, for a
+/// cidrtree the count right-aligned in 7 columns, 25 spaces and the
+/// prefix; for every other kind `<key>:` right-aligned to column 61 and
+/// the count in 13 more.
+pub fn shared_show(
+    name: &str,
+    kind: &str,
+    view: &str,
+    rows: &[(String, i64)],
+    mode: Mode,
+) -> String {
     match mode {
         Mode::Text => {
-            let mut out = format!("lazy, snapped gauge table '{name}', view '{view}'\n");
+            let mut out = format!("lazy, snapped {kind} '{name}', view '{view}'\n");
             for (key, count) in rows {
-                out.push_str(&format!("{:>61}{count:>13}\n", format!("{key}:")));
+                if kind == "cidrtree" {
+                    out.push_str(&format!("{count:>7}{:25}{key}\n", ""));
+                } else {
+                    out.push_str(&format!("{:>61}{count:>13}\n", format!("{key}:")));
+                }
             }
             out
         }
         Mode::Xml => {
             let mut out = format!(
-                "<shared_object name=\"{}\" kind=\"gauge table\" view=\"{}\">\n",
+                "<shared_object name=\"{}\" kind=\"{}\" view=\"{}\">\n",
                 xml_escape(name),
+                xml_escape(kind),
                 xml_escape(view)
             );
             for (key, count) in rows {
@@ -710,15 +723,32 @@ mod duravip_tests {
             "Currently managed objects:\n              outbound_domains [lazy, gauge table w/ snapshots]\n"
         );
         assert_eq!(
-            shared_gauge_show(
+            shared_show(
                 "outbound_domain",
+                "gauge table",
                 "global",
                 &[("aol.com".into(), 10)],
                 Mode::Text
             ),
             "lazy, snapped gauge table 'outbound_domain', view 'global'\n                                                     aol.com:           10\n"
         );
-        let xml = shared_gauge_show("o", "#ec1-00001#n2", &[("a<b".into(), -1)], Mode::Xml);
+        let xml = shared_show(
+            "o",
+            "gauge table",
+            "#ec1-00001#n2",
+            &[("a<b".into(), -1)],
+            Mode::Xml,
+        );
         assert!(xml.contains("<row key=\"a&lt;b\" count=\"-1\"/>"), "{xml}");
+        assert_eq!(
+            shared_show(
+                "inbound_cidr",
+                "cidrtree",
+                "global",
+                &[("10.0.0.0/8".into(), 31), ("10.0.0.103/32".into(), 4)],
+                Mode::Text
+            ),
+            "lazy, snapped cidrtree 'inbound_cidr', view 'global'\n     31                         10.0.0.0/8\n      4                         10.0.0.103/32\n"
+        );
     }
 }
