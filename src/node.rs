@@ -20,6 +20,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use crate::config::Config;
+use crate::config::model::ReplicationType;
 use crate::core::announce::AnnounceConfig;
 use crate::core::console::reports::{self, ArpLine, ClusterStatus, InfoView, MemberView};
 use crate::core::console::{Caller, Console, Mode};
@@ -37,6 +38,7 @@ use crate::io::seal;
 use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
+use crate::shared::outbound::Outbound;
 use crate::shared::{Scope, SharedObject};
 
 /// The library version.
@@ -209,6 +211,30 @@ impl Node {
             SharedObject::Cidr(c) => Some(Arc::clone(c)),
             _ => None,
         }
+    }
+
+    /// The outbound connection counts and limits
+    /// (`cluster_max_outbound_connections` and friends) over this node's
+    /// `outbound_domains`, `outbound_binding_domains` and `outbound_cidr`
+    /// objects; see [`crate::shared::outbound`].
+    pub fn outbound(&self) -> Outbound {
+        let mut outbound = Outbound::default();
+        for r in &self.inner.config.cluster.replicate {
+            let group = r.binding_group.clone();
+            match (r.kind, self.inner.shared_objects.get(&r.name)) {
+                (ReplicationType::OutboundDomains, Some(SharedObject::Gauge(g))) => {
+                    outbound.domains.push((group, Arc::clone(g)));
+                }
+                (ReplicationType::OutboundBindingDomains, Some(SharedObject::Gauge(g))) => {
+                    outbound.binding_domains = Some(Arc::clone(g));
+                }
+                (ReplicationType::OutboundCidr, Some(SharedObject::Cidr(c))) => {
+                    outbound.cidr.push((group, Arc::clone(c)));
+                }
+                _ => {}
+            }
+        }
+        outbound
     }
 
     /// A replicated object by name, whatever its kind.
