@@ -55,12 +55,21 @@ typedef enum {
   ECC_COMMAND_FAILED = 8,
   // A bug inside the library was caught at the boundary; the call did nothing reliable.
   ECC_PANIC = 9,
+  // No such object: the configuration replicates nothing by that name and kind.
+  ECC_NOT_FOUND = 10,
 } ecc_status;
+
+// A replicated CIDR tree (`inbound_cidr`, `outbound_cidr`). Thread-safe.
+typedef struct ecc_cidr ecc_cidr;
 
 // A loaded configuration. Not thread-safe: use one from one thread at a
 // time. A node made from it keeps its own copy, so it may be freed after
 // `ecc_node_new`.
 typedef struct ecc_config ecc_config;
+
+// A replicated gauge table (`outbound_domains`, `outbound_binding_domains`).
+// Thread-safe.
+typedef struct ecc_gauge ecc_gauge;
 
 // A cluster node. Thread-safe: every function taking an `ecc_node` may be
 // called from any thread, concurrently, until `ecc_node_free`.
@@ -115,6 +124,10 @@ typedef void (*ecc_duravip_hook_fn)(void *userdata,
                                     const uint16_t *listener_ports,
                                     size_t port_count);
 
+// Whose count a read wants: `ECC_SCOPE_LOCAL` or `ECC_SCOPE_GLOBAL` (an
+// integer, so that an unknown value is reported, not undefined).
+typedef uint32_t ecc_scope;
+
 // Detect from the text: a `[table]` header line means TOML.
 #define ECC_FORMAT_AUTO 0
 
@@ -129,6 +142,12 @@ typedef void (*ecc_duravip_hook_fn)(void *userdata,
 
 // After them (`register_..._hook_last`).
 #define ECC_HOOK_LAST 1
+
+// This node's own count.
+#define ECC_SCOPE_LOCAL 0
+
+// The whole cluster's: this node's plus every peer's.
+#define ECC_SCOPE_GLOBAL 1
 
 #ifdef __cplusplus
 extern "C" {
@@ -283,6 +302,77 @@ ecc_status ecc_node_register_duravip(const ecc_node *node,
 // # Safety
 // `node` is a live handle; `ip` a NUL-terminated string.
 ecc_status ecc_node_remove_duravip(const ecc_node *node, const char *ip);
+
+// Opens the replicated gauge table `name` (a `Replicate` scope of type
+// `outbound_domains` or `outbound_binding_domains`); `ECC_NOT_FOUND` when
+// the configuration has none by that name.
+//
+// # Safety
+// `node` is a live handle; `name` a C string; `out` a valid pointer.
+ecc_status ecc_gauge_open(const ecc_node *node, const char *name, ecc_gauge **out);
+
+// Adds `delta` (negative to take away) to this node's count of the key
+// `key[0..key_len]` and writes the new local count to `out` (may be NULL).
+//
+// # Safety
+// `gauge` is a live handle; `key` readable for `key_len` bytes; `out`
+// NULL or valid.
+ecc_status ecc_gauge_add(const ecc_gauge *gauge,
+                         const uint8_t *key,
+                         size_t key_len,
+                         int64_t delta,
+                         int64_t *out);
+
+// The count of `key[0..key_len]` in `scope`.
+//
+// # Safety
+// `gauge` is a live handle; `key` readable for `key_len` bytes; `out` valid.
+ecc_status ecc_gauge_get(const ecc_gauge *gauge,
+                         const uint8_t *key,
+                         size_t key_len,
+                         ecc_scope scope,
+                         int64_t *out);
+
+// Frees a gauge handle; NULL is a no-op.
+//
+// # Safety
+// `gauge` is NULL or a live handle, not used again.
+void ecc_gauge_free(ecc_gauge *gauge);
+
+// Opens the replicated CIDR tree `name` (a `Replicate` scope of type
+// `inbound_cidr` or `outbound_cidr`); `ECC_NOT_FOUND` when the
+// configuration has none by that name.
+//
+// # Safety
+// `node` is a live handle; `name` a C string; `out` a valid pointer.
+ecc_status ecc_cidr_open(const ecc_node *node, const char *name, ecc_cidr **out);
+
+// `delta` connections from (or to) the address `addr[0..addr_len]` (4
+// bytes for IPv4, 16 for IPv6, network order, as in `struct in_addr` and
+// `struct in6_addr`) opened on this node, or closed when negative.
+//
+// # Safety
+// `cidr` is a live handle; `addr` readable for `addr_len` bytes.
+ecc_status ecc_cidr_add(const ecc_cidr *cidr, const uint8_t *addr, size_t addr_len, int64_t delta);
+
+// The connections whose address is in the prefix `addr/prefix_len`, in
+// `scope`, for any prefix length (host bits of `addr` are ignored; a
+// length beyond the family's width means the whole address).
+//
+// # Safety
+// `cidr` is a live handle; `addr` readable for `addr_len` bytes; `out` valid.
+ecc_status ecc_cidr_count(const ecc_cidr *cidr,
+                          const uint8_t *addr,
+                          size_t addr_len,
+                          uint8_t prefix_len,
+                          ecc_scope scope,
+                          int64_t *out);
+
+// Frees a CIDR tree handle; NULL is a no-op.
+//
+// # Safety
+// `cidr` is NULL or a live handle, not used again.
+void ecc_cidr_free(ecc_cidr *cidr);
 
 // The text of the last error on this thread ("" if none). The pointer is
 // valid until the next `ecc_` call on this thread.

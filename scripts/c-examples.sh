@@ -10,10 +10,14 @@
 #      over between two nodes, seen through the gained/lost hooks), plain,
 #      under ASan + UBSan, under valgrind and against libeccluster.a, output
 #      checked;
-#   7. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#   7. examples/c/replication.c (two nodes counting connections through
+#      cidr and gauge handles, their cluster-wide views adding up, a stopped
+#      node's share dropped), plain, under ASan + UBSan and valgrind, output
+#      checked;
+#   8. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-6 use the debug build (fast for CI); step 7 the release build that
+# Steps 1-7 use the debug build (fast for CI); step 7 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/
 set -euo pipefail
@@ -132,12 +136,12 @@ step "minimal.c against the static library"
 run_checked minimal-static "$out/minimal-static"
 
 step "membership.c: two nodes in one process and a membership hook"
-# Four loopback ports not in use (two for membership.c, two for duravip.c), derived from our pid so parallel runs differ
+# Six loopback ports not in use (two each for membership.c, duravip.c and replication.c), derived from our pid so parallel runs differ
 # (a TCP connect that succeeds means the port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 4 ]; do
+while [ ${#ports[@]} -lt 6 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -270,6 +274,50 @@ if "$out/duravip" "${ports[2]}" >/dev/null 2>"$out/duravip-usage.err"; then
   die "duravip succeeded with one argument"
 fi
 grep -q '^usage: ' "$out/duravip-usage.err" || die "duravip: no usage message"
+
+step "replication.c: connection counts adding up across two nodes"
+replication_expected=$(
+  cat <<'OUT'
+r1: 10.1.0.0/16 local 2 global 3; 10.1.2.0/24 global 2; 2001:db8::/32 global 1; aol.com local 1 global 3
+r2: 10.1.0.0/16 local 1 global 3; 10.1.2.0/24 global 2; 2001:db8::/32 global 1; aol.com local 2 global 3
+open inbound_cidr as a gauge: not found: the configuration replicates no gauge table named 'inbound_cidr'
+3-byte address: invalid argument: addr_len is 3; an address is 4 bytes (IPv4) or 16 (IPv6)
+scope 7: invalid argument: scope 7 is neither ECC_SCOPE_LOCAL (0) nor ECC_SCOPE_GLOBAL (1)
+r2 stopped
+r1: 10.1.0.0/16 local 2 global 2; 10.1.2.0/24 global 2; 2001:db8::/32 global 0; aol.com local 1 global 1
+stopped
+OUT
+)
+
+# run_replication NAME CMD...: as run_duravip, with the last two ports.
+run_replication() {
+  local name=$1
+  shift
+  local log=$out/$name.out
+  if ! "$@" "${ports[4]}" "${ports[5]}" "$tmp" >"$log" 2>"$out/$name.err"; then
+    cat "$log" "$out/$name.err" >&2
+    die "$name exited non-zero (output above)"
+  fi
+  [ "$(cat "$log")" = "$replication_expected" ] || {
+    diff <(echo "$replication_expected") "$log" >&2 || true
+    die "$name: unexpected output (diff above: expected, got)"
+  }
+  echo "$name: ok"
+}
+
+"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/replication.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/replication"
+run_replication replication "$out/replication"
+sed 's/^/  /' "$out/replication.out"
+
+"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=all -Iinclude examples/c/replication.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/replication-asan"
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_replication replication-asan "$out/replication-asan"
+run_replication replication-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
+  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+  "$out/replication"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix

@@ -20,9 +20,11 @@
 mod boundary;
 mod config;
 mod node;
+mod shared;
 mod status;
 
 pub use boundary::ECC_IDENTITY_MAX;
 pub use config::*;
 pub use node::*;
+pub use shared::*;
 pub use status::*;

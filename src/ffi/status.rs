@@ -34,6 +34,8 @@ pub enum ecc_status {
     ECC_COMMAND_FAILED = 8,
     /// A bug inside the library was caught at the boundary; the call did nothing reliable.
     ECC_PANIC = 9,
+    /// No such object: the configuration replicates nothing by that name and kind.
+    ECC_NOT_FOUND = 10,
 }
 
 thread_local! {
@@ -76,6 +78,7 @@ pub extern "C" fn ecc_status_str(status: i32) -> *const c_char {
         (ECC_IDENTITY_ERROR, b"identity error\0"),
         (ECC_COMMAND_FAILED, b"command failed\0"),
         (ECC_PANIC, b"internal error (panic)\0"),
+        (ECC_NOT_FOUND, b"not found\0"),
     ];
     let text = known
         .iter()
