@@ -556,7 +556,7 @@ fn engine(
             now_ms(),
             Arc::clone(&shared.log),
         );
-        publish_tables(&shared, &driver, tables);
+        send_tables(&shared, &driver, tables);
         driver
     });
     let mut had_quorum = None;
@@ -574,6 +574,10 @@ fn engine(
         let wait = deadline.saturating_sub(now_ms()).clamp(1, 250);
         let _ = udp.set_read_timeout(Some(Duration::from_millis(wait)));
         let mut outputs = Vec::new();
+        // DuraVIP tables go out at the end of the pass, after the hooks
+        // have run: a node's "lost" hook runs before any peer can gain
+        // the address it gave up.
+        let mut outbox: Vec<DuraVipTable> = Vec::new();
         if let Ok((n, from)) = udp.recv_from(&mut buf)
             && n > 0
         {
@@ -609,13 +613,13 @@ fn engine(
                 EngineCommand::Table(from, table) => {
                     if let Some(v) = &mut vip {
                         let tables = v.on_table(now_ms(), &from, table);
-                        publish_tables(&shared, v, tables);
+                        publish_tables(&shared, v, tables, &mut outbox);
                     }
                 }
                 EngineCommand::Claim(claim) => {
                     if let Some(v) = &mut vip {
                         let tables = v.set_claim(now_ms(), claim);
-                        publish_tables(&shared, v, tables);
+                        publish_tables(&shared, v, tables, &mut outbox);
                     }
                 }
                 EngineCommand::AnnounceView => {
@@ -630,7 +634,7 @@ fn engine(
                     let answer = match &mut vip {
                         Some(v) => v
                             .move_to(now_ms(), ip, &node)
-                            .map(|tables| publish_tables(&shared, v, tables))
+                            .map(|tables| publish_tables(&shared, v, tables, &mut outbox))
                             .map_err(|e| e.to_string()),
                         None => Err("DuraVIP is not enabled on this node".to_string()),
                     };
@@ -651,7 +655,7 @@ fn engine(
                 EngineCommand::Unclaim(ip) => {
                     if let Some(v) = &mut vip {
                         let tables = v.remove_claim(now_ms(), ip);
-                        publish_tables(&shared, v, tables);
+                        publish_tables(&shared, v, tables, &mut outbox);
                     }
                 }
             }
@@ -731,7 +735,7 @@ fn engine(
                 had_quorum = Some(has_quorum);
             }
             tables.extend(v.tick(now_ms()));
-            publish_tables(&shared, v, tables);
+            publish_tables(&shared, v, tables, &mut outbox);
         }
         let rejected = shared.rejects.lock().iter().collect();
         let links = shared.links.lock().keys().cloned().collect();
@@ -754,23 +758,39 @@ fn engine(
         if let Some(v) = &mut vip {
             v.run_hooks();
         }
+        for table in outbox {
+            shared.broadcast(&Message::DuraVipTable(table));
+        }
     }
     // A planned stop releases before anyone else acquires, and says so
     // while the links are still up (`Runtime::stop` waits for this).
     if let Some(v) = &mut vip {
         let tables = v.release_all(now_ms());
-        publish_tables(&shared, v, tables);
         v.run_hooks();
+        send_tables(&shared, v, tables);
     }
 }
 
 /// Sends DuraVIP tables to every peer and keeps the newest for new links.
-fn publish_tables(shared: &Shared, driver: &VipDriver, tables: Vec<DuraVipTable>) {
-    if tables.is_empty() {
-        return;
+/// Makes `tables` the latest for the console and queues them for the end
+/// of the engine's pass.
+fn publish_tables(
+    shared: &Shared,
+    driver: &VipDriver,
+    tables: Vec<DuraVipTable>,
+    outbox: &mut Vec<DuraVipTable>,
+) {
+    if !tables.is_empty() {
+        *shared.latest_table.lock() = Some(driver.table());
+        outbox.extend(tables);
     }
-    *shared.latest_table.lock() = Some(driver.table());
-    for table in tables {
+}
+
+/// Publishes `tables` and sends them at once.
+fn send_tables(shared: &Shared, driver: &VipDriver, tables: Vec<DuraVipTable>) {
+    let mut outbox = Vec::new();
+    publish_tables(shared, driver, tables, &mut outbox);
+    for table in outbox {
         shared.broadcast(&Message::DuraVipTable(table));
     }
 }
