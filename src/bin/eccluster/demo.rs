@@ -1,6 +1,8 @@
 //! `eccluster demo`: a three-node cluster and a manager as real processes,
-//! showing membership, a manager's broadcast, DuraVIP ownership, and failure
-//! detection and DuraVIP failover when the leader is killed.
+//! showing membership, a manager's broadcast, DuraVIP ownership, inbound
+//! connections counted on each node adding up cluster-wide, and failure
+//! detection, DuraVIP failover and the dead node's connections leaving the
+//! counts when the leader is killed.
 //!
 //! By default every node runs on loopback and DuraVIP runs dry (nothing is
 //! plumbed: three nodes sharing one host's interfaces could not each own
@@ -9,6 +11,7 @@
 //! addresses are plumbed and announced for real.
 
 use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +22,7 @@ use eccluster::io::seal;
 use eccluster::io::{host, signals};
 use eccluster::node::VERSION;
 
+use crate::inbound::connect_from;
 use crate::netns::{self, Lab};
 
 const NODES: [&str; 3] = ["demo1", "demo2", "demo3"];
@@ -31,6 +35,15 @@ const VIP_BLOCK: &str = "10.99.0.0/24";
 const PREFERRED: (usize, &str) = (6, "demo3");
 /// The interface named in the Topology when nothing is plumbed.
 const DRY_RUN_INTERFACE: &str = "demo0";
+/// Inbound connections each MTA node's listener is sent in the loopback
+/// demo: (node, source address, how many).
+const INBOUND: [(&str, [u8; 4], usize); 4] = [
+    ("demo1", [127, 0, 1, 1], 3),
+    ("demo2", [127, 0, 1, 2], 2),
+    ("demo2", [127, 0, 2, 2], 1),
+    ("demo3", [127, 0, 1, 3], 1),
+];
+
 /// The cluster port in `--netns` mode, where every node has its own ports.
 const NETNS_PORT: u16 = 4802;
 
@@ -53,6 +66,18 @@ impl Net {
         match self {
             Net::Loopback(base) => format!("127.0.0.1:{}", *base + index(name) as u16),
             Net::Namespaces(_) => format!("{}:{NETNS_PORT}", host_ip(name)),
+        }
+    }
+
+    /// Where the MTA node `name` accepts the inbound connections it counts
+    /// (`eccluster node --count-inbound`); loopback only.
+    fn inbound(&self, name: &str) -> Option<SocketAddr> {
+        match self {
+            Net::Loopback(base) => Some(SocketAddr::from((
+                [127, 0, 0, 1],
+                *base + (names().count() + index(name)) as u16,
+            ))),
+            Net::Namespaces(_) => None,
         }
     }
 
@@ -140,6 +165,7 @@ duravip_balance_set_size = 2
         if matches!(net, Net::Loopback(_)) {
             text.push_str("duravip_dry_run = true\n");
         }
+        text.push_str("[cluster.replicate.inbound_cidr]\nmax_delay = 0.2\n");
         text.push_str(&format!(
             "[cluster.topology.\"{VIP_BLOCK}\"]\ninterface = \"{}\"\n",
             net.interface()
@@ -163,6 +189,49 @@ duravip_balance_set_size = 2
         }
     }
     text
+}
+
+fn inbound_total(inbound: &[(&str, [u8; 4], usize)]) -> i64 {
+    inbound.iter().map(|(_, _, n)| *n as i64).sum()
+}
+
+/// The cluster-wide count of `127.0.0.0/8` in a node's `cluster shared show
+/// inbound_cidr`.
+fn inbound_global(p: &Proc) -> Option<i64> {
+    let out = console(&p.socket, "cluster shared show inbound_cidr").ok()?;
+    let row = out.lines().find(|l| l.ends_with(" 127.0.0.0/8"))?;
+    row.split_whitespace().next()?.parse().ok()
+}
+
+/// Opens the [`INBOUND`] connections to the MTA nodes' listeners (loopback
+/// only) and shows them adding up on every node.
+fn inbound_connections(net: &Net, mtas: &[Proc]) -> Result<Vec<TcpStream>, String> {
+    if net.inbound(NODES[0]).is_none() {
+        println!("\n== (inbound connection counting is shown by the loopback demo) ==");
+        return Ok(Vec::new());
+    }
+    println!("\n== inbound connections: each MTA node counts its own in inbound_cidr ==");
+    let mut open = Vec::new();
+    for (name, from, n) in INBOUND {
+        let to = net.inbound(name).ok_or("no inbound listener")?;
+        for _ in 0..n {
+            open.push(connect_from(IpAddr::from(from), to)?);
+        }
+        println!("   {n} from {} to {name}", std::net::Ipv4Addr::from(from));
+    }
+    let total = inbound_total(&INBOUND);
+    let took = wait_for(
+        "every MTA node to count every connection",
+        Duration::from_secs(10),
+        || mtas.iter().all(|p| inbound_global(p) == Some(total)),
+    )?;
+    println!(
+        "== every node's cluster-wide view counts all {total} after {} ms (max_delay = 0.2 s) ==\n",
+        took.as_millis()
+    );
+    show(&mtas[2], "cluster shared show inbound_cidr")?;
+    show(&mtas[2], "cluster shared show inbound_cidr from demo1")?;
+    Ok(open)
 }
 
 fn interrupted() -> Result<(), String> {
@@ -384,7 +453,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
 fn setup(namespaces: bool) -> Result<Net, String> {
     if !namespaces {
         // Free ports below the ephemeral range, so two demos on one host do not collide.
-        let base = host::free_loopback_ports(4).map_err(|e| e.to_string())?;
+        // Four cluster ports, then each MTA node's inbound listener.
+        let base = host::free_loopback_ports(4 + NODES.len() as u16).map_err(|e| e.to_string())?;
         return Ok(Net::Loopback(base));
     }
     let members: Vec<(&str, String)> = names().map(|n| (n, format!("{}/24", host_ip(n)))).collect();
@@ -399,10 +469,12 @@ fn start(exe: &Path, dir: &Path, net: &Net, name: &'static str) -> Result<Proc, 
     std::fs::write(&path, config(name, net, dir)).map_err(|e| e.to_string())?;
     let log = dir.join(format!("{name}.log"));
     let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-    let child = net
-        .command(exe, name)
-        .args(["node", "--config"])
-        .arg(&path)
+    let mut command = net.command(exe, name);
+    command.args(["node", "--config"]).arg(&path);
+    if let Some(addr) = net.inbound(name).filter(|_| name != MANAGER) {
+        command.arg("--count-inbound").arg(addr.to_string());
+    }
+    let child = command
         .stdout(Stdio::piped())
         .stderr(log_file)
         .spawn()
@@ -510,6 +582,9 @@ fn run_in(dir: &Path, net: &Net) -> Result<(), String> {
         print_network(lab)?;
     }
 
+    // Held open until the end: the counts are of open connections.
+    let _connections = inbound_connections(net, mtas)?;
+
     println!("\n== killing demo1 (the leader) with SIGKILL ==");
     let log_seen = std::fs::metadata(dir.join("demo2.log")).map_or(0, |m| m.len() as usize);
     let killed = Instant::now();
@@ -570,6 +645,25 @@ fn run_in(dir: &Path, net: &Net) -> Result<(), String> {
             killed.elapsed().as_millis()
         );
         print_network(lab)?;
+    }
+    if net.inbound(NODES[0]).is_some() {
+        let expected = inbound_total(&INBOUND[1..]);
+        wait_for(
+            "demo1's connections to leave the survivors' inbound_cidr",
+            Duration::from_secs(10),
+            || {
+                survivors
+                    .iter()
+                    .all(|p| inbound_global(p) == Some(expected))
+            },
+        )?;
+        println!(
+            "\n== demo1's {} connections left every survivor's inbound_cidr with demo1 itself \
+             (the view change drops a node's contribution); checked {} ms after the kill ==",
+            inbound_total(&INBOUND[..1]),
+            killed.elapsed().as_millis()
+        );
+        show(&procs[2], "cluster shared show inbound_cidr")?;
     }
     println!();
     show(&procs[1], "cluster info")?;

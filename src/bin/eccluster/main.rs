@@ -12,11 +12,15 @@ use eccluster::io::{host, seal, signals};
 use eccluster::node::{Node, VERSION};
 
 mod demo;
+mod inbound;
 mod netns;
 
 const USAGE: &str = "\
 usage:
-  eccluster node --config FILE          run a node in the foreground (SIGTERM/SIGINT stop it)
+  eccluster node --config FILE [--count-inbound ADDR:PORT]
+                                        run a node in the foreground (SIGTERM/SIGINT stop it);
+                                        --count-inbound: accept TCP connections there and count
+                                        them in inbound_cidr, as an MTA's listener would
   eccluster console [--socket PATH] [COMMAND...]
                                         run a console command on a node (no command: interactive)
   eccluster check-config FILE           print the effective configuration, or its errors
@@ -108,6 +112,7 @@ fn load(path: &str) -> Result<LoadedConfig, String> {
 fn cmd_node(args: &[String]) -> Result<(), String> {
     let (config, rest) = take_flag(args, "--config")?;
     let config = config.ok_or("node needs --config FILE")?;
+    let (count_inbound, rest) = take_flag(&rest, "--count-inbound")?;
     if !rest.is_empty() {
         return Err(format!("unexpected arguments: {}", rest.join(" ")));
     }
@@ -116,6 +121,9 @@ fn cmd_node(args: &[String]) -> Result<(), String> {
     signals::block_termination().map_err(|e| format!("cannot block signals: {e}"))?;
     let node = Node::new(loaded.config);
     node.start().map_err(|e| format!("cannot start: {e}"))?;
+    if let Some(addr) = count_inbound {
+        inbound::count_inbound(&node, &addr)?;
+    }
     let id = node.identity().map_err(|e| e.to_string())?;
     let console = node.console_path().unwrap_or_default();
     println!(
