@@ -382,6 +382,16 @@ fn demo_runs_a_cluster_and_shows_failover() {
         "the new leader:\n{text}"
     );
     assert!(text.contains("Down: demo1"), "{text}");
+    // Inbound connections add up on every node, and demo1's share leaves.
+    let row = |n: i64, prefix: &str| format!("\n{n:>7}{:25}{prefix}\n", "");
+    let (before, after) = text
+        .split_once("== killing demo1")
+        .expect("the kill is announced");
+    assert!(before.contains("counts all 7"), "{text}");
+    assert!(before.contains(&row(7, "127.0.0.0/8")), "{text}");
+    assert!(before.contains(&row(3, "127.0.1.1/32")), "{text}");
+    assert!(after.contains(&row(4, "127.0.0.0/8")), "{text}");
+    assert!(!after.contains("127.0.1.1/32"), "{text}");
 }
 
 #[test]

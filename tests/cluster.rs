@@ -34,6 +34,8 @@ struct Spec {
     extra: String,
     /// The `ECCluster_Listener` address; the node's own port on 127.0.0.1 if unset.
     listen: Option<String>,
+    /// Extra arguments for `eccluster node`.
+    args: Vec<String>,
 }
 
 impl Spec {
@@ -81,6 +83,7 @@ impl Spec {
 struct Node {
     guard: Guard,
     name: String,
+    args: Vec<String>,
     config: PathBuf,
     socket: PathBuf,
     log: PathBuf,
@@ -95,6 +98,7 @@ impl Node {
         let mut node = Node {
             guard: Guard(None),
             name: spec.name.clone(),
+            args: spec.args.clone(),
             config,
             socket,
             log: dir.join(format!("{}.log", spec.name)),
@@ -115,6 +119,7 @@ impl Node {
         let child = Command::new(BIN)
             .args(["node", "--config"])
             .arg(&self.config)
+            .args(&self.args)
             .env_remove("EC_NODE_NAME")
             .env_remove("EC_SUB_CLUSTER")
             .stdin(Stdio::null())
@@ -299,6 +304,7 @@ impl Lab {
             key: Some(self.key.clone()),
             extra: String::new(),
             listen: None,
+            args: Vec::new(),
         }
     }
 
@@ -348,6 +354,80 @@ fn all(nodes: &[Node]) -> Vec<&Node> {
 }
 
 // ---------------------------------------------------------------------------
+
+/// The cluster-wide count a node's `cluster shared show inbound_cidr`
+/// gives `prefix` (`None` while the console does not answer or the row is
+/// absent).
+fn inbound_count(node: &Node, prefix: &str) -> Option<i64> {
+    let out = node.console("cluster shared show inbound_cidr").ok()?;
+    let row = out.lines().find(|l| l.ends_with(&format!(" {prefix}")))?;
+    row.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn inbound_connections_add_up_on_every_node_within_max_delay() {
+    const MAX_DELAY: Duration = Duration::from_millis(500);
+    let lab = Lab::new("inbound");
+    let names = ["i1", "i2", "i3"];
+    let peers = Lab::ports(&names);
+    let listeners: Vec<u16> = names.iter().map(|_| free_port()).collect();
+    let mut nodes: Vec<Node> = names
+        .iter()
+        .zip(&listeners)
+        .map(|(name, port)| {
+            lab.start(&Spec {
+                extra: format!(
+                    "[cluster.replicate.inbound_cidr]\nmax_delay = {}\n",
+                    MAX_DELAY.as_secs_f64()
+                ),
+                args: vec!["--count-inbound".into(), format!("127.0.0.1:{port}")],
+                ..lab.spec(name, &peers)
+            })
+        })
+        .collect();
+    wait_converged(&all(&nodes), &names);
+
+    // Node i takes i + 1 connections: 6 in all, each from 127.0.0.1.
+    let connect = |i: usize| -> Vec<std::net::TcpStream> {
+        (0..=i)
+            .map(|_| std::net::TcpStream::connect(("127.0.0.1", listeners[i])).expect("connect"))
+            .collect()
+    };
+    let mut open: Vec<Vec<std::net::TcpStream>> = (0..names.len()).map(connect).collect();
+    let opened = Instant::now();
+    let everywhere = |nodes: &[Node], n: i64| {
+        nodes
+            .iter()
+            .all(|node| inbound_count(node, "127.0.0.1/32") == Some(n))
+    };
+    wait_until("every node counts the 6 connections", || {
+        everywhere(&nodes, 6)
+    });
+    // The listeners count a connection once accepted, which the margin
+    // covers, as it covers the console polls.
+    let took = opened.elapsed();
+    assert!(
+        took <= MAX_DELAY + Duration::from_secs(1),
+        "converged after {took:?}, max_delay is {MAX_DELAY:?}"
+    );
+    assert_eq!(inbound_count(&nodes[0], "127.0.0.0/8"), Some(6));
+    let own = nodes[2]
+        .console("cluster shared show inbound_cidr from i3")
+        .unwrap();
+    assert!(
+        own.ends_with(&format!("{:>7}{:25}127.0.0.1/32\n", 3, "")),
+        "{own}"
+    );
+
+    // i2's connections close; then i3 dies and its share leaves with it.
+    open[1].clear();
+    wait_until("every node counts 4", || everywhere(&nodes, 4));
+    nodes[2].kill();
+    wait_until("the survivors count only i1's connection", || {
+        everywhere(&nodes[..2], 1)
+    });
+    drop(open);
+}
 
 #[test]
 fn three_nodes_converge_on_one_view_and_leader() {
