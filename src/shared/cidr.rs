@@ -64,13 +64,13 @@
 //!
 //! # Hashing
 //!
-//! Keys are addresses the other side chooses, so the hash is seeded per
-//! instance (from std's random `RandomState`) before an avalanche mix: cheap
-//! like a multiplicative hash, but the buckets cannot be predicted.
+//! Keys are addresses the other side chooses: the maps use
+//! [`super::hash::Seeded`], seeded per instance.
 
 use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
+
+use super::hash::Seeded;
 
 pub use super::Scope;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -201,64 +201,6 @@ impl PrefixKey for u128 {
     }
     fn from_u128(v: u128) -> u128 {
         v
-    }
-}
-
-/// Seeded per instance; see the module docs.
-#[derive(Clone, Copy, Debug)]
-struct Seeded(u64);
-
-impl Seeded {
-    fn random() -> Seeded {
-        Seeded(RandomState::new().hash_one(0x5eed_u64))
-    }
-}
-
-impl BuildHasher for Seeded {
-    type Hasher = Mix;
-    fn build_hasher(&self) -> Mix {
-        Mix(self.0)
-    }
-}
-
-#[derive(Debug)]
-struct Mix(u64);
-
-impl Mix {
-    fn add(&mut self, v: u64) {
-        self.0 = (self.0 ^ v)
-            .rotate_left(23)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-impl Hasher for Mix {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u32(&mut self, v: u32) {
-        self.add(u64::from(v));
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.add(v);
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.add(v as u64);
-        self.add((v >> 64) as u64);
-    }
-    fn finish(&self) -> u64 {
-        // murmur3's fmix64: every input bit reaches both the shard bits
-        // (high) and hashbrown's bucket bits (low).
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
     }
 }
 

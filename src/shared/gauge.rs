@@ -20,12 +20,12 @@
 //! drains, so the table does not keep every domain ever seen.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
 pub use super::Scope;
+use super::hash::Seeded;
 
 /// One key's counts.
 #[derive(Debug, Default)]
@@ -44,10 +44,10 @@ const SHARDS: usize = 64;
 /// of neighbouring shards must not bounce one line between their cores.
 #[derive(Debug)]
 #[repr(align(128))]
-struct Shard(RwLock<HashMap<Vec<u8>, Cell, FastHash>>);
+struct Shard(RwLock<HashMap<Vec<u8>, Cell, Seeded>>);
 
 impl std::ops::Deref for Shard {
-    type Target = RwLock<HashMap<Vec<u8>, Cell, FastHash>>;
+    type Target = RwLock<HashMap<Vec<u8>, Cell, Seeded>>;
     fn deref(&self) -> &Self::Target {
         &self.0
     }
@@ -57,6 +57,7 @@ impl std::ops::Deref for Shard {
 #[derive(Debug)]
 pub struct GaugeTable {
     shards: Vec<Shard>,
+    hasher: Seeded,
     /// Keys whose `dirty` flag was raised, in the order raised.
     changed: Mutex<Vec<Vec<u8>>>,
 }
@@ -69,10 +70,12 @@ impl Default for GaugeTable {
 
 impl GaugeTable {
     pub fn new() -> GaugeTable {
+        let hasher = Seeded::random();
         GaugeTable {
             shards: (0..SHARDS)
-                .map(|_| Shard(RwLock::new(HashMap::with_hasher(FastHash))))
+                .map(|_| Shard(RwLock::new(HashMap::with_hasher(hasher))))
                 .collect(),
+            hasher,
             changed: Mutex::new(Vec::new()),
         }
     }
@@ -80,7 +83,7 @@ impl GaugeTable {
     /// Adds `delta` to this node's count for `key` and returns the new
     /// count.
     pub fn add(&self, key: &[u8], delta: i64) -> i64 {
-        let shard = &self.shards[shard_of(key)];
+        let shard = self.shard(key);
         {
             let cells = shard.read();
             if let Some(cell) = cells.get(key) {
@@ -104,7 +107,7 @@ impl GaugeTable {
 
     /// The count of `key` in `scope`.
     pub fn get(&self, key: &[u8], scope: Scope) -> i64 {
-        let cells = self.shards[shard_of(key)].read();
+        let cells = self.shard(key).read();
         cells.get(key).map_or(0, |cell| {
             let local = cell.local.load(Ordering::Relaxed);
             match scope {
@@ -121,7 +124,7 @@ impl GaugeTable {
         let keys = std::mem::take(&mut *self.changed.lock());
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let mut cells = self.shards[shard_of(&key)].write();
+            let mut cells = self.shard(&key).write();
             let Some(cell) = cells.get(&key) else {
                 continue;
             };
@@ -139,7 +142,7 @@ impl GaugeTable {
 
     /// For the engine: the peers' sum for `key` is now `peer_sum`.
     pub fn set_peer_sum(&self, key: &[u8], peer_sum: i64) {
-        let shard = &self.shards[shard_of(key)];
+        let shard = self.shard(key);
         let mut cells = shard.write();
         if peer_sum == 0 {
             if let Some(cell) = cells.get(key) {
@@ -189,60 +192,10 @@ impl GaugeTable {
     }
 }
 
-fn shard_of(key: &[u8]) -> usize {
-    let mut h = FastHash.build_hasher();
-    h.write(key);
-    // The high bits: the map inside the shard uses the low ones.
-    (h.finish() >> 58) as usize % SHARDS
-}
-
-/// A fast non-cryptographic hash for short keys (FxHash's multiply and
-/// rotate, eight bytes at a time). The keys come from the MTA's own
-/// traffic, not from an adversary choosing collisions against a process
-/// it cannot see; SipHash would cost more than the rest of an increment.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FastHash;
-
-impl BuildHasher for FastHash {
-    type Hasher = FastHasher;
-    fn build_hasher(&self) -> FastHasher {
-        FastHasher(0)
-    }
-}
-
-/// The hasher of [`FastHash`].
-#[derive(Clone, Copy, Debug)]
-pub struct FastHasher(u64);
-
-const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-impl FastHasher {
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.mix(u64::from_le_bytes(word));
-        }
-        // The length, so that "a\0" and "a" differ.
-        self.mix(bytes.len() as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // Spread the last multiply's high bits down for the map's buckets.
-        self.0 ^ (self.0 >> 32)
+impl GaugeTable {
+    fn shard(&self, key: &[u8]) -> &Shard {
+        // The high bits: the map inside the shard uses the low ones.
+        &self.shards[(self.hasher.hash_bytes(key) >> 58) as usize % SHARDS]
     }
 }
 
@@ -319,20 +272,5 @@ mod tests {
             .map(|(_, v)| *v)
             .sum();
         assert_eq!(drained, 40_000, "the last drain carries the final count");
-    }
-
-    #[test]
-    fn the_hash_separates_lengths_and_spreads_shards() {
-        let h = |b: &[u8]| {
-            let mut x = FastHash.build_hasher();
-            x.write(b);
-            x.finish()
-        };
-        assert_ne!(h(b"a"), h(b"a\0"));
-        assert_ne!(h(b"example.com"), h(b"example.org"));
-        let used: std::collections::BTreeSet<usize> = (0..1000)
-            .map(|i| shard_of(format!("domain{i}.com").as_bytes()))
-            .collect();
-        assert!(used.len() > SHARDS * 3 / 4, "{} shards used", used.len());
     }
 }

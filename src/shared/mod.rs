@@ -14,6 +14,7 @@
 
 pub mod cidr;
 pub mod gauge;
+pub mod hash;
 pub mod outbound;
 
 use std::sync::Arc;
