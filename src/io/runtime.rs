@@ -1069,7 +1069,8 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
             Message::ReplicaUpdate(update) => {
                 shared.send_command(EngineCommand::Replica(peer.clone(), update))
             }
-            Message::Hello(_) | Message::Heartbeat(_) => {}
+            // Caches are not driven by the engine yet: their updates are dropped.
+            Message::Hello(_) | Message::Heartbeat(_) | Message::CacheUpdate(_) => {}
         }
     }
     let mut links = shared.links.lock();

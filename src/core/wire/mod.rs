@@ -24,7 +24,7 @@ pub use reject::{Reject, RejectCounters};
 pub use replay::{REPLAY_WINDOW, ReplayGuard};
 
 /// The protocol version this build speaks; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Largest UDP payload we send or accept (fits an Ethernet MTU with headers).
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame we send or accept.
@@ -153,6 +153,19 @@ pub struct ReplicaUpdate {
     pub entries: Vec<crate::core::replicate::Entry>,
 }
 
+/// Entries of one replicated key/value cache (`core::replicate::cache`):
+/// writes and deletes this node made since its last update, or, for a
+/// joining node, everything it holds. Unlike [`ReplicaUpdate`] there is no
+/// generation or version: every entry carries its own stamp and origin, and
+/// merging is order-independent. A sender keeps each message under
+/// [`MAX_FRAME`] (`core::replicate::cache::split_batches`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheUpdate {
+    /// The cache's name (the `Replicate` scope's).
+    pub object: String,
+    pub entries: Vec<crate::core::replicate::cache::CacheEntry>,
+}
+
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -162,4 +175,5 @@ pub enum Message {
     ConsoleResponse(ConsoleResponse),
     DuraVipTable(DuraVipTable),
     ReplicaUpdate(ReplicaUpdate),
+    CacheUpdate(CacheUpdate),
 }
