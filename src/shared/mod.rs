@@ -10,15 +10,28 @@
 //! Every counting object (CIDR trees, gauge tables, throttles, metrics)
 //! is, to the engine, the same thing: a table of keys to this node's counts
 //! plus the peers' sums, which is the [`Counted`] trait. The hot-path
-//! methods differ by object and are the objects' own.
+//! methods differ by object and are the objects' own. Replicated caches
+//! ([`cache`]) are the exception: one value per key for the whole cluster,
+//! last writer wins, so they are not `Counted` and travel as entries.
 
+pub mod cache;
 pub mod cidr;
 pub mod gauge;
 
 use std::sync::Arc;
 
+use cache::ClusterCache;
 use cidr::CidrCounts;
 use gauge::GaugeTable;
+
+/// Wall-clock milliseconds since the Unix epoch, the time every shared
+/// object's operations take (windows and expiries must agree across
+/// nodes, so not a monotonic clock). A clock before 1970 reads as 0.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// Whose count a read wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +92,8 @@ pub enum SharedObject {
     Cidr(Arc<CidrCounts>),
     /// `outbound_domains`, `outbound_binding_domains`.
     Gauge(Arc<GaugeTable>),
+    /// A `type = "cache"` scope: key/value, not counts.
+    Cache(Arc<ClusterCache>),
 }
 
 impl SharedObject {
@@ -87,14 +102,17 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(_) => "cidrtree",
             SharedObject::Gauge(_) => "gauge table",
+            SharedObject::Cache(_) => "cache",
         }
     }
 
-    /// The object as the engine sees it.
-    pub fn counted(&self) -> Arc<dyn Counted> {
+    /// The object as the engine's count replication sees it; `None` for
+    /// a cache, which replicates entries (`CacheUpdate`), not counts.
+    pub fn counted(&self) -> Option<Arc<dyn Counted>> {
         match self {
-            SharedObject::Cidr(c) => c.clone(),
-            SharedObject::Gauge(g) => g.clone(),
+            SharedObject::Cidr(c) => Some(c.clone()),
+            SharedObject::Gauge(g) => Some(g.clone()),
+            SharedObject::Cache(_) => None,
         }
     }
 }
