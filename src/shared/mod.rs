@@ -17,12 +17,14 @@
 pub mod cache;
 pub mod cidr;
 pub mod gauge;
+pub mod metrics;
 
 use std::sync::Arc;
 
 use cache::ClusterCache;
 use cidr::CidrCounts;
 use gauge::GaugeTable;
+use metrics::Metrics;
 
 /// Wall-clock milliseconds since the Unix epoch, the time every shared
 /// object's operations take (windows and expiries must agree across
@@ -92,6 +94,8 @@ pub enum SharedObject {
     Cidr(Arc<CidrCounts>),
     /// `outbound_domains`, `outbound_binding_domains`.
     Gauge(Arc<GaugeTable>),
+    /// `metrics`, `eccmgr_metrics`: audit series and gauge caches.
+    Metrics(Arc<Metrics>),
     /// A `type = "cache"` scope: key/value, not counts.
     Cache(Arc<ClusterCache>),
 }
@@ -102,6 +106,7 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(_) => "cidrtree",
             SharedObject::Gauge(_) => "gauge table",
+            SharedObject::Metrics(_) => "metrics",
             SharedObject::Cache(_) => "cache",
         }
     }
@@ -112,6 +117,7 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(c) => Some(c.clone()),
             SharedObject::Gauge(g) => Some(g.clone()),
+            SharedObject::Metrics(m) => Some(m.clone()),
             SharedObject::Cache(_) => None,
         }
     }
