@@ -50,6 +50,16 @@
 //! bound it is dropped and comes back with the peer's next change or
 //! snapshot.
 //!
+//! Peer updates carry no time: a peer's change touches a gauge cache key,
+//! and a series window is judged too old, against the time of the last
+//! [`Metrics::maintain`], which the engine runs on every pass.
+//!
+//! Windows roll on every node at once, so nothing is sent when one is
+//! dropped (a window dropped while its change was still queued goes out as
+//! zero). The receiving `Replica` still holds the origin's values for old
+//! windows until the origin's next snapshot replaces its contribution;
+//! bounding that between snapshots is the engine's to do.
+//!
 //! # Costs
 //!
 //! A series is split into shards by item, each a mutex over a map of

@@ -122,3 +122,23 @@ impl SharedObject {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::Replication;
+
+    #[test]
+    fn caches_are_not_counted_and_every_kind_is_named() {
+        let objects = [
+            SharedObject::Cidr(Arc::new(CidrCounts::new())),
+            SharedObject::Gauge(Arc::new(GaugeTable::new())),
+            SharedObject::Metrics(Arc::new(Metrics::new(Replication::Cluster))),
+            SharedObject::Cache(Arc::new(ClusterCache::new("n1", None))),
+        ];
+        let kinds: Vec<&str> = objects.iter().map(SharedObject::kind).collect();
+        assert_eq!(kinds, ["cidrtree", "gauge table", "metrics", "cache"]);
+        let counted: Vec<bool> = objects.iter().map(|o| o.counted().is_some()).collect();
+        assert_eq!(counted, [true, true, true, false]);
+    }
+}
