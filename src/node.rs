@@ -182,7 +182,10 @@ impl Node {
                 hooks: RwLock::default(),
                 view_hooks: Arc::default(),
                 vip_hooks: Arc::default(),
-                shared_objects: replication::shared_objects(&config.cluster.replicate),
+                shared_objects: replication::shared_objects(
+                    &config.cluster.replicate,
+                    &cache_origin(&config),
+                ),
                 responses: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
                 console: RwLock::new(console),
@@ -958,6 +961,16 @@ fn shared_show(inner: &Inner, args: &[String], mode: Mode, _: &Caller) -> Result
         &rows,
         mode,
     ))
+}
+
+/// What names this node's cache writes, to break ties between writes of
+/// the same instant: its configured name, or (a name a hook decides is not
+/// known yet) a random one, unique just the same.
+fn cache_origin(config: &Config) -> String {
+    config.cluster.nodename.clone().unwrap_or_else(|| {
+        let random = crate::shared::hash::Seeded::random().hash_bytes(b"origin");
+        format!("{}-{random:016x}", std::process::id())
+    })
 }
 
 fn join_args(args: &[String]) -> Result<String, String> {

@@ -9,24 +9,68 @@
 //! just opened, and drops the contribution of a peer that left the view.
 //! The merge rules are `core::replicate`'s; the shared objects are
 //! `shared::`'s.
+//!
+//! Counting objects (CIDR trees, gauge tables, throttles, metrics) travel
+//! as [`ReplicaUpdate`]s; caches as [`CacheUpdate`]s, whose entries merge
+//! on their own (last writer wins) and so need no replica here. A cache
+//! sends its entries to a peer whose link opens only when its scope says
+//! `parameters = "snapshot"`, as the reference's caches do. Messages are cut
+//! to stay under the frame limit: a batch into several batches, a snapshot
+//! into parts that the receiver puts together before applying.
+//! `eccmgr_metrics` goes to manager nodes only ([`Audience`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::config::model::{Replicate, ReplicationType};
-use crate::core::replicate::Replica;
+use crate::config::model::{Metric, Replicate, ReplicationType};
 use crate::core::replicate::batch::{BatchConfig, Batcher};
-use crate::core::wire::ReplicaUpdate;
+use crate::core::replicate::cache::{CacheEntry, split_batches};
+use crate::core::replicate::{Entry, Replica};
+use crate::core::wire::{CacheUpdate, MAX_FRAME, Message, ReplicaUpdate, SnapshotPart};
+use crate::shared::cache::ClusterCache;
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
+use crate::shared::metrics::{Metrics, Replication};
 use crate::shared::{Counted, SharedObject};
+
+/// Replica entries per message: a key is at most 255 bytes, so 3,000
+/// entries stay well under the 1 MiB frame.
+const ENTRIES_PER_MESSAGE: usize = 3_000;
+
+/// Who a message is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Every peer.
+    All,
+    /// Manager nodes only (`eccmgr_metrics`).
+    Managers,
+}
+
+/// What one object replicates.
+#[derive(Debug)]
+enum Carrier {
+    Counts {
+        table: Arc<dyn Counted>,
+        replica: Replica,
+        batcher: Batcher,
+        /// Snapshot parts received so far, by origin: (generation, as_of,
+        /// entries).
+        partial: HashMap<String, (u64, u64, Vec<Entry>)>,
+    },
+    Cache {
+        cache: Arc<ClusterCache>,
+        pending: Vec<CacheEntry>,
+        since_ms: Option<u64>,
+        cfg: BatchConfig,
+        snapshot_on_join: bool,
+    },
+}
 
 /// One replicated object on this node.
 #[derive(Debug)]
 struct Object {
-    table: Arc<dyn Counted>,
-    replica: Replica,
-    batcher: Batcher,
+    carrier: Carrier,
+    audience: Audience,
 }
 
 /// See the module docs.
@@ -43,9 +87,9 @@ pub type Rows = Vec<(Vec<u8>, i64)>;
 /// the driver made from the same configuration shares them.
 pub type SharedObjects = BTreeMap<String, SharedObject>;
 
-/// The objects this node replicates, one per `Replicate` scope whose type
-/// has its structure (the other types arrive with theirs).
-pub fn shared_objects(replicate: &[Replicate]) -> SharedObjects {
+/// The objects this node replicates, one per `Replicate` scope. `origin`
+/// names this node's cache writes (it breaks ties between equal stamps).
+pub fn shared_objects(replicate: &[Replicate], origin: &str) -> SharedObjects {
     replicate
         .iter()
         .filter_map(|r| {
@@ -56,6 +100,16 @@ pub fn shared_objects(replicate: &[Replicate]) -> SharedObjects {
                 ReplicationType::OutboundDomains | ReplicationType::OutboundBindingDomains => {
                     SharedObject::Gauge(Arc::new(GaugeTable::new()))
                 }
+                ReplicationType::Metrics => {
+                    SharedObject::Metrics(Arc::new(Metrics::new(Replication::Cluster)))
+                }
+                ReplicationType::EccmgrMetrics => {
+                    SharedObject::Metrics(Arc::new(Metrics::new(Replication::Manager)))
+                }
+                ReplicationType::Cache => SharedObject::Cache(Arc::new(ClusterCache::new(
+                    origin,
+                    usize::try_from(r.max_size).ok(),
+                ))),
                 _ => return None,
             };
             Some((r.name.clone(), object))
@@ -74,14 +128,28 @@ impl ReplicationDriver {
                     max_delay_ms: (scope.max_delay * 1000.0).round().max(0.0) as u64,
                     max_pending: scope.max_pending.max(1),
                 };
-                Some((
-                    name.clone(),
-                    Object {
-                        table: object.counted(),
+                let carrier = match (object, object.counted()) {
+                    (SharedObject::Cache(cache), _) => Carrier::Cache {
+                        cache: Arc::clone(cache),
+                        pending: Vec::new(),
+                        since_ms: None,
+                        cfg,
+                        snapshot_on_join: scope.parameters.contains(&Metric::Snapshot),
+                    },
+                    (_, Some(table)) => Carrier::Counts {
+                        table,
                         replica: Replica::new(),
                         batcher: Batcher::new(cfg),
+                        partial: HashMap::new(),
                     },
-                ))
+                    (_, None) => return None,
+                };
+                let audience = if scope.kind == ReplicationType::EccmgrMetrics {
+                    Audience::Managers
+                } else {
+                    Audience::All
+                };
+                Some((name.clone(), Object { carrier, audience }))
             })
             .collect();
         ReplicationDriver {
@@ -95,23 +163,55 @@ impl ReplicationDriver {
         self.generation = generation;
     }
 
-    /// Collects the hot path's changes and returns the batches now due;
+    /// Collects the hot path's changes and returns the messages now due;
     /// `now_ms` is the engine's clock, `wall_ms` the wall clock (see
     /// [`Counted::maintain`]) and `members` the size of the current view.
-    pub fn tick(&mut self, now_ms: u64, wall_ms: u64, members: usize) -> Vec<ReplicaUpdate> {
+    pub fn tick(&mut self, now_ms: u64, wall_ms: u64, members: usize) -> Vec<(Audience, Message)> {
         let mut out = Vec::new();
         for (name, o) in &mut self.objects {
-            o.table.maintain(wall_ms, members);
-            for (key, value) in o.table.drain_changed() {
-                o.batcher.note(now_ms, key, value);
-            }
-            if o.batcher.due(now_ms) {
-                out.push(ReplicaUpdate {
-                    object: name.clone(),
-                    generation: self.generation,
-                    snapshot: None,
-                    entries: o.batcher.take(),
-                });
+            match &mut o.carrier {
+                Carrier::Counts { table, batcher, .. } => {
+                    table.maintain(wall_ms, members);
+                    for (key, value) in table.drain_changed() {
+                        batcher.note(now_ms, key, value);
+                    }
+                    if batcher.due(now_ms) {
+                        let entries = batcher.take();
+                        for update in cut(name, self.generation, None, entries) {
+                            out.push((o.audience, Message::ReplicaUpdate(update)));
+                        }
+                    }
+                }
+                Carrier::Cache {
+                    cache,
+                    pending,
+                    since_ms,
+                    cfg,
+                    ..
+                } => {
+                    cache.maintain(wall_ms);
+                    let changed = cache.drain_changed();
+                    if !changed.is_empty() {
+                        since_ms.get_or_insert(now_ms);
+                        pending.extend(changed);
+                    }
+                    let due = since_ms.is_some_and(|since| {
+                        pending.len() >= cfg.max_pending as usize
+                            || now_ms >= since + cfg.max_delay_ms
+                    });
+                    if due {
+                        *since_ms = None;
+                        for entries in split_batches(std::mem::take(pending), MAX_FRAME / 2) {
+                            out.push((
+                                o.audience,
+                                Message::CacheUpdate(CacheUpdate {
+                                    object: name.clone(),
+                                    entries,
+                                }),
+                            ));
+                        }
+                    }
+                }
             }
         }
         out
@@ -121,59 +221,209 @@ impl ReplicationDriver {
     pub fn next_deadline(&self) -> Option<u64> {
         self.objects
             .values()
-            .filter_map(|o| o.batcher.next_deadline())
+            .filter_map(|o| match &o.carrier {
+                Carrier::Counts { batcher, .. } => batcher.next_deadline(),
+                Carrier::Cache { since_ms, cfg, .. } => since_ms.map(|s| s + cfg.max_delay_ms),
+            })
             .min()
     }
 
     /// Applies a peer's update. An update for an object this node does not
-    /// replicate is dropped: only what is configured is replicated.
+    /// replicate, or of the wrong kind, is dropped: only what is configured
+    /// is replicated.
     pub fn on_update(&mut self, from: &str, update: &ReplicaUpdate) {
-        let Some(o) = self.objects.get_mut(&update.object) else {
+        let Some(Object {
+            carrier:
+                Carrier::Counts {
+                    table,
+                    replica,
+                    partial,
+                    ..
+                },
+            ..
+        }) = self.objects.get_mut(&update.object)
+        else {
             return;
         };
         let changes = match update.snapshot {
-            Some(as_of) => {
-                o.replica
-                    .apply_snapshot(from, update.generation, as_of, &update.entries)
+            None => replica.apply(from, update.generation, &update.entries),
+            Some(SnapshotPart { as_of, more }) => {
+                let parts = partial.entry(from.to_string()).or_default();
+                if (parts.0, parts.1) != (update.generation, as_of) {
+                    // A new snapshot: parts of an older one are dropped.
+                    *parts = (update.generation, as_of, Vec::new());
+                }
+                parts.2.extend(update.entries.iter().cloned());
+                if more {
+                    return;
+                }
+                let (generation, as_of, entries) = partial.remove(from).unwrap_or_default();
+                replica.apply_snapshot(from, generation, as_of, &entries)
             }
-            None => o.replica.apply(from, update.generation, &update.entries),
         };
         for c in changes {
-            o.table.set_peer_sum(&c.key, c.peer_sum);
+            table.set_peer_sum(&c.key, c.peer_sum);
+        }
+    }
+
+    /// Applies a peer's cache entries.
+    pub fn on_cache_update(&mut self, update: &CacheUpdate) {
+        if let Some(Object {
+            carrier: Carrier::Cache { cache, .. },
+            ..
+        }) = self.objects.get(&update.object)
+        {
+            cache.apply(&update.entries);
         }
     }
 
     /// This node's whole contribution to every object, for a peer whose
-    /// link just opened.
-    pub fn snapshots(&self) -> Vec<ReplicaUpdate> {
-        self.objects
-            .iter()
-            .map(|(name, o)| {
-                let (as_of, entries) = o.batcher.snapshot(o.table.local_values());
-                ReplicaUpdate {
-                    object: name.clone(),
-                    generation: self.generation,
-                    snapshot: Some(as_of),
-                    entries,
+    /// link just opened; `manager` says whether the peer is a manager.
+    pub fn snapshots(&self, manager: bool) -> Vec<Message> {
+        let mut out = Vec::new();
+        for (name, o) in &self.objects {
+            if o.audience == Audience::Managers && !manager {
+                continue;
+            }
+            match &o.carrier {
+                Carrier::Counts { table, batcher, .. } => {
+                    let (as_of, entries) = batcher.snapshot(table.local_values());
+                    let parts = cut(name, self.generation, Some(as_of), entries);
+                    out.extend(parts.into_iter().map(Message::ReplicaUpdate));
                 }
-            })
-            .collect()
+                Carrier::Cache {
+                    cache,
+                    snapshot_on_join: true,
+                    ..
+                } => {
+                    for entries in split_batches(cache.snapshot(), MAX_FRAME / 2) {
+                        out.push(Message::CacheUpdate(CacheUpdate {
+                            object: name.clone(),
+                            entries,
+                        }));
+                    }
+                }
+                Carrier::Cache { .. } => {}
+            }
+        }
+        out
     }
 
     /// `origin`'s non-zero values of `object`, `None` for an object this
-    /// node does not replicate.
+    /// node does not replicate as counts.
     pub fn values_of(&self, object: &str, origin: &str) -> Option<Rows> {
-        self.objects
-            .get(object)
-            .map(|o| o.replica.values_of(origin))
+        match &self.objects.get(object)?.carrier {
+            Carrier::Counts { replica, .. } => Some(replica.values_of(origin)),
+            Carrier::Cache { .. } => None,
+        }
     }
 
     /// `node` left the view: its contributions no longer count.
     pub fn member_left(&mut self, node: &str) {
         for o in self.objects.values_mut() {
-            for c in o.replica.remove_origin(node) {
-                o.table.set_peer_sum(&c.key, c.peer_sum);
+            if let Carrier::Counts {
+                table,
+                replica,
+                partial,
+                ..
+            } = &mut o.carrier
+            {
+                partial.remove(node);
+                for c in replica.remove_origin(node) {
+                    table.set_peer_sum(&c.key, c.peer_sum);
+                }
             }
         }
+    }
+}
+
+/// `entries` as one or more updates under the frame limit; a snapshot's
+/// parts all but the last say `more`.
+fn cut(
+    object: &str,
+    generation: u64,
+    snapshot_as_of: Option<u64>,
+    entries: Vec<Entry>,
+) -> Vec<ReplicaUpdate> {
+    if entries.is_empty() && snapshot_as_of.is_none() {
+        return Vec::new();
+    }
+    let mut chunks: Vec<Vec<Entry>> = Vec::new();
+    let mut rest = entries.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(ENTRIES_PER_MESSAGE).collect());
+    }
+    if chunks.is_empty() {
+        // An empty snapshot still says "nothing": it clears the receiver.
+        chunks.push(Vec::new());
+    }
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, entries)| ReplicaUpdate {
+            object: object.to_string(),
+            generation,
+            snapshot: snapshot_as_of.map(|as_of| SnapshotPart {
+                as_of,
+                more: i < last,
+            }),
+            entries,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: usize) -> Entry {
+        Entry {
+            key: format!("k{i}").into_bytes(),
+            value: 1,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_big_snapshot_is_cut_into_parts_that_apply_together() {
+        let entries: Vec<Entry> = (0..ENTRIES_PER_MESSAGE * 2 + 5).map(entry).collect();
+        let parts = cut("o", 7, Some(1), entries);
+        assert_eq!(parts.len(), 3);
+        let more: Vec<bool> = parts
+            .iter()
+            .map(|p| p.snapshot.expect("a snapshot").more)
+            .collect();
+        assert_eq!(more, [true, true, false]);
+        for p in &parts {
+            let bytes = crate::core::wire::encode_message(&Message::ReplicaUpdate(p.clone()));
+            assert!(bytes.len() < MAX_FRAME, "{} bytes", bytes.len());
+        }
+
+        let table = Arc::new(GaugeTable::new());
+        let objects: SharedObjects = [("o".to_string(), SharedObject::Gauge(table.clone()))].into();
+        let scope = Replicate {
+            name: "o".into(),
+            kind: ReplicationType::OutboundDomains,
+            parameters: Vec::new(),
+            max_delay: 1.0,
+            max_pending: 100,
+            max_size: -1,
+            binding_group: None,
+        };
+        let mut driver = ReplicationDriver::new(&objects, &[scope], 1);
+        for (i, p) in parts.iter().enumerate() {
+            driver.on_update("peer", p);
+            let seen = table.get(b"k0", crate::shared::Scope::Global);
+            // Nothing counts until the last part.
+            assert_eq!(seen, i64::from(i == parts.len() - 1), "after part {i}");
+        }
+        assert_eq!(
+            table.rows(crate::shared::Scope::Global).len(),
+            ENTRIES_PER_MESSAGE * 2 + 5
+        );
+        // An empty snapshot is still sent, and clears.
+        assert_eq!(cut("o", 7, Some(2), Vec::new()).len(), 1);
+        assert!(cut("o", 7, None, Vec::new()).is_empty());
     }
 }

@@ -33,12 +33,12 @@ use crate::core::console::Caller;
 use crate::core::duravip::DuraVip;
 use crate::core::membership::{Event, Membership, MembershipConfig, Output};
 use crate::core::wire::DuraVipTable;
-use crate::core::wire::ReplicaUpdate;
+use crate::core::wire::{CacheUpdate, NodeType, ReplicaUpdate};
 use crate::core::wire::{
     ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject,
     RejectCounters, ReplayGuard, SelfInfo, decode_message, encode_message,
 };
-use crate::io::replication::{ReplicationDriver, Rows, SharedObjects};
+use crate::io::replication::{Audience, ReplicationDriver, Rows, SharedObjects};
 use crate::io::seal::{Envelope, Key, Sealer};
 use crate::io::vip::{VipDriver, VipSetup};
 
@@ -104,6 +104,8 @@ enum EngineCommand {
     PeerGone(String),
     /// A peer's replicated values, received on its link.
     Replica(String, ReplicaUpdate),
+    /// A peer's cache entries.
+    Cache(CacheUpdate),
     /// A link to this peer opened: it gets this node's snapshots.
     LinkUp(String),
     /// `cluster shared show OBJ from NODE`: NODE's values, answered on the
@@ -597,18 +599,17 @@ fn engine(
                     // Peers drop the old generation's contributions when the
                     // new one speaks; give them all of it.
                     replication.set_generation(generation);
-                    for update in replication.snapshots() {
-                        shared.broadcast(&Message::ReplicaUpdate(update));
+                    for peer in members.iter().filter(|m| **m != shared.me_name) {
+                        send_snapshots(&shared, &membership, &replication, peer);
                     }
                 }
                 EngineCommand::Replica(from, update) => replication.on_update(&from, &update),
+                EngineCommand::Cache(update) => replication.on_cache_update(&update),
                 EngineCommand::SharedRows(object, node, reply) => {
                     let _ = reply.send(replication.values_of(&object, &node));
                 }
                 EngineCommand::LinkUp(peer) => {
-                    for update in replication.snapshots() {
-                        shared.send_to(&peer, &Message::ReplicaUpdate(update));
-                    }
+                    send_snapshots(&shared, &membership, &replication, &peer);
                 }
                 EngineCommand::Table(from, table) => {
                     if let Some(v) = &mut vip {
@@ -706,19 +707,21 @@ fn engine(
                 .iter()
                 .filter(|m| !members.contains(m) && **m != shared.me_name)
                 .collect();
-            // Snapshots copy every local value: only when someone is back.
-            if !back.is_empty() {
-                for update in replication.snapshots() {
-                    let message = Message::ReplicaUpdate(update);
-                    for peer in &back {
+            for peer in back {
+                send_snapshots(&shared, &membership, &replication, peer);
+            }
+            members = now;
+        }
+        let due = replication.tick(now_ms(), crate::shared::wall_ms(), members.len().max(1));
+        for (audience, message) in due {
+            match audience {
+                Audience::All => shared.broadcast(&message),
+                Audience::Managers => {
+                    for peer in members.iter().filter(|m| is_manager(&membership, m)) {
                         shared.send_to(peer, &message);
                     }
                 }
             }
-            members = now;
-        }
-        for update in replication.tick(now_ms(), crate::shared::wall_ms(), members.len().max(1)) {
-            shared.broadcast(&Message::ReplicaUpdate(update));
         }
         if let Some(v) = &mut vip {
             let has_quorum = membership.quorum().has_quorum();
@@ -772,6 +775,26 @@ fn engine(
 }
 
 /// Sends DuraVIP tables to every peer and keeps the newest for new links.
+fn is_manager(membership: &Membership, name: &str) -> bool {
+    membership
+        .member(name)
+        .is_some_and(|m| m.info.node_type == NodeType::Manager)
+}
+
+/// Sends this node's whole contribution to `peer` (its link opened, it is
+/// back in the view, or this node restarted its generation). Snapshots
+/// copy every local value, so they go only where needed.
+fn send_snapshots(
+    shared: &Shared,
+    membership: &Membership,
+    replication: &ReplicationDriver,
+    peer: &str,
+) {
+    for message in replication.snapshots(is_manager(membership, peer)) {
+        shared.send_to(peer, &message);
+    }
+}
+
 /// Makes `tables` the latest for the console and queues them for the end
 /// of the engine's pass.
 fn publish_tables(
@@ -1089,6 +1112,8 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
             Message::ReplicaUpdate(update) => {
                 shared.send_command(EngineCommand::Replica(peer.clone(), update))
             }
+            // Caches are not driven by the engine yet: their updates are dropped.
+            Message::CacheUpdate(update) => shared.send_command(EngineCommand::Cache(update)),
             Message::Hello(_) | Message::Heartbeat(_) => {}
         }
     }

@@ -29,6 +29,13 @@ impl Seeded {
     }
 }
 
+/// A fresh random seed, so that maps can be `Default`.
+impl Default for Seeded {
+    fn default() -> Seeded {
+        Seeded::random()
+    }
+}
+
 impl BuildHasher for Seeded {
     type Hasher = Mix;
     fn build_hasher(&self) -> Mix {

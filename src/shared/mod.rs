@@ -10,17 +10,32 @@
 //! Every counting object (CIDR trees, gauge tables, throttles, metrics)
 //! is, to the engine, the same thing: a table of keys to this node's counts
 //! plus the peers' sums, which is the [`Counted`] trait. The hot-path
-//! methods differ by object and are the objects' own.
+//! methods differ by object and are the objects' own. Replicated caches
+//! ([`cache`]) are the exception: one value per key for the whole cluster,
+//! last writer wins, so they are not `Counted` and travel as entries.
 
+pub mod cache;
 pub mod cidr;
 pub mod gauge;
 pub mod hash;
+pub mod metrics;
 pub mod outbound;
 
 use std::sync::Arc;
 
+use cache::ClusterCache;
 use cidr::CidrCounts;
 use gauge::GaugeTable;
+use metrics::Metrics;
+
+/// Wall-clock milliseconds since the Unix epoch, the time every shared
+/// object's operations take (windows and expiries must agree across
+/// nodes, so not a monotonic clock). A clock before 1970 reads as 0.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// Whose count a read wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +96,10 @@ pub enum SharedObject {
     Cidr(Arc<CidrCounts>),
     /// `outbound_domains`, `outbound_binding_domains`.
     Gauge(Arc<GaugeTable>),
+    /// `metrics`, `eccmgr_metrics`: audit series and gauge caches.
+    Metrics(Arc<Metrics>),
+    /// A `type = "cache"` scope: key/value, not counts.
+    Cache(Arc<ClusterCache>),
 }
 
 impl SharedObject {
@@ -89,52 +108,84 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(_) => "cidrtree",
             SharedObject::Gauge(_) => "gauge table",
+            SharedObject::Metrics(_) => "metrics",
+            SharedObject::Cache(_) => "cache",
         }
     }
 
-    /// Every key with a non-zero count in `scope`, as `cluster shared
-    /// show` lists them.
-    pub fn rows(&self, scope: Scope) -> Vec<(String, i64)> {
+    /// Every key with a non-zero value in `scope`, as `cluster shared
+    /// show` lists them: the key and its count (or a cache's value).
+    pub fn rows(&self, scope: Scope) -> Vec<(String, String)> {
         match self {
             SharedObject::Cidr(c) => prefix_rows(c.rows(scope)),
             SharedObject::Gauge(g) => text_rows(g.rows(scope)),
+            SharedObject::Metrics(m) => m.rows(scope, wall_ms()),
+            // One value per key for the whole cluster: every scope is it.
+            SharedObject::Cache(c) => c
+                .rows_at(wall_ms())
+                .into_iter()
+                .map(|(k, v)| (lossy(&k), lossy(&v)))
+                .collect(),
         }
     }
 
     /// One origin's contribution (its keys and values as replicated), as
     /// `cluster shared show OBJ from NODE` lists it.
-    pub fn rows_of(&self, values: &[KeyCount]) -> Vec<(String, i64)> {
+    pub fn rows_of(&self, values: &[KeyCount]) -> Vec<(String, String)> {
         match self {
             SharedObject::Cidr(_) => prefix_rows(CidrCounts::rows_of_leaves(values)),
-            SharedObject::Gauge(_) => text_rows(values.to_vec()),
+            SharedObject::Metrics(m) => values
+                .iter()
+                .map(|(k, v)| (m.display_key(k), v.to_string()))
+                .collect(),
+            SharedObject::Gauge(_) | SharedObject::Cache(_) => text_rows(values.to_vec()),
         }
     }
 
-    /// The object as the engine sees it.
-    pub fn counted(&self) -> Arc<dyn Counted> {
+    /// The object as the engine's count replication sees it; `None` for
+    /// a cache, which replicates entries (`CacheUpdate`), not counts.
+    pub fn counted(&self) -> Option<Arc<dyn Counted>> {
         match self {
-            SharedObject::Cidr(c) => c.clone(),
-            SharedObject::Gauge(g) => g.clone(),
+            SharedObject::Cidr(c) => Some(c.clone()),
+            SharedObject::Gauge(g) => Some(g.clone()),
+            SharedObject::Metrics(m) => Some(m.clone()),
+            SharedObject::Cache(_) => None,
         }
     }
 }
 
-/// Wall-clock milliseconds since the Unix epoch: what time windows and
-/// expiry are measured in, since every node must agree on them.
-pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn prefix_rows(rows: Vec<(std::net::IpAddr, u8, i64)>) -> Vec<(String, i64)> {
+fn prefix_rows(rows: Vec<(std::net::IpAddr, u8, i64)>) -> Vec<(String, String)> {
     rows.into_iter()
-        .map(|(ip, len, n)| (format!("{ip}/{len}"), n))
+        .map(|(ip, len, n)| (format!("{ip}/{len}"), n.to_string()))
         .collect()
 }
 
-fn text_rows(rows: Vec<KeyCount>) -> Vec<(String, i64)> {
+fn text_rows(rows: Vec<KeyCount>) -> Vec<(String, String)> {
     rows.into_iter()
-        .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v))
+        .map(|(k, v)| (lossy(&k), v.to_string()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::Replication;
+
+    #[test]
+    fn caches_are_not_counted_and_every_kind_is_named() {
+        let objects = [
+            SharedObject::Cidr(Arc::new(CidrCounts::new())),
+            SharedObject::Gauge(Arc::new(GaugeTable::new())),
+            SharedObject::Metrics(Arc::new(Metrics::new(Replication::Cluster))),
+            SharedObject::Cache(Arc::new(ClusterCache::new("n1", None))),
+        ];
+        let kinds: Vec<&str> = objects.iter().map(SharedObject::kind).collect();
+        assert_eq!(kinds, ["cidrtree", "gauge table", "metrics", "cache"]);
+        let counted: Vec<bool> = objects.iter().map(|o| o.counted().is_some()).collect();
+        assert_eq!(counted, [true, true, true, false]);
+    }
 }

@@ -550,7 +550,7 @@ pub fn shared_show(
     name: &str,
     kind: &str,
     view: &str,
-    rows: &[(String, i64)],
+    rows: &[(String, String)],
     mode: Mode,
 ) -> String {
     match mode {
@@ -574,8 +574,9 @@ pub fn shared_show(
             );
             for (key, count) in rows {
                 out.push_str(&format!(
-                    "  <row key=\"{}\" count=\"{count}\"/>\n",
-                    xml_escape(key)
+                    "  <row key=\"{}\" value=\"{}\"/>\n",
+                    xml_escape(key),
+                    xml_escape(count)
                 ));
             }
             out.push_str("</shared_object>\n");
@@ -727,7 +728,7 @@ mod duravip_tests {
                 "outbound_domain",
                 "gauge table",
                 "global",
-                &[("aol.com".into(), 10)],
+                &[("aol.com".into(), "10".into())],
                 Mode::Text
             ),
             "lazy, snapped gauge table 'outbound_domain', view 'global'\n                                                     aol.com:           10\n"
@@ -736,16 +737,19 @@ mod duravip_tests {
             "o",
             "gauge table",
             "#ec1-00001#n2",
-            &[("a<b".into(), -1)],
+            &[("a<b".into(), "-1".into())],
             Mode::Xml,
         );
-        assert!(xml.contains("<row key=\"a&lt;b\" count=\"-1\"/>"), "{xml}");
+        assert!(xml.contains("<row key=\"a&lt;b\" value=\"-1\"/>"), "{xml}");
         assert_eq!(
             shared_show(
                 "inbound_cidr",
                 "cidrtree",
                 "global",
-                &[("10.0.0.0/8".into(), 31), ("10.0.0.103/32".into(), 4)],
+                &[
+                    ("10.0.0.0/8".into(), "31".into()),
+                    ("10.0.0.103/32".into(), "4".into())
+                ],
                 Mode::Text
             ),
             "lazy, snapped cidrtree 'inbound_cidr', view 'global'\n     31                         10.0.0.0/8\n      4                         10.0.0.103/32\n"

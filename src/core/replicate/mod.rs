@@ -25,8 +25,12 @@
 //! keys whose peer sum changed, to publish to the hot path. Batching of
 //! this node's outgoing updates (`max_delay`, `max_pending`) is
 //! [`batch::Batcher`].
+//!
+//! Replicated key/value caches are not counts: each key has one value,
+//! the last written, and their merge rule is [`cache`]'s.
 
 pub mod batch;
+pub mod cache;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -5,7 +5,7 @@
 //! ```text
 //! byte 0   PROTOCOL_VERSION
 //! byte 1   kind: 1 Heartbeat, 2 Hello, 3 ConsoleRequest, 4 ConsoleResponse,
-//!          5 DuraVipTable, 6 ReplicaUpdate
+//!          5 DuraVipTable, 6 ReplicaUpdate, 7 CacheUpdate
 //! then     the message's fields, in declaration order
 //! ```
 //!
@@ -22,6 +22,8 @@
 //! | Handoff   | its IP, the receiver's name (String), generation and number (u64 each) |
 //! | lists     | of names and services: u16 count; of claims, IPs, handoffs and replica entries: u32 count |
 //! | replica entry | its key (u32 length, at most `MAX_NAME` bytes), value (i64), version (u64) |
+//! | cache entry | its key (u32 length, at most 4096 bytes), value (Option of u32 length and at most 65536 bytes; none is a delete), stamp (u64), origin (String, at most `MAX_NAME`), expiry (u64 ms, 0 never) |
+//! | lists of cache entries | u32 count |
 //!
 //! No self-description, no optional trailing fields: a change to any message
 //! bumps [`PROTOCOL_VERSION`], and a peer on another version is told so by
@@ -50,10 +52,12 @@ use std::sync::Arc;
 use crate::core::duravip::{Claim, Handoff, Service, Table};
 
 use super::{
-    ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, MAX_FRAME, MAX_NAME,
-    Message, NodeType, Opinion, PROTOCOL_VERSION, PeerState, ReplicaUpdate, SelfInfo,
+    CacheUpdate, ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, MAX_FRAME,
+    MAX_NAME, Message, NodeType, Opinion, PROTOCOL_VERSION, PeerState, ReplicaUpdate, SelfInfo,
+    SnapshotPart,
 };
 use crate::core::replicate::Entry;
+use crate::core::replicate::cache::{CacheEntry, MAX_CACHE_KEY, MAX_CACHE_VALUE};
 
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_HELLO: u8 = 2;
@@ -61,6 +65,7 @@ const KIND_CONSOLE_REQUEST: u8 = 3;
 const KIND_CONSOLE_RESPONSE: u8 = 4;
 const KIND_DURAVIP_TABLE: u8 = 5;
 const KIND_REPLICA_UPDATE: u8 = 6;
+const KIND_CACHE_UPDATE: u8 = 7;
 
 /// Why bytes are not a message: the field at fault and what was wrong,
 /// e.g. `heartbeat.sender.name: length 300 exceeds 255`.
@@ -164,11 +169,13 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
             w.push(KIND_REPLICA_UPDATE);
             put_str(&mut w, &u.object);
             put_u64(&mut w, u.generation);
+            // 0: a batch; 1: a snapshot, or its last part; 2: a part with
+            // more to follow.
             match u.snapshot {
                 None => w.push(0),
-                Some(as_of) => {
-                    w.push(1);
-                    put_u64(&mut w, as_of);
+                Some(part) => {
+                    w.push(if part.more { 2 } else { 1 });
+                    put_u64(&mut w, part.as_of);
                 }
             }
             put_u32(&mut w, len32(u.entries.len()));
@@ -177,6 +184,26 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
                 w.extend_from_slice(&e.key);
                 w.extend_from_slice(&e.value.to_le_bytes());
                 put_u64(&mut w, e.version);
+            }
+        }
+        Message::CacheUpdate(u) => {
+            w.push(KIND_CACHE_UPDATE);
+            put_str(&mut w, &u.object);
+            put_u32(&mut w, len32(u.entries.len()));
+            for e in &u.entries {
+                put_u32(&mut w, len32(e.key.len()));
+                w.extend_from_slice(&e.key);
+                match &e.value {
+                    None => w.push(0),
+                    Some(v) => {
+                        w.push(1);
+                        put_u32(&mut w, len32(v.len()));
+                        w.extend_from_slice(v);
+                    }
+                }
+                put_u64(&mut w, e.stamp);
+                put_str(&mut w, &e.origin);
+                put_u64(&mut w, e.expires_ms);
             }
         }
         Message::ConsoleResponse(r) => {
@@ -217,6 +244,7 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
             Message::ReplicaUpdate(replica_update(&mut r)?),
             "replica_update",
         ),
+        KIND_CACHE_UPDATE => (Message::CacheUpdate(cache_update(&mut r)?), "cache_update"),
         other => return Err(DecodeError(format!("kind: unknown message kind {other}"))),
     };
     if !r.rest.is_empty() {
@@ -355,10 +383,17 @@ fn duravip_table(r: &mut Reader<'_>) -> Result<DuraVipTable, DecodeError> {
 fn replica_update(r: &mut Reader<'_>) -> Result<ReplicaUpdate, DecodeError> {
     let object = r.string("replica_update.object", MAX_NAME)?;
     let generation = r.u64("replica_update.generation")?;
-    let snapshot = if r.option("replica_update.snapshot")? {
-        Some(r.u64("replica_update.snapshot")?)
-    } else {
-        None
+    let snapshot = match r.u8("replica_update.snapshot")? {
+        0 => None,
+        tag @ (1 | 2) => Some(SnapshotPart {
+            as_of: r.u64("replica_update.snapshot.as_of")?,
+            more: tag == 2,
+        }),
+        other => {
+            return Err(DecodeError(format!(
+                "replica_update.snapshot: tag {other} is not 0, 1 or 2"
+            )));
+        }
     };
     // An empty key, a value and a version: 20 bytes at least.
     let count = r.count32("replica_update.entries", 20)?;
@@ -381,6 +416,30 @@ fn replica_update(r: &mut Reader<'_>) -> Result<ReplicaUpdate, DecodeError> {
         snapshot,
         entries,
     })
+}
+
+fn cache_update(r: &mut Reader<'_>) -> Result<CacheUpdate, DecodeError> {
+    let object = r.string("cache_update.object", MAX_NAME)?;
+    // An empty key, a delete, a stamp, an empty origin and an expiry: 25
+    // bytes at least.
+    let count = r.count32("cache_update.entries", 25)?;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = r.bytes("cache_update.entries.key", MAX_CACHE_KEY)?;
+        let value = if r.option("cache_update.entries.value")? {
+            Some(r.bytes("cache_update.entries.value", MAX_CACHE_VALUE)?)
+        } else {
+            None
+        };
+        entries.push(CacheEntry {
+            key,
+            value,
+            stamp: r.u64("cache_update.entries.stamp")?,
+            origin: r.string("cache_update.entries.origin", MAX_NAME)?,
+            expires_ms: r.u64("cache_update.entries.expires_ms")?,
+        });
+    }
+    Ok(CacheUpdate { object, entries })
 }
 
 fn console_response(r: &mut Reader<'_>) -> Result<ConsoleResponse, DecodeError> {
@@ -774,7 +833,49 @@ mod tests {
             Message::ReplicaUpdate(ReplicaUpdate {
                 object: "cache1".into(),
                 generation: 0,
-                snapshot: Some(77),
+                snapshot: Some(SnapshotPart {
+                    as_of: 77,
+                    more: true,
+                }),
+                entries: Vec::new(),
+            }),
+            Message::ReplicaUpdate(ReplicaUpdate {
+                object: "cache1".into(),
+                generation: 1,
+                snapshot: Some(SnapshotPart {
+                    as_of: 78,
+                    more: false,
+                }),
+                entries: Vec::new(),
+            }),
+            Message::CacheUpdate(CacheUpdate {
+                object: "cache1".into(),
+                entries: vec![
+                    CacheEntry {
+                        key: b"user@example.com".to_vec(),
+                        value: Some(vec![0, 1, 0xff]),
+                        stamp: 1 << 40,
+                        origin: "mta1".into(),
+                        expires_ms: 0,
+                    },
+                    CacheEntry {
+                        key: vec![0xfe; MAX_CACHE_KEY],
+                        value: None,
+                        stamp: u64::MAX,
+                        origin: max_name.clone(),
+                        expires_ms: u64::MAX,
+                    },
+                    CacheEntry {
+                        key: Vec::new(),
+                        value: Some(vec![b'x'; MAX_CACHE_VALUE]),
+                        stamp: 0,
+                        origin: String::new(),
+                        expires_ms: 1,
+                    },
+                ],
+            }),
+            Message::CacheUpdate(CacheUpdate {
+                object: String::new(),
                 entries: Vec::new(),
             }),
         ]
@@ -846,7 +947,7 @@ mod tests {
             "kind: truncated: needs 1 bytes, 0 left"
         );
         assert_eq!(err(&[PROTOCOL_VERSION, 0]), "kind: unknown message kind 0");
-        assert_eq!(err(&[PROTOCOL_VERSION, 7]), "kind: unknown message kind 7");
+        assert_eq!(err(&[PROTOCOL_VERSION, 8]), "kind: unknown message kind 8");
     }
 
     #[test]
@@ -871,6 +972,59 @@ mod tests {
             err(&long).starts_with("replica_update.entries.key: length 4294967295 exceeds"),
             "{}",
             err(&long)
+        );
+    }
+
+    #[test]
+    fn cache_updates_reject_lying_counts_long_fields_and_bad_tags() {
+        let mut head = vec![PROTOCOL_VERSION, KIND_CACHE_UPDATE];
+        head.extend_from_slice(&1u32.to_le_bytes());
+        head.push(b'c');
+        let mut lying = head.clone();
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            err(&lying),
+            "cache_update.entries: 4294967295 entries cannot fit in the 0 bytes left"
+        );
+        // One entry: a key, then the value's option tag.
+        let entry = |key_len: u32, tag: u8, rest: &[u8]| {
+            let mut b = head.clone();
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&key_len.to_le_bytes());
+            b.extend_from_slice(&vec![b'k'; key_len.min(8) as usize]);
+            b.push(tag);
+            b.extend_from_slice(rest);
+            // A stamp, an empty origin, an expiry.
+            b.extend_from_slice(&[0; 20]);
+            b
+        };
+        assert_eq!(
+            err(&entry(5000, 0, &[])),
+            "cache_update.entries.key: length 5000 exceeds 4096"
+        );
+        assert_eq!(
+            err(&entry(1, 2, &[])),
+            "cache_update.entries.value: invalid option tag 2 (must be 0 or 1)"
+        );
+        assert_eq!(
+            err(&entry(1, 1, &100_000u32.to_le_bytes())),
+            "cache_update.entries.value: length 100000 exceeds 65536"
+        );
+        // A valid delete, then the origin claiming more bytes than remain.
+        let mut origin = entry(1, 0, &[]);
+        origin.truncate(origin.len() - 20);
+        origin.extend_from_slice(&[0; 8]);
+        origin.extend_from_slice(&300u32.to_le_bytes());
+        origin.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            err(&origin),
+            "cache_update.entries.origin: length 300 exceeds 255"
+        );
+        let ok = entry(1, 0, &[]);
+        assert!(decode_message(&ok).is_ok(), "{:?}", decode_message(&ok));
+        assert_eq!(
+            err(&ok[..ok.len() - 1]),
+            "cache_update.entries.expires_ms: truncated: needs 8 bytes, 7 left"
         );
     }
 
@@ -1054,7 +1208,26 @@ mod tests {
         }
         // Random bytes, and valid encodings with random bytes overwritten.
         let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
-        let valid: Vec<Vec<u8>> = samples()[..9].iter().map(encode_message).collect();
+        let mut valid: Vec<Vec<u8>> = samples()[..9].iter().map(encode_message).collect();
+        valid.push(encode_message(&Message::CacheUpdate(CacheUpdate {
+            object: "c".into(),
+            entries: vec![
+                CacheEntry {
+                    key: b"k@x".to_vec(),
+                    value: Some(b"v".to_vec()),
+                    stamp: 7,
+                    origin: "n1".into(),
+                    expires_ms: 9,
+                },
+                CacheEntry {
+                    key: b"d".to_vec(),
+                    value: None,
+                    stamp: 8,
+                    origin: "n2".into(),
+                    expires_ms: 0,
+                },
+            ],
+        })));
         for round in 0..20_000 {
             let mut bytes = if round % 2 == 0 {
                 let len = (rng.next() % 64) as usize;

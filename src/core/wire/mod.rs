@@ -24,7 +24,7 @@ pub use reject::{Reject, RejectCounters};
 pub use replay::{REPLAY_WINDOW, ReplayGuard};
 
 /// The protocol version this build speaks; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Largest UDP payload we send or accept (fits an Ethernet MTU with headers).
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame we send or accept.
@@ -148,9 +148,32 @@ pub struct ReplicaUpdate {
     pub object: String,
     /// The origin's generation: a restarted node's versions start again.
     pub generation: u64,
-    /// `Some(as_of)` for a snapshot, `None` for a batch.
-    pub snapshot: Option<u64>,
+    /// `Some` for (a part of) a snapshot, `None` for a batch.
+    pub snapshot: Option<SnapshotPart>,
     pub entries: Vec<crate::core::replicate::Entry>,
+}
+
+/// A snapshot of an origin's whole contribution, taken at its version
+/// `as_of`, may take several messages to stay under [`MAX_FRAME`]: every
+/// part but the last says `more`, and the receiver applies the snapshot
+/// once it has the last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotPart {
+    pub as_of: u64,
+    pub more: bool,
+}
+
+/// Entries of one replicated key/value cache (`core::replicate::cache`):
+/// writes and deletes this node made since its last update, or, for a
+/// joining node, everything it holds. Unlike [`ReplicaUpdate`] there is no
+/// generation or version: every entry carries its own stamp and origin, and
+/// merging is order-independent. A sender keeps each message under
+/// [`MAX_FRAME`] (`core::replicate::cache::split_batches`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheUpdate {
+    /// The cache's name (the `Replicate` scope's).
+    pub object: String,
+    pub entries: Vec<crate::core::replicate::cache::CacheEntry>,
 }
 
 /// Every message of the protocol.
@@ -162,4 +185,5 @@ pub enum Message {
     ConsoleResponse(ConsoleResponse),
     DuraVipTable(DuraVipTable),
     ReplicaUpdate(ReplicaUpdate),
+    CacheUpdate(CacheUpdate),
 }
