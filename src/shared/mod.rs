@@ -14,11 +14,13 @@
 
 pub mod cidr;
 pub mod gauge;
+pub mod throttle;
 
 use std::sync::Arc;
 
 use cidr::CidrCounts;
 use gauge::GaugeTable;
+use throttle::ThrottleTable;
 
 /// Whose count a read wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +74,21 @@ impl Counted for CidrCounts {
     }
 }
 
+impl Counted for ThrottleTable {
+    fn drain_changed(&self) -> Vec<KeyCount> {
+        ThrottleTable::drain_changed(self)
+    }
+    fn set_peer_sum(&self, key: &[u8], peer_sum: i64) {
+        ThrottleTable::set_peer_sum(self, key, peer_sum)
+    }
+    fn local_values(&self) -> Vec<KeyCount> {
+        ThrottleTable::local_values(self)
+    }
+    fn maintain(&self, now_ms: u64, members: usize) {
+        ThrottleTable::maintain(self, now_ms, members)
+    }
+}
+
 /// One replicated object, as a `Replicate` scope configures it.
 #[derive(Clone, Debug)]
 pub enum SharedObject {
@@ -79,6 +96,8 @@ pub enum SharedObject {
     Cidr(Arc<CidrCounts>),
     /// `outbound_domains`, `outbound_binding_domains`.
     Gauge(Arc<GaugeTable>),
+    /// `shared_named_throttles`, `OBTM`, `OBTC`.
+    Throttles(Arc<ThrottleTable>),
 }
 
 impl SharedObject {
@@ -87,6 +106,7 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(_) => "cidrtree",
             SharedObject::Gauge(_) => "gauge table",
+            SharedObject::Throttles(_) => "throttle",
         }
     }
 
@@ -95,6 +115,7 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(c) => c.clone(),
             SharedObject::Gauge(g) => g.clone(),
+            SharedObject::Throttles(t) => t.clone(),
         }
     }
 }
