@@ -10,9 +10,11 @@
 //! * the whole cluster admits at most N + (members - 1), whatever the
 //!   demand, when updates reach every peer within one round;
 //! * the throttle is not uselessly conservative: in windows of ten rounds
-//!   or more, it admits at least 90% of N when every node wants more than
-//!   N, at least 75% of N when a single node does, and at least 80% of
-//!   the demand when the cluster wants N or less, spread out.
+//!   or more, with eps >= 0.5 and N >= 20, and allowing the
+//!   `2 * (members - 1)` tokens the rule may strand at a window's end, it
+//!   admits at least 90% of N when every node wants more than N, at least
+//!   70% of N when a single node does, and at least 80% of the demand
+//!   when the cluster wants N or less, spread out.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
