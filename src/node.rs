@@ -36,9 +36,12 @@ use crate::io::replication::{self, SharedObjects};
 use crate::io::runtime::{ConsoleExec, Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
 use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
+use crate::shared::cache::ClusterCache;
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
+use crate::shared::metrics::Metrics;
 use crate::shared::outbound::Outbound;
+use crate::shared::throttle::ThrottleTable;
 use crate::shared::{Scope, SharedObject};
 
 /// The library version.
@@ -212,6 +215,34 @@ impl Node {
     pub fn shared_cidr(&self, name: &str) -> Option<Arc<CidrCounts>> {
         match self.inner.shared_objects.get(name)? {
             SharedObject::Cidr(c) => Some(Arc::clone(c)),
+            _ => None,
+        }
+    }
+
+    /// The cluster-wide throttles of a `Replicate` scope of type
+    /// `shared_named_throttles`, `OBTM` or `OBTC`: define a throttle once
+    /// by name and limit ("N" or "N/S"), then check and consume it from any
+    /// thread.
+    pub fn shared_throttles(&self, name: &str) -> Option<Arc<ThrottleTable>> {
+        match self.inner.shared_objects.get(name)? {
+            SharedObject::Throttles(t) => Some(Arc::clone(t)),
+            _ => None,
+        }
+    }
+
+    /// The audit series and gauge caches of a `Replicate "metrics"` (or
+    /// `"eccmgr_metrics"`) scope.
+    pub fn shared_metrics(&self, name: &str) -> Option<Arc<Metrics>> {
+        match self.inner.shared_objects.get(name)? {
+            SharedObject::Metrics(m) => Some(Arc::clone(m)),
+            _ => None,
+        }
+    }
+
+    /// The replicated key/value cache of a `type = "cache"` scope.
+    pub fn shared_cache(&self, name: &str) -> Option<Arc<ClusterCache>> {
+        match self.inner.shared_objects.get(name)? {
+            SharedObject::Cache(c) => Some(Arc::clone(c)),
             _ => None,
         }
     }

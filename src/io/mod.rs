@@ -4,6 +4,7 @@
 //! carries out outputs; it decides nothing.
 
 pub mod arp;
+pub mod clock;
 pub mod control;
 pub mod host;
 pub mod neigh;

@@ -31,6 +31,7 @@ use crate::shared::cache::ClusterCache;
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
 use crate::shared::metrics::{Metrics, Replication};
+use crate::shared::throttle::ThrottleTable;
 use crate::shared::{Counted, SharedObject};
 
 /// Replica entries per message: a key is at most 255 bytes, so 3,000
@@ -92,13 +93,18 @@ pub type SharedObjects = BTreeMap<String, SharedObject>;
 pub fn shared_objects(replicate: &[Replicate], origin: &str) -> SharedObjects {
     replicate
         .iter()
-        .filter_map(|r| {
+        .map(|r| {
             let object = match r.kind {
                 ReplicationType::InboundCidr | ReplicationType::OutboundCidr => {
                     SharedObject::Cidr(Arc::new(CidrCounts::new()))
                 }
                 ReplicationType::OutboundDomains | ReplicationType::OutboundBindingDomains => {
                     SharedObject::Gauge(Arc::new(GaugeTable::new()))
+                }
+                ReplicationType::SharedNamedThrottles
+                | ReplicationType::Obtm
+                | ReplicationType::Obtc => {
+                    SharedObject::Throttles(Arc::new(ThrottleTable::new(throttle_round_ms(r))))
                 }
                 ReplicationType::Metrics => {
                     SharedObject::Metrics(Arc::new(Metrics::new(Replication::Cluster)))
@@ -110,11 +116,17 @@ pub fn shared_objects(replicate: &[Replicate], origin: &str) -> SharedObjects {
                     origin,
                     usize::try_from(r.max_size).ok(),
                 ))),
-                _ => return None,
             };
-            Some((r.name.clone(), object))
+            (r.name.clone(), object)
         })
         .collect()
+}
+
+/// A throttle's round: long enough for a node's usage to reach every peer
+/// (`max_delay`, an engine pass of at most 250 ms on each side, transit),
+/// which is what the throttle's bound assumes (`shared::throttle`).
+fn throttle_round_ms(scope: &Replicate) -> u64 {
+    (scope.max_delay * 1000.0).round().max(0.0) as u64 + 600
 }
 
 impl ReplicationDriver {

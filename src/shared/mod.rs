@@ -20,6 +20,7 @@ pub mod gauge;
 pub mod hash;
 pub mod metrics;
 pub mod outbound;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -27,15 +28,13 @@ use cache::ClusterCache;
 use cidr::CidrCounts;
 use gauge::GaugeTable;
 use metrics::Metrics;
+use throttle::ThrottleTable;
 
 /// Wall-clock milliseconds since the Unix epoch, the time every shared
 /// object's operations take (windows and expiries must agree across
-/// nodes, so not a monotonic clock). A clock before 1970 reads as 0.
-pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+/// nodes, so not a monotonic clock). Coarse: at most a timer tick old, for
+/// a few nanoseconds (see `io::clock`).
+pub use crate::io::clock::coarse_wall_ms as wall_ms;
 
 /// Whose count a read wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +88,21 @@ impl Counted for CidrCounts {
     }
 }
 
+impl Counted for ThrottleTable {
+    fn drain_changed(&self) -> Vec<KeyCount> {
+        ThrottleTable::drain_changed(self)
+    }
+    fn set_peer_sum(&self, key: &[u8], peer_sum: i64) {
+        ThrottleTable::set_peer_sum(self, key, peer_sum)
+    }
+    fn local_values(&self) -> Vec<KeyCount> {
+        ThrottleTable::local_values(self)
+    }
+    fn maintain(&self, now_ms: u64, members: usize) {
+        ThrottleTable::maintain(self, now_ms, members)
+    }
+}
+
 /// One replicated object, as a `Replicate` scope configures it.
 #[derive(Clone, Debug)]
 pub enum SharedObject {
@@ -96,6 +110,8 @@ pub enum SharedObject {
     Cidr(Arc<CidrCounts>),
     /// `outbound_domains`, `outbound_binding_domains`.
     Gauge(Arc<GaugeTable>),
+    /// `shared_named_throttles`, `OBTM`, `OBTC`.
+    Throttles(Arc<ThrottleTable>),
     /// `metrics`, `eccmgr_metrics`: audit series and gauge caches.
     Metrics(Arc<Metrics>),
     /// A `type = "cache"` scope: key/value, not counts.
@@ -108,6 +124,7 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(_) => "cidrtree",
             SharedObject::Gauge(_) => "gauge table",
+            SharedObject::Throttles(_) => "throttle",
             SharedObject::Metrics(_) => "metrics",
             SharedObject::Cache(_) => "cache",
         }
@@ -119,6 +136,11 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(c) => prefix_rows(c.rows(scope)),
             SharedObject::Gauge(g) => text_rows(g.rows(scope)),
+            SharedObject::Throttles(t) => t
+                .rows(wall_ms(), scope)
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect(),
             SharedObject::Metrics(m) => m.rows(scope, wall_ms()),
             // One value per key for the whole cluster: every scope is it.
             SharedObject::Cache(c) => c
@@ -134,6 +156,14 @@ impl SharedObject {
     pub fn rows_of(&self, values: &[KeyCount]) -> Vec<(String, String)> {
         match self {
             SharedObject::Cidr(_) => prefix_rows(CidrCounts::rows_of_leaves(values)),
+            SharedObject::Throttles(_) => values
+                .iter()
+                .map(|(k, v)| {
+                    let key = throttle::parse_wire_key(k)
+                        .map_or_else(|| lossy(k), |(name, w)| format!("{name} window {w}"));
+                    (key, v.to_string())
+                })
+                .collect(),
             SharedObject::Metrics(m) => values
                 .iter()
                 .map(|(k, v)| (m.display_key(k), v.to_string()))
@@ -148,6 +178,7 @@ impl SharedObject {
         match self {
             SharedObject::Cidr(c) => Some(c.clone()),
             SharedObject::Gauge(g) => Some(g.clone()),
+            SharedObject::Throttles(t) => Some(t.clone()),
             SharedObject::Metrics(m) => Some(m.clone()),
             SharedObject::Cache(_) => None,
         }
