@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use eccluster::shared::cidr::CidrCounts;
 use eccluster::shared::gauge::GaugeTable;
+use eccluster::shared::throttle::ThrottleTable;
 
 /// How much work each side does; quick for the smoke run.
 #[derive(Clone, Copy, Debug)]
@@ -102,10 +103,16 @@ fn ours_cidr_increment() -> f64 {
     })
 }
 
-/// The throttle check on our side; `None` until `eccluster::shared::throttle`
-/// is merged. Fill in as `Some(median_ns_per_op(|| { ... }))`.
-fn ours_throttle_check() -> Option<f64> {
-    None
+/// The throttle check and consume on our side: a throttle the limit never
+/// stops, as the GCRA side is set up to allow every request.
+fn ours_throttle_consume() -> f64 {
+    let table = ThrottleTable::new(1_600);
+    let throttle = table
+        .define("ecc:throttle", "1000000000/1", None)
+        .expect("a valid limit");
+    median_ns_per_op(|| {
+        black_box(throttle.consume());
+    })
 }
 
 /// A RESP client just big enough for this bench: one connection, one
@@ -371,7 +378,7 @@ fn thousands(n: f64) -> String {
 
 struct Row {
     operation: &'static str,
-    ours: Option<f64>,
+    ours: f64,
     redis: Option<Latency>,
     /// Our ceiling in ns; the ratio target is the issue's 1,000x for all.
     target_ns: f64,
@@ -385,24 +392,18 @@ fn print_table(rows: &[Row]) {
     );
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
     for row in rows {
-        let ours = match row.ours {
-            Some(ns) => format!("{ns:.1}"),
-            None => "n/a (throttle module not merged)".into(),
-        };
+        let ours = format!("{:.1}", row.ours);
         let (median, p99) = match row.redis {
             Some(l) => (thousands(l.median), thousands(l.p99)),
             None => ("not run".into(), "not run".into()),
         };
-        let ratio = match (row.ours, row.redis) {
-            (Some(ns), Some(l)) => Some(l.median / ns),
-            _ => None,
-        };
+        let ratio = row.redis.map(|l| l.median / row.ours);
         let ratio_text = ratio.map_or("n/a".into(), |r| format!("{}x", thousands(r)));
         let met = |ok: bool| if ok { "met" } else { "NOT met" };
         let targets = format!(
             "<= {:.0} ns: {}; >= 1,000x: {}",
             row.target_ns,
-            row.ours.map_or("n/a", |ns| met(ns <= row.target_ns)),
+            met(row.ours <= row.target_ns),
             ratio.map_or("n/a", |r| met(r >= TARGET_RATIO)),
         );
         println!(
@@ -430,15 +431,12 @@ fn main() {
 
     let gauge = ours_gauge_add();
     let cidr = ours_cidr_increment();
-    let throttle = ours_throttle_check();
+    let throttle = ours_throttle_consume();
 
     let Some(port) = port else {
         println!(
             "redis_compare (quick, in-process only; run benches/redis_compare.sh for the comparison): \
-             gauge add {gauge:.1} ns/op, CIDR increment {cidr:.1} ns/op, throttle check {}",
-            throttle.map_or("n/a (throttle module not merged)".into(), |t| format!(
-                "{t:.1} ns/op"
-            ))
+             gauge add {gauge:.1} ns/op, CIDR increment {cidr:.1} ns/op, throttle consume {throttle:.1} ns/op"
         );
         return;
     };
@@ -463,18 +461,18 @@ fn main() {
     print_table(&[
         Row {
             operation: "counter increment: GaugeTable::add vs INCR",
-            ours: Some(gauge),
+            ours: gauge,
             redis: Some(redis.incr),
             target_ns: 50.0,
         },
         Row {
             operation: "counter increment: CidrCounts::increment vs INCR",
-            ours: Some(cidr),
+            ours: cidr,
             redis: Some(redis.incr),
             target_ns: 50.0,
         },
         Row {
-            operation: "throttle check: shared::throttle vs GCRA EVALSHA",
+            operation: "throttle check and consume: Throttle::consume vs GCRA EVALSHA",
             ours: throttle,
             redis: Some(redis.gcra),
             target_ns: 100.0,

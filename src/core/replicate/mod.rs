@@ -55,11 +55,39 @@ pub struct SumChange {
     pub peer_sum: i64,
 }
 
+/// Zeros kept as tombstones per origin before old ones are forgotten.
+const TOMBSTONES_KEPT: usize = 1024;
+
+/// How many of an origin's versions back a tombstone must be before it may
+/// be forgotten.
+const TOMBSTONE_GRACE: u64 = 64;
+
 /// One peer's contribution to one object.
 #[derive(Clone, Debug, Default)]
 struct Origin {
     generation: u64,
     entries: HashMap<Key, (i64, u64)>,
+    /// The newest version applied, and how many entries are zeros.
+    newest: u64,
+    zeros: usize,
+}
+
+impl Origin {
+    /// Forgets tombstones once there are many: keys that come and go (a
+    /// throttle's or a series' windows) would otherwise pile up until the
+    /// origin's next snapshot. Only zeros at least [`TOMBSTONE_GRACE`]
+    /// versions old go: an update that late would have had to be
+    /// overtaken by that many batches on an ordered link, and the snapshot
+    /// that follows a reconnection repairs even that.
+    fn forget_old_zeros(&mut self) {
+        if self.zeros <= TOMBSTONES_KEPT {
+            return;
+        }
+        let horizon = self.newest.saturating_sub(TOMBSTONE_GRACE);
+        self.entries
+            .retain(|_, (value, version)| *value != 0 || *version >= horizon);
+        self.zeros = self.entries.values().filter(|(v, _)| *v == 0).count();
+    }
 }
 
 /// The replicated state of one object on one node: the peers'
@@ -93,10 +121,18 @@ impl Replica {
             };
             // A zero stays as a versioned tombstone, so that an older
             // non-zero arriving late cannot bring the key back; the next
-            // snapshot clears it.
+            // snapshot clears it, or `forget_old_zeros` once many pile up.
+            let was_zero = held.entries.contains_key(&e.key) && old == 0;
             held.entries.insert(e.key.clone(), (e.value, e.version));
+            match (was_zero, e.value == 0) {
+                (false, true) => held.zeros += 1,
+                (true, false) => held.zeros -= 1,
+                _ => {}
+            }
+            held.newest = held.newest.max(e.version);
             add_to_sum(&mut self.peer_sum, &mut changes, &e.key, e.value - old);
         }
+        held.forget_old_zeros();
         into_changes(&self.peer_sum, changes)
     }
 
@@ -128,6 +164,8 @@ impl Replica {
         }
         // Tombstones older than the snapshot are not needed any more.
         fresh.retain(|_, (value, version)| *value != 0 || *version > as_of);
+        held.zeros = fresh.values().filter(|(v, _)| *v == 0).count();
+        held.newest = held.newest.max(as_of);
         let old = std::mem::replace(&mut held.entries, fresh);
         let held = &self.origins[origin].entries;
         for (key, (value, _)) in &old {
@@ -218,7 +256,7 @@ impl Replica {
             origin.to_string(),
             Origin {
                 generation,
-                entries: HashMap::new(),
+                ..Origin::default()
             },
         );
         true

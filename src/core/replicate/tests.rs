@@ -221,3 +221,20 @@ fn a_batch_is_due_after_max_delay_or_max_pending_updates() {
     let (as_of, snap) = b.snapshot([(key("a"), 0), (key("b"), 4)]);
     assert_eq!((as_of, snap), (2, vec![entry("b", 4, 2)]));
 }
+
+#[test]
+fn keys_that_come_and_go_do_not_pile_up_as_tombstones() {
+    let mut r = Replica::new();
+    // A throttle's windows: each key counted, then zeroed, batch by batch.
+    for w in 0..10_000u64 {
+        let k = format!("window{w}");
+        r.apply("a", 1, &[entry(&k, 3, 2 * w + 1)]);
+        r.apply("a", 1, &[entry(&k, 0, 2 * w + 2)]);
+    }
+    let held = r.origins.get("a").map_or(0, |o| o.entries.len());
+    assert!(held <= 1024 + 64, "{held} entries held");
+    assert_eq!(r.peer_sum(b"window9999"), 0);
+    // A recent zero still blocks a late, older non-zero.
+    r.apply("a", 1, &[entry("window9999", 3, 2 * 9999 + 1)]);
+    assert_eq!(r.peer_sum(b"window9999"), 0);
+}
