@@ -38,6 +38,10 @@ use crate::shared::{Counted, SharedObject};
 /// entries stay well under the 1 MiB frame.
 const ENTRIES_PER_MESSAGE: usize = 3_000;
 
+/// How often the engine looks for the hot path's changes; see
+/// [`ReplicationDriver::next_deadline`].
+const POLL_MS: u64 = 50;
+
 /// Who a message is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Audience {
@@ -229,15 +233,25 @@ impl ReplicationDriver {
         out
     }
 
-    /// When a batch next falls due by time.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.objects
+    /// When the engine should next call [`ReplicationDriver::tick`]: when a
+    /// batch falls due by time, and otherwise within [`POLL_MS`] while
+    /// anything is replicated. MTA threads do not wake the engine (that
+    /// would cost them a system call), so this poll is how soon their
+    /// changes are noticed: a change reaches the peers within `max_delay`
+    /// plus this plus the transit.
+    pub fn next_deadline(&self, now_ms: u64) -> Option<u64> {
+        let due = self
+            .objects
             .values()
             .filter_map(|o| match &o.carrier {
                 Carrier::Counts { batcher, .. } => batcher.next_deadline(),
                 Carrier::Cache { since_ms, cfg, .. } => since_ms.map(|s| s + cfg.max_delay_ms),
             })
-            .min()
+            .min();
+        if self.objects.is_empty() {
+            return due;
+        }
+        Some(due.map_or(now_ms + POLL_MS, |d| d.min(now_ms + POLL_MS)))
     }
 
     /// Applies a peer's update. An update for an object this node does not

@@ -572,7 +572,7 @@ fn engine(
             .map_or(membership.next_deadline(), |v| {
                 v.next_deadline().min(membership.next_deadline())
             })
-            .min(replication.next_deadline().unwrap_or(u64::MAX));
+            .min(replication.next_deadline(now_ms()).unwrap_or(u64::MAX));
         let wait = deadline.saturating_sub(now_ms()).clamp(1, 250);
         let _ = udp.set_read_timeout(Some(Duration::from_millis(wait)));
         let mut outputs = Vec::new();
