@@ -106,7 +106,8 @@ enum EngineCommand {
     Replica(String, ReplicaUpdate),
     /// A peer's cache entries.
     Cache(CacheUpdate),
-    /// A link to this peer opened: it gets this node's snapshots.
+    /// A link to this peer opened, or it asked (`SnapshotRequest`): it gets
+    /// this node's snapshots.
     LinkUp(String),
     /// `cluster shared show OBJ from NODE`: NODE's values, answered on the
     /// channel (`None`: not replicated here).
@@ -707,8 +708,10 @@ fn engine(
                 .iter()
                 .filter(|m| !members.contains(m) && **m != shared.me_name)
                 .collect();
+            // And this node dropped theirs, which they may not know.
             for peer in back {
                 send_snapshots(&shared, &membership, &replication, peer);
+                shared.send_to(peer, &Message::SnapshotRequest);
             }
             members = now;
         }
@@ -1114,6 +1117,7 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
             }
             // Caches are not driven by the engine yet: their updates are dropped.
             Message::CacheUpdate(update) => shared.send_command(EngineCommand::Cache(update)),
+            Message::SnapshotRequest => shared.send_command(EngineCommand::LinkUp(peer.clone())),
             Message::Hello(_) | Message::Heartbeat(_) => {}
         }
     }

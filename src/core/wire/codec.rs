@@ -5,7 +5,8 @@
 //! ```text
 //! byte 0   PROTOCOL_VERSION
 //! byte 1   kind: 1 Heartbeat, 2 Hello, 3 ConsoleRequest, 4 ConsoleResponse,
-//!          5 DuraVipTable, 6 ReplicaUpdate, 7 CacheUpdate
+//!          5 DuraVipTable, 6 ReplicaUpdate, 7 CacheUpdate, 8 SnapshotRequest
+//!          (no fields)
 //! then     the message's fields, in declaration order
 //! ```
 //!
@@ -66,6 +67,7 @@ const KIND_CONSOLE_RESPONSE: u8 = 4;
 const KIND_DURAVIP_TABLE: u8 = 5;
 const KIND_REPLICA_UPDATE: u8 = 6;
 const KIND_CACHE_UPDATE: u8 = 7;
+const KIND_SNAPSHOT_REQUEST: u8 = 8;
 
 /// Why bytes are not a message: the field at fault and what was wrong,
 /// e.g. `heartbeat.sender.name: length 300 exceeds 255`.
@@ -186,6 +188,7 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
                 put_u64(&mut w, e.version);
             }
         }
+        Message::SnapshotRequest => w.push(KIND_SNAPSHOT_REQUEST),
         Message::CacheUpdate(u) => {
             w.push(KIND_CACHE_UPDATE);
             put_str(&mut w, &u.object);
@@ -245,6 +248,7 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
             "replica_update",
         ),
         KIND_CACHE_UPDATE => (Message::CacheUpdate(cache_update(&mut r)?), "cache_update"),
+        KIND_SNAPSHOT_REQUEST => (Message::SnapshotRequest, "snapshot_request"),
         other => return Err(DecodeError(format!("kind: unknown message kind {other}"))),
     };
     if !r.rest.is_empty() {
@@ -878,6 +882,7 @@ mod tests {
                 object: String::new(),
                 entries: Vec::new(),
             }),
+            Message::SnapshotRequest,
         ]
     }
 
@@ -947,7 +952,11 @@ mod tests {
             "kind: truncated: needs 1 bytes, 0 left"
         );
         assert_eq!(err(&[PROTOCOL_VERSION, 0]), "kind: unknown message kind 0");
-        assert_eq!(err(&[PROTOCOL_VERSION, 8]), "kind: unknown message kind 8");
+        assert_eq!(err(&[PROTOCOL_VERSION, 9]), "kind: unknown message kind 9");
+        assert_eq!(
+            err(&[PROTOCOL_VERSION, 8, 0]),
+            "1 trailing bytes after a complete snapshot_request"
+        );
     }
 
     #[test]

@@ -186,4 +186,9 @@ pub enum Message {
     DuraVipTable(DuraVipTable),
     ReplicaUpdate(ReplicaUpdate),
     CacheUpdate(CacheUpdate),
+    /// "Send me your snapshots": a node that dropped the sender's
+    /// contributions (it left this node's view) and now has it back sends
+    /// this, since the sender may have seen no change that would make it
+    /// resend them.
+    SnapshotRequest,
 }
