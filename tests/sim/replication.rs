@@ -242,7 +242,12 @@ impl RepNode {
 
     /// The names in this node's membership view.
     pub fn view(&self) -> Vec<String> {
-        self.m.view().members.iter().map(|m| m.name.clone()).collect()
+        self.m
+            .view()
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .collect()
     }
 
     /// The reliable stream to `peer` opened: send it this node's whole
@@ -418,7 +423,9 @@ pub fn prefixes() -> Vec<(IpAddr, u8)> {
 }
 
 pub fn gauge_keys() -> Vec<Vec<u8>> {
-    (0..5).map(|i| format!("dom{i}.example").into_bytes()).collect()
+    (0..5)
+        .map(|i| format!("dom{i}.example").into_bytes())
+        .collect()
 }
 
 pub fn series_keys() -> Vec<Vec<u8>> {
@@ -438,7 +445,7 @@ pub fn random_op(node: &RepNode, now: u64, pick: u64, arg: u64, cache_keys: u64)
         0 => {
             let a = addresses();
             let ip = a[(arg % a.len() as u64) as usize];
-            if arg / 64 % 3 == 0 {
+            if (arg / 64).is_multiple_of(3) {
                 node.cidr().decrement(ip);
             } else {
                 node.cidr().increment(ip);
@@ -458,7 +465,7 @@ pub fn random_op(node: &RepNode, now: u64, pick: u64, arg: u64, cache_keys: u64)
         3 => {
             let k = gauge_cache_keys();
             let key = &k[(arg % k.len() as u64) as usize];
-            if arg / 16 % 3 == 0 {
+            if (arg / 16).is_multiple_of(3) {
                 node.metrics().gauge_dec(GAUGE_CACHE, key, w).expect("dec");
             } else {
                 node.metrics().gauge_inc(GAUGE_CACHE, key, w).expect("inc");
@@ -466,7 +473,7 @@ pub fn random_op(node: &RepNode, now: u64, pick: u64, arg: u64, cache_keys: u64)
         }
         _ => {
             let key = format!("c{}", arg % cache_keys.max(1));
-            if arg / 1024 % 5 == 0 {
+            if (arg / 1024).is_multiple_of(5) {
                 node.cache().remove_at(key.as_bytes(), w).expect("remove");
             } else {
                 let value = format!("{}@{}", arg % 1000, node.name());
@@ -481,7 +488,9 @@ pub fn random_op(node: &RepNode, now: u64, pick: u64, arg: u64, cache_keys: u64)
 /// Every counting object's global view on `node` against the sum of the
 /// local values of `contributors`; the first difference.
 pub fn counts_match(sim: &Sim<RepNode>, node: &str, contributors: &[String]) -> Result<(), String> {
-    let me = sim.node(node).ok_or_else(|| format!("{node} not running"))?;
+    let me = sim
+        .node(node)
+        .ok_or_else(|| format!("{node} not running"))?;
     let others: Vec<&RepNode> = contributors
         .iter()
         .map(|c| sim.node(c).expect("a running contributor"))
