@@ -50,6 +50,7 @@ pub mod duravip;
 pub mod duravip_invariants;
 pub mod invariants;
 pub mod membership;
+pub mod replication;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
