@@ -570,7 +570,6 @@ fn one_sided_view_change(seed: u64) {
 }
 
 #[test]
-#[ignore = "known gap: a one-sided view change loses the peer's contribution (see the report)"]
 fn a_one_sided_view_change_restores_the_peers_contribution() {
     sweep(0x5e9_7000, 3, one_sided_view_change);
 }

@@ -301,6 +301,12 @@ impl RepNode {
                 .filter(|m| !self.members.contains(m) && **m != me)
             {
                 self.send_snapshots(peer, &mut effects);
+                if !self.sabotage.skip_snapshots {
+                    effects.push(Effect::SendReliable {
+                        to: peer.clone(),
+                        msg: encode(&Message::SnapshotRequest),
+                    });
+                }
             }
             self.members = now_members;
         }
@@ -354,6 +360,12 @@ impl SimNode for RepNode {
                     self.driver.on_cache_update(&u);
                 }
             }
+            Message::SnapshotRequest => {
+                let mut effects = Vec::new();
+                self.send_snapshots(from, &mut effects);
+                effects.extend(self.pass(now, outputs));
+                return effects;
+            }
             other => panic!("unexpected message {other:?}"),
         }
         self.pass(now, outputs)
@@ -362,7 +374,11 @@ impl SimNode for RepNode {
     fn next_deadline(&self) -> u64 {
         self.m
             .next_deadline()
-            .min(self.driver.next_deadline().unwrap_or(u64::MAX))
+            .min(
+                self.driver
+                    .next_deadline(self.last_pass)
+                    .unwrap_or(u64::MAX),
+            )
             .min(self.last_pass + PASS_MS)
     }
 
