@@ -59,6 +59,10 @@ typedef enum {
   ECC_NOT_FOUND = 10,
 } ecc_status;
 
+// A replicated key/value cache (a `Replicate` scope of `type = "cache"`;
+// Sieve `ec_cluster_cache_get` / `ec_cluster_cache_set`). Thread-safe.
+typedef struct ecc_cache ecc_cache;
+
 // A replicated CIDR tree (`inbound_cidr`, `outbound_cidr`). Thread-safe.
 typedef struct ecc_cidr ecc_cidr;
 
@@ -71,9 +75,18 @@ typedef struct ecc_config ecc_config;
 // Thread-safe.
 typedef struct ecc_gauge ecc_gauge;
 
+// The audit series and gauge caches of a `Replicate "metrics"` (or
+// `"eccmgr_metrics"`) object. Thread-safe.
+typedef struct ecc_metrics ecc_metrics;
+
 // A cluster node. Thread-safe: every function taking an `ecc_node` may be
 // called from any thread, concurrently, until `ecc_node_free`.
 typedef struct ecc_node ecc_node;
+
+// One cluster-wide throttle ("at most N per S seconds across the
+// cluster"), defined in a `shared_named_throttles`, `OBTM` or `OBTC`
+// object. Thread-safe.
+typedef struct ecc_throttle ecc_throttle;
 
 // Which syntax `ecc_config_parse` reads: one of the `ECC_FORMAT_` values.
 // An integer rather than a C enum, so that an unknown value is reported as
@@ -128,6 +141,55 @@ typedef void (*ecc_duravip_hook_fn)(void *userdata,
 // integer, so that an unknown value is reported, not undefined).
 typedef uint32_t ecc_scope;
 
+// One outbound connection, as the MTA knows it when it is about to open.
+// Strings are NUL-terminated UTF-8.
+typedef struct {
+  // The binding's name.
+  const char *binding;
+  // The binding's group; NULL: none.
+  const char *binding_group;
+  // The destination domain.
+  const char *domain;
+  // The MX host name, when the connection goes to a known MX; NULL: unknown.
+  const char *host;
+  // The binding's source address, 4 bytes (IPv4) or 16 (IPv6), network
+  // order; NULL or `source_len` 0: none.
+  const uint8_t *source;
+  // The length of `source`: 0, 4 or 16.
+  size_t source_len;
+} ecc_outbound_attempt;
+
+// Where `cluster_max_outbound_connections` is set for an attempt: one of
+// the `ECC_MAX_SCOPE_` values (most specific first).
+typedef uint32_t ecc_max_scope;
+
+// Where `cluster_server_max_outbound_connections` is set: one of the
+// `ECC_SERVER_SCOPE_` values.
+typedef uint32_t ecc_server_scope;
+
+// Where `cluster_scope_max_outbound_connections` is set: one of the
+// `ECC_SCOPE_LEVEL_` values.
+typedef uint32_t ecc_scope_level;
+
+// The limits the MTA's configuration sets for an attempt. Each has the
+// scope it is set in and a value; a negative value (-1, as in the
+// reference) means not set. 0 is a limit (nothing may open), so a zeroed
+// struct refuses everything: set the limits you do not use to -1.
+typedef struct {
+  // One of `ECC_MAX_SCOPE_`.
+  ecc_max_scope cluster_max_scope;
+  // `cluster_max_outbound_connections`; negative: not set.
+  int64_t cluster_max;
+  // One of `ECC_SERVER_SCOPE_`.
+  ecc_server_scope server_max_scope;
+  // `cluster_server_max_outbound_connections`; negative: not set.
+  int64_t server_max;
+  // One of `ECC_SCOPE_LEVEL_`.
+  ecc_scope_level scope_max_level;
+  // `cluster_scope_max_outbound_connections`; negative: not set.
+  int64_t scope_max;
+} ecc_outbound_limits;
+
 // Detect from the text: a `[table]` header line means TOML.
 #define ECC_FORMAT_AUTO 0
 
@@ -148,6 +210,48 @@ typedef uint32_t ecc_scope;
 
 // The whole cluster's: this node's plus every peer's.
 #define ECC_SCOPE_GLOBAL 1
+
+// Set in a `Binding { Domain { Host } }` scope.
+#define ECC_MAX_SCOPE_BINDING_HOST 0
+
+// Set in a `Host` scope.
+#define ECC_MAX_SCOPE_HOST 1
+
+// Set in a `Binding { Domain }` scope.
+#define ECC_MAX_SCOPE_BINDING_DOMAIN 2
+
+// Set in a `Binding` scope.
+#define ECC_MAX_SCOPE_BINDING 3
+
+// Set in a `Domain` scope.
+#define ECC_MAX_SCOPE_DOMAIN 4
+
+// Set globally: a cap on every domain.
+#define ECC_MAX_SCOPE_GLOBAL 5
+
+// Globally: every connection of the whole cluster.
+#define ECC_SERVER_SCOPE_GLOBAL 0
+
+// In a `Binding`: the binding's connections, cluster-wide.
+#define ECC_SERVER_SCOPE_BINDING 1
+
+// In a `Binding_Group`: the group's bindings' connections, cluster-wide.
+#define ECC_SERVER_SCOPE_BINDING_GROUP 2
+
+// `Global`: as `cluster_server_max_outbound_connections` globally.
+#define ECC_SCOPE_LEVEL_GLOBAL 0
+
+// `Global::Domain`: the domain across every binding.
+#define ECC_SCOPE_LEVEL_GLOBAL_DOMAIN 1
+
+// `Binding_Group::Domain`: the domain across the group's bindings.
+#define ECC_SCOPE_LEVEL_GROUP_DOMAIN 2
+
+// `Binding::Domain`: as `cluster_max_outbound_connections` there.
+#define ECC_SCOPE_LEVEL_BINDING_DOMAIN 3
+
+// `Global::Host`: the MX across every binding.
+#define ECC_SCOPE_LEVEL_GLOBAL_HOST 4
 
 #ifdef __cplusplus
 extern "C" {
@@ -373,6 +477,285 @@ ecc_status ecc_cidr_count(const ecc_cidr *cidr,
 // # Safety
 // `cidr` is NULL or a live handle, not used again.
 void ecc_cidr_free(ecc_cidr *cidr);
+
+// Defines the throttle `throttle_name` in the throttle object
+// `object_name` (a `Replicate` scope of type `shared_named_throttles`,
+// `OBTM` or `OBTC`) as `limit` ("N": N per second, or "N/S": N per S
+// seconds) and writes a handle to it to `out`. `epsilon` is the share of
+// the limit one node may use up per round, strictly between 0 and 1; 0 or
+// NaN means the default 0.95. Defining a name again with the same limit
+// and epsilon returns the same throttle; with others it is an error.
+//
+// Every node that counts against the throttle defines it alike. Across the
+// cluster at most N + members - 1 are admitted per window.
+//
+// Returns `ECC_NOT_FOUND` when the configuration has no throttle object
+// `object_name`, `ECC_INVALID_ARGUMENT` for a bad limit or epsilon or a
+// redefinition.
+//
+// # Safety
+// `node` is a live handle; `object_name`, `throttle_name` and `limit` are
+// C strings; `out` a valid pointer.
+ecc_status ecc_throttle_define(const ecc_node *node,
+                               const char *object_name,
+                               const char *throttle_name,
+                               const char *limit,
+                               double epsilon,
+                               ecc_throttle **out);
+
+// Whether one more would be admitted now, without counting it (the Sieve
+// `ec_shared_throttle_check` answers the opposite: "over quota").
+//
+// # Safety
+// `throttle` is a live handle; `out_allowed` a valid pointer.
+ecc_status ecc_throttle_check(const ecc_throttle *throttle, bool *out_allowed);
+
+// Admits and counts `n` at once if the throttle allows it now, or none;
+// `*out_admitted` says which. `n == 0` is always admitted; `n` above the
+// limit's N never is.
+//
+// # Safety
+// `throttle` is a live handle; `out_admitted` a valid pointer.
+ecc_status ecc_throttle_consume(const ecc_throttle *throttle, uint64_t n, bool *out_admitted);
+
+// The current window's admissions in `scope` (this node's, or the
+// cluster's as this node knows them).
+//
+// # Safety
+// `throttle` is a live handle; `out` a valid pointer.
+ecc_status ecc_throttle_usage(const ecc_throttle *throttle, ecc_scope scope, int64_t *out);
+
+// Frees a throttle handle (the throttle stays defined); NULL is a no-op.
+//
+// # Safety
+// `throttle` is NULL or a live handle, not used again.
+void ecc_throttle_free(ecc_throttle *throttle);
+
+// Opens the metrics object `name` (a `Replicate` scope of type `metrics`
+// or `eccmgr_metrics`); `ECC_NOT_FOUND` when the configuration has none by
+// that name.
+//
+// # Safety
+// `node` is a live handle; `name` a C string; `out` a valid pointer.
+ecc_status ecc_metrics_open(const ecc_node *node, const char *name, ecc_metrics **out);
+
+// Defines the audit series `name` (`msys.audit_series.define`): `type` is
+// "cidr" (IPv4 addresses), "cidr_ipv6" or "string"; counts are kept in
+// `num_windows` windows of `interval_secs` seconds; `replicate` is "none"
+// (this node only), "cluster" (the `metrics` object) or "manager" (the
+// `eccmgr_metrics` object). Defining again with the same parameters is a
+// no-op; with others it is `ECC_INVALID_ARGUMENT`.
+//
+// # Safety
+// `metrics` is a live handle; `name`, `type` and `replicate` C strings.
+ecc_status ecc_audit_series_define(const ecc_metrics *metrics,
+                                   const char *name,
+                                   const char *type,
+                                   uint64_t interval_secs,
+                                   uint64_t num_windows,
+                                   const char *replicate);
+
+// Adds `count` to the key `key[0..key_len]` in the current window of the
+// audit series `name` (`msys.audit_series.add`). For CIDR series the key
+// is an address as text, e.g. "10.1.2.3".
+//
+// # Safety
+// `metrics` is a live handle; `name` a C string; `key` readable for
+// `key_len` bytes.
+ecc_status ecc_audit_series_add(const ecc_metrics *metrics,
+                                const char *name,
+                                const uint8_t *key,
+                                size_t key_len,
+                                int64_t count);
+
+// The sum of windows `startv` to `endv` (0 is the current window) of the
+// key `key[0..key_len]` in the audit series `name`, in `scope`
+// (`msys.audit_series.count`). For CIDR series the key may also be a
+// prefix, e.g. "10.1.2.0/24".
+//
+// # Safety
+// `metrics` is a live handle; `name` a C string; `key` readable for
+// `key_len` bytes; `out` a valid pointer.
+ecc_status ecc_audit_series_count(const ecc_metrics *metrics,
+                                  const char *name,
+                                  const uint8_t *key,
+                                  size_t key_len,
+                                  uint32_t startv,
+                                  uint32_t endv,
+                                  ecc_scope scope,
+                                  int64_t *out);
+
+// Forgets the key `key[0..key_len]` (or, for CIDR series, every address in
+// a prefix) in every window of the audit series `name`
+// (`msys.audit_series.remove_item`).
+//
+// # Safety
+// `metrics` is a live handle; `name` a C string; `key` readable for
+// `key_len` bytes.
+ecc_status ecc_audit_series_remove_item(const ecc_metrics *metrics,
+                                        const char *name,
+                                        const uint8_t *key,
+                                        size_t key_len);
+
+// Defines the gauge cache `name` (`msys.gauge_cache.define`): at most
+// `maxelems` keys, each expiring `ttl_secs` seconds after its last change
+// (0: never); `replicated` shares it through this metrics object,
+// otherwise it is this node's only. Defining again with the same
+// parameters is a no-op; with others it is `ECC_INVALID_ARGUMENT`.
+//
+// # Safety
+// `metrics` is a live handle; `name` a C string.
+ecc_status ecc_gauge_cache_define(const ecc_metrics *metrics,
+                                  const char *name,
+                                  uint64_t maxelems,
+                                  uint64_t ttl_secs,
+                                  bool replicated);
+
+// Adds one to the key `key[0..key_len]` of the gauge cache `name`
+// (`msys.gauge_cache.inc`), creating it, and writes this node's new count
+// to `out` (may be NULL).
+//
+// # Safety
+// `metrics` is a live handle; `name` a C string; `key` readable for
+// `key_len` bytes; `out` NULL or valid.
+ecc_status ecc_gauge_cache_inc(const ecc_metrics *metrics,
+                               const char *name,
+                               const uint8_t *key,
+                               size_t key_len,
+                               int64_t *out);
+
+// Subtracts one from the key `key[0..key_len]` of the gauge cache `name`
+// (`msys.gauge_cache.dec`) and writes this node's new count to `out` (may
+// be NULL).
+//
+// # Safety
+// `metrics` is a live handle; `name` a C string; `key` readable for
+// `key_len` bytes; `out` NULL or valid.
+ecc_status ecc_gauge_cache_dec(const ecc_metrics *metrics,
+                               const char *name,
+                               const uint8_t *key,
+                               size_t key_len,
+                               int64_t *out);
+
+// The gauge of the key `key[0..key_len]` of the gauge cache `name` in
+// `scope` (0 if absent or expired; `msys.gauge_cache.get`).
+//
+// # Safety
+// `metrics` is a live handle; `name` a C string; `key` readable for
+// `key_len` bytes; `out` a valid pointer.
+ecc_status ecc_gauge_cache_get(const ecc_metrics *metrics,
+                               const char *name,
+                               const uint8_t *key,
+                               size_t key_len,
+                               ecc_scope scope,
+                               int64_t *out);
+
+// Forgets the key `key[0..key_len]` of the gauge cache `name`: this node's
+// count goes to zero cluster-wide (`msys.gauge_cache.remove_item`).
+//
+// # Safety
+// `metrics` is a live handle; `name` a C string; `key` readable for
+// `key_len` bytes.
+ecc_status ecc_gauge_cache_remove_item(const ecc_metrics *metrics,
+                                       const char *name,
+                                       const uint8_t *key,
+                                       size_t key_len);
+
+// Frees a metrics handle (its series and caches stay defined); NULL is a
+// no-op.
+//
+// # Safety
+// `metrics` is NULL or a live handle, not used again.
+void ecc_metrics_free(ecc_metrics *metrics);
+
+// Opens the cache `name` (a `Replicate` scope of `type = "cache"`);
+// `ECC_NOT_FOUND` when the configuration has none by that name.
+//
+// # Safety
+// `node` is a live handle; `name` a C string; `out` a valid pointer.
+ecc_status ecc_cache_open(const ecc_node *node, const char *name, ecc_cache **out);
+
+// Sets the key `key[0..key_len]` to the value `value[0..value_len]` (any
+// bytes) cluster-wide, for `ttl` as `ec_cluster_cache_set` takes it:
+// seconds ("300"), minutes ("5M") or hours ("2H"), "0" for never.
+// `ECC_INVALID_ARGUMENT` for a bad TTL or a key or value too large for the
+// wire.
+//
+// # Safety
+// `cache` is a live handle; `key` readable for `key_len` bytes, `value`
+// for `value_len`; `ttl` a C string.
+ecc_status ecc_cache_set(const ecc_cache *cache,
+                         const uint8_t *key,
+                         size_t key_len,
+                         const uint8_t *value,
+                         size_t value_len,
+                         const char *ttl);
+
+// Reads the live value of the key `key[0..key_len]`. When there is none,
+// writes `*out_found = false` and `*out_len = 0`. Otherwise copies it into
+// `buf` (no NUL is added: values are bytes), its length to `*out_len` and
+// `*out_found = true`; when `buf_len` is too small it returns
+// `ECC_BUFFER_TOO_SMALL` and writes only `*out_len` (the length needed).
+// The value may change between two calls, so retry until the buffer fits.
+//
+// # Safety
+// `cache` is a live handle; `key` readable for `key_len` bytes; `buf`
+// NULL (with `buf_len` 0) or writable for `buf_len` bytes; `out_len` and
+// `out_found` valid pointers.
+ecc_status ecc_cache_get(const ecc_cache *cache,
+                         const uint8_t *key,
+                         size_t key_len,
+                         uint8_t *buf,
+                         size_t buf_len,
+                         size_t *out_len,
+                         bool *out_found);
+
+// Removes the key `key[0..key_len]` cluster-wide (absent keys are fine).
+//
+// # Safety
+// `cache` is a live handle; `key` readable for `key_len` bytes.
+ecc_status ecc_cache_remove(const ecc_cache *cache, const uint8_t *key, size_t key_len);
+
+// Frees a cache handle (the cache and its entries stay); NULL is a no-op.
+//
+// # Safety
+// `cache` is NULL or a live handle, not used again.
+void ecc_cache_free(ecc_cache *cache);
+
+// Whether one more outbound connection for `attempt` may open now under
+// `limits`, compared with the cluster-wide counts of the node's
+// `outbound_domains`, `outbound_binding_domains` and `outbound_cidr`
+// objects. When it may not, `*out_may_open` is false, the call returns
+// `ECC_OK` and `ecc_last_error()` says which option refused, the
+// cluster-wide count and the limit, e.g.
+// "cluster_max_outbound_connections: 3 open in the cluster, limit 3".
+//
+// `ECC_NOT_FOUND` when a limit that is set needs an object the
+// configuration does not replicate (the message names the `Replicate`
+// scope to add); `ECC_INVALID_ARGUMENT` for an unknown scope value or an
+// attempt that lacks what a limit counts by.
+//
+// # Safety
+// `node` is a live handle; `attempt` and `limits` valid pointers (with
+// `attempt`'s fields as documented); `out_may_open` a valid pointer.
+ecc_status ecc_outbound_may_open(const ecc_node *node,
+                                 const ecc_outbound_attempt *attempt,
+                                 const ecc_outbound_limits *limits,
+                                 bool *out_may_open);
+
+// Counts the connection of `attempt` as opened on this node (in every
+// outbound object the configuration replicates).
+//
+// # Safety
+// `node` is a live handle; `attempt` a valid pointer.
+ecc_status ecc_outbound_opened(const ecc_node *node, const ecc_outbound_attempt *attempt);
+
+// Counts the connection of `attempt`, reported by `ecc_outbound_opened`,
+// as closed. Pass the same attempt.
+//
+// # Safety
+// `node` is a live handle; `attempt` a valid pointer.
+ecc_status ecc_outbound_closed(const ecc_node *node, const ecc_outbound_attempt *attempt);
 
 // The text of the last error on this thread ("" if none). The pointer is
 // valid until the next `ecc_` call on this thread.

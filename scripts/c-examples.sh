@@ -11,9 +11,10 @@
 #      under ASan + UBSan, under valgrind and against libeccluster.a, output
 #      checked;
 #   7. examples/c/replication.c (two nodes counting connections through
-#      cidr and gauge handles, their cluster-wide views adding up, a stopped
-#      node's share dropped), plain, under ASan + UBSan and valgrind, output
-#      checked;
+#      cidr and gauge handles, their cluster-wide views adding up; a
+#      cluster-wide throttle, a gauge cache, an audit series, the replicated
+#      cache and an outbound connection limit; a stopped node's share
+#      dropped), plain, under ASan + UBSan and valgrind, output checked;
 #   8. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
@@ -283,6 +284,25 @@ r2: 10.1.0.0/16 local 1 global 3; 10.1.2.0/24 global 2; 2001:db8::/32 global 1; 
 open inbound_cidr as a gauge: not found: the configuration replicates no gauge table named 'inbound_cidr'
 3-byte address: invalid argument: addr_len is 3; an address is 4 bytes (IPv4) or 16 (IPv6)
 scope 7: invalid argument: scope 7 is neither ECC_SCOPE_LOCAL (0) nor ECC_SCOPE_GLOBAL (1)
+throttle 10/60: r1 admitted some: yes; r2 admitted some: yes; total at most 10 + 2 - 1: yes; r1's local usage matches: yes
+throttle limit "ten": invalid argument: throttle 'c-bad': limit "ten" is not N or N/S
+throttle epsilon 1.5: invalid argument: throttle 'c-bad': epsilon 1.5 is not strictly between 0 and 1
+throttle object OBTM: not found: the configuration replicates no throttle object named 'OBTM'
+gauge cache c-conns: mx.example.com: r1 inc -> 1; r1 local 1 global 2; r2 local 1 global 2
+audit series c-rcpt: alice@example.com in windows 0-4: r1 local 3 global 7; r2 local 4 global 7
+gauge cache c-nope: not found: no gauge cache named 'c-nope'
+series type "strings": invalid argument: unknown series type 'strings' (cidr, cidr_ipv6 or string)
+c-rcpt redefined: invalid argument: 'c-rcpt' is already defined with other parameters
+cache c1 on r2 before: absent
+cache c1 on r2 after r1 set it: greylist:192.0.2.7 = seen
+cache get into 2 bytes: buffer too small (needs 4): the buffer holds 2 bytes; 4 are needed
+cache TTL "5X": invalid argument: invalid TTL '5X': expected seconds, or a number followed by H or M
+may_open example.net (cluster_max 3) with none open: yes
+may_open example.net with 3 open in the cluster: no: cluster_max_outbound_connections: 3 open in the cluster, limit 3
+may_open example.net after r2 closed one: yes
+limit per host, no host: invalid argument: cluster_max_outbound_connections set for a host needs the attempt's MX host
+limit per binding and domain: not found: cluster_max_outbound_connections needs Replicate "outbound_binding_domains" in the cluster configuration
+server scope 9: invalid argument: limits->server_max_scope is 9; expected ECC_SERVER_SCOPE_GLOBAL (0) to ECC_SERVER_SCOPE_BINDING_GROUP (2)
 r2 stopped
 r1: 10.1.0.0/16 local 2 global 2; 10.1.2.0/24 global 2; 2001:db8::/32 global 0; aol.com local 1 global 1
 stopped

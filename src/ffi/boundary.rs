@@ -87,6 +87,39 @@ pub(crate) unsafe fn write_str(
     ecc_status::ECC_OK
 }
 
+/// Copies the bytes `b` into a caller buffer: as [`write_str`], without the
+/// terminating NUL (binary values may hold any byte), so `len >= b.len()`
+/// suffices and `out_len` is the value's length.
+///
+/// # Safety
+/// `buf` is NULL (then `len` must be 0) or writable for `len` bytes;
+/// `out_len` is NULL or a valid pointer.
+pub(crate) unsafe fn write_bytes(
+    b: &[u8],
+    buf: *mut u8,
+    len: usize,
+    out_len: *mut usize,
+) -> ecc_status {
+    if out_len.is_null() {
+        return fail(ecc_status::ECC_NULL_ARGUMENT, "out_len is NULL");
+    }
+    // SAFETY: out_len is non-null and valid per the contract.
+    unsafe { *out_len = b.len() };
+    if b.is_empty() {
+        return ecc_status::ECC_OK;
+    }
+    if buf.is_null() || len < b.len() {
+        return fail(
+            ecc_status::ECC_BUFFER_TOO_SMALL,
+            format!("the buffer holds {len} bytes; {} are needed", b.len()),
+        );
+    }
+    // SAFETY: buf is writable for len >= b.len() bytes and cannot overlap
+    // `b`, which Rust owns.
+    unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), buf, b.len()) };
+    ecc_status::ECC_OK
+}
+
 /// An opaque C handle and the Rust value behind it.
 pub(crate) trait Handle: Sized {
     type Target;
