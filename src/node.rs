@@ -154,6 +154,8 @@ struct Inner {
     /// The replicated objects, shared with the hot path; they outlive a
     /// stop and start, so handles taken before the start stay good.
     shared_objects: SharedObjects,
+    /// The outbound objects among them, for the connection limits.
+    outbound: Outbound,
     /// A manager's answers to its last broadcasts: command, then node to answer.
     responses: Mutex<Vec<(String, Answers)>>,
     running: Mutex<Option<Running>>,
@@ -178,6 +180,8 @@ impl fmt::Debug for Node {
 impl Node {
     /// A stopped node with the built-in console commands.
     pub fn new(config: Config) -> Node {
+        let shared_objects =
+            replication::shared_objects(&config.cluster.replicate, &cache_origin(&config));
         let mut console = Console::default();
         register_builtin_commands(&mut console, config.cluster.node_type == NodeType::Manager);
         Node {
@@ -185,10 +189,8 @@ impl Node {
                 hooks: RwLock::default(),
                 view_hooks: Arc::default(),
                 vip_hooks: Arc::default(),
-                shared_objects: replication::shared_objects(
-                    &config.cluster.replicate,
-                    &cache_origin(&config),
-                ),
+                outbound: outbound_of(&config, &shared_objects),
+                shared_objects,
                 responses: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
                 console: RwLock::new(console),
@@ -251,24 +253,8 @@ impl Node {
     /// (`cluster_max_outbound_connections` and friends) over this node's
     /// `outbound_domains`, `outbound_binding_domains` and `outbound_cidr`
     /// objects; see [`crate::shared::outbound`].
-    pub fn outbound(&self) -> Outbound {
-        let mut outbound = Outbound::default();
-        for r in &self.inner.config.cluster.replicate {
-            let group = r.binding_group.clone();
-            match (r.kind, self.inner.shared_objects.get(&r.name)) {
-                (ReplicationType::OutboundDomains, Some(SharedObject::Gauge(g))) => {
-                    outbound.domains.push((group, Arc::clone(g)));
-                }
-                (ReplicationType::OutboundBindingDomains, Some(SharedObject::Gauge(g))) => {
-                    outbound.binding_domains = Some(Arc::clone(g));
-                }
-                (ReplicationType::OutboundCidr, Some(SharedObject::Cidr(c))) => {
-                    outbound.cidr.push((group, Arc::clone(c)));
-                }
-                _ => {}
-            }
-        }
-        outbound
+    pub fn outbound(&self) -> &Outbound {
+        &self.inner.outbound
     }
 
     /// A replicated object by name, whatever its kind.
@@ -992,6 +978,27 @@ fn shared_show(inner: &Inner, args: &[String], mode: Mode, _: &Caller) -> Result
         &rows,
         mode,
     ))
+}
+
+/// The outbound objects of `objects` as their `Replicate` scopes say.
+fn outbound_of(config: &Config, objects: &SharedObjects) -> Outbound {
+    let mut outbound = Outbound::default();
+    for r in &config.cluster.replicate {
+        let group = r.binding_group.clone();
+        match (r.kind, objects.get(&r.name)) {
+            (ReplicationType::OutboundDomains, Some(SharedObject::Gauge(g))) => {
+                outbound.domains.push((group, Arc::clone(g)));
+            }
+            (ReplicationType::OutboundBindingDomains, Some(SharedObject::Gauge(g))) => {
+                outbound.binding_domains = Some(Arc::clone(g));
+            }
+            (ReplicationType::OutboundCidr, Some(SharedObject::Cidr(c))) => {
+                outbound.cidr.push((group, Arc::clone(c)));
+            }
+            _ => {}
+        }
+    }
+    outbound
 }
 
 /// What names this node's cache writes, to break ties between writes of

@@ -20,7 +20,9 @@ use crate::shared::cache::{ClusterCache, parse_ttl};
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
 use crate::shared::metrics::{Metrics, MetricsError, Replication, SeriesType};
-use crate::shared::outbound::{Attempt, Limits, MaxScope, ScopeLevel, ServerScope, Verdict};
+use crate::shared::outbound::{
+    Attempt, Limits, MaxScope, OutboundError, ScopeLevel, ServerScope, Verdict,
+};
 use crate::shared::throttle::Throttle;
 use crate::shared::{Scope, wall_ms};
 
@@ -1212,15 +1214,13 @@ unsafe fn limits_arg(l: *const ecc_outbound_limits) -> Result<Limits, ecc_status
 /// The status of a `may_open` refusal: an object the configuration does
 /// not replicate is `ECC_NOT_FOUND`, an attempt lacking what a limit counts
 /// by (an MX host, a binding group, a source address) is
-/// `ECC_INVALID_ARGUMENT`. The Rust side reports both as text; the tests
-/// below pin the wording this relies on.
-fn may_open_fail(message: String) -> ecc_status {
-    let status = if message.contains("needs Replicate \"") {
-        ecc_status::ECC_NOT_FOUND
-    } else {
-        ecc_status::ECC_INVALID_ARGUMENT
+/// `ECC_INVALID_ARGUMENT`.
+fn may_open_fail(e: OutboundError) -> ecc_status {
+    let status = match e {
+        OutboundError::NotReplicated { .. } => ecc_status::ECC_NOT_FOUND,
+        OutboundError::MissingDetail { .. } => ecc_status::ECC_INVALID_ARGUMENT,
     };
-    fail(status, message)
+    fail(status, e.to_string())
 }
 
 /// Whether one more outbound connection for `attempt` may open now under

@@ -123,15 +123,45 @@ fn for_group<'a, T>(objects: &'a [(Option<String>, T)], group: Option<&str>) -> 
         .map(|(_, t)| t)
 }
 
-fn needs(option: &str, object: &str) -> String {
-    format!("{option} needs Replicate \"{object}\" in the cluster configuration")
+/// Why a limit could not be checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutboundError {
+    /// The limit needs an object the configuration does not replicate.
+    NotReplicated {
+        option: &'static str,
+        object: &'static str,
+    },
+    /// The attempt lacks what the limit counts by (an MX host, a binding
+    /// group, a source address).
+    MissingDetail {
+        option: &'static str,
+        what: &'static str,
+    },
+}
+
+impl std::fmt::Display for OutboundError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OutboundError::NotReplicated { option, object } => write!(
+                f,
+                "{option} needs Replicate \"{object}\" in the cluster configuration"
+            ),
+            OutboundError::MissingDetail { option, what } => write!(f, "{option} {what}"),
+        }
+    }
+}
+
+impl std::error::Error for OutboundError {}
+
+fn needs(option: &'static str, object: &'static str) -> OutboundError {
+    OutboundError::NotReplicated { option, object }
 }
 
 impl Outbound {
     /// Whether one more connection may open now; an error names a limit
     /// whose object is not replicated, or an attempt that lacks what a limit
     /// counts by (an MX host, a binding group, a source address).
-    pub fn may_open(&self, a: &Attempt, limits: &Limits) -> Result<Verdict, String> {
+    pub fn may_open(&self, a: &Attempt, limits: &Limits) -> Result<Verdict, OutboundError> {
         let checks = [
             limits
                 .cluster_max
@@ -193,13 +223,18 @@ impl Outbound {
         }
     }
 
-    fn domain_count(&self, a: &Attempt, key: &str, option: &str) -> Result<i64, String> {
+    fn domain_count(
+        &self,
+        a: &Attempt,
+        key: &str,
+        option: &'static str,
+    ) -> Result<i64, OutboundError> {
         let d = for_group(&self.domains, a.binding_group)
             .ok_or_else(|| needs(option, "outbound_domains"))?;
         Ok(d.get(key.as_bytes(), Scope::Global))
     }
 
-    fn binding_domain_count(&self, key: &str, option: &str) -> Result<i64, String> {
+    fn binding_domain_count(&self, key: &str, option: &'static str) -> Result<i64, OutboundError> {
         let bd = self
             .binding_domains
             .as_ref()
@@ -207,7 +242,7 @@ impl Outbound {
         Ok(bd.get(key.as_bytes(), Scope::Global))
     }
 
-    fn max_count(&self, a: &Attempt, scope: MaxScope) -> Result<i64, String> {
+    fn max_count(&self, a: &Attempt, scope: MaxScope) -> Result<i64, OutboundError> {
         const OPTION: &str = "cluster_max_outbound_connections";
         match scope {
             MaxScope::BindingHost => {
@@ -223,15 +258,16 @@ impl Outbound {
         }
     }
 
-    fn server_count(&self, a: &Attempt, scope: ServerScope) -> Result<i64, String> {
+    fn server_count(&self, a: &Attempt, scope: ServerScope) -> Result<i64, OutboundError> {
         const OPTION: &str = "cluster_server_max_outbound_connections";
         match scope {
             ServerScope::Global => self.total_connections(OPTION),
             ServerScope::Binding => {
                 let c = for_group(&self.cidr, a.binding_group)
                     .ok_or_else(|| needs(OPTION, "outbound_cidr"))?;
-                let ip = a.source.ok_or_else(|| {
-                    format!("{OPTION} in a binding needs the binding's source address")
+                let ip = a.source.ok_or(OutboundError::MissingDetail {
+                    option: OPTION,
+                    what: "in a binding needs the binding's source address",
                 })?;
                 Ok(c.count(ip, 128, Scope::Global))
             }
@@ -242,7 +278,7 @@ impl Outbound {
         }
     }
 
-    fn scope_count(&self, a: &Attempt, level: ScopeLevel) -> Result<i64, String> {
+    fn scope_count(&self, a: &Attempt, level: ScopeLevel) -> Result<i64, OutboundError> {
         const OPTION: &str = "cluster_scope_max_outbound_connections";
         match level {
             ScopeLevel::Global => self.total_connections(OPTION),
@@ -262,7 +298,7 @@ impl Outbound {
 
     /// Every outbound connection of the cluster: all of the `outbound_cidr`
     /// objects, every address of both families.
-    fn total_connections(&self, option: &str) -> Result<i64, String> {
+    fn total_connections(&self, option: &'static str) -> Result<i64, OutboundError> {
         if self.cidr.is_empty() {
             return Err(needs(option, "outbound_cidr"));
         }
@@ -277,14 +313,18 @@ impl Outbound {
     }
 }
 
-fn host<'a>(a: &Attempt<'a>, option: &str) -> Result<&'a str, String> {
-    a.host
-        .ok_or_else(|| format!("{option} set for a host needs the attempt's MX host"))
+fn host<'a>(a: &Attempt<'a>, option: &'static str) -> Result<&'a str, OutboundError> {
+    a.host.ok_or(OutboundError::MissingDetail {
+        option,
+        what: "set for a host needs the attempt's MX host",
+    })
 }
 
-fn group<'a>(a: &Attempt<'a>, option: &str) -> Result<&'a str, String> {
-    a.binding_group
-        .ok_or_else(|| format!("{option} set for a binding group needs the attempt's group"))
+fn group<'a>(a: &Attempt<'a>, option: &'static str) -> Result<&'a str, OutboundError> {
+    a.binding_group.ok_or(OutboundError::MissingDetail {
+        option,
+        what: "set for a binding group needs the attempt's group",
+    })
 }
 
 fn domain_keys(a: &Attempt) -> Vec<String> {
@@ -425,7 +465,10 @@ mod tests {
                 },
             )
             .unwrap_err();
-        assert!(e.contains("Replicate \"outbound_domains\""), "{e}");
+        assert!(
+            e.to_string().contains("Replicate \"outbound_domains\""),
+            "{e}"
+        );
         let e = o
             .may_open(
                 &a,
@@ -435,7 +478,7 @@ mod tests {
                 },
             )
             .unwrap_err();
-        assert!(e.contains("Replicate \"outbound_cidr\""), "{e}");
+        assert!(e.to_string().contains("Replicate \"outbound_cidr\""), "{e}");
         let o = outbound();
         let no_host = Attempt { host: None, ..a };
         let e = o
@@ -447,7 +490,7 @@ mod tests {
                 },
             )
             .unwrap_err();
-        assert!(e.contains("MX host"), "{e}");
+        assert!(e.to_string().contains("MX host"), "{e}");
         // Unlimited needs nothing.
         assert_eq!(
             Outbound::default().may_open(&a, &Limits::default()),
