@@ -1006,7 +1006,7 @@ fn outbound_of(config: &Config, objects: &SharedObjects) -> Outbound {
 /// known yet) a random one, unique just the same.
 fn cache_origin(config: &Config) -> String {
     config.cluster.nodename.clone().unwrap_or_else(|| {
-        let random = crate::shared::hash::Seeded::random().hash_bytes(b"origin");
+        let random = crate::shared::hash::random_seed().hash_bytes(b"origin");
         format!("{}-{random:016x}", std::process::id())
     })
 }

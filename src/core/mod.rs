@@ -9,6 +9,7 @@
 pub mod announce;
 pub mod console;
 pub mod duravip;
+pub mod hash;
 pub mod identity;
 pub mod membership;
 pub mod replicate;

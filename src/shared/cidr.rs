@@ -70,7 +70,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 
-use super::hash::Seeded;
+use super::hash::{Seeded, random_seed};
 
 pub use super::Scope;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -530,7 +530,7 @@ impl Default for CidrCounts {
 
 impl CidrCounts {
     pub fn new() -> CidrCounts {
-        let h = Seeded::random();
+        let h = random_seed();
         CidrCounts {
             v4: V4 {
                 by8: dense(1 << 8),

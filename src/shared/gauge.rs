@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 pub use super::Scope;
-use super::hash::Seeded;
+use super::hash::{Seeded, random_seed};
 
 /// One key's counts.
 #[derive(Debug, Default)]
@@ -70,7 +70,7 @@ impl Default for GaugeTable {
 
 impl GaugeTable {
     pub fn new() -> GaugeTable {
-        let hasher = Seeded::random();
+        let hasher = random_seed();
         GaugeTable {
             shards: (0..SHARDS)
                 .map(|_| Shard(RwLock::new(HashMap::with_hasher(hasher))))

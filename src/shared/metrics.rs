@@ -80,7 +80,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use super::hash::Seeded;
+use super::hash::{Seeded, random_seed};
 use super::{Counted, KeyCount, Scope};
 
 const KIND_SERIES: u8 = 1;
@@ -786,7 +786,7 @@ impl Metrics {
                 }
                 return Ok(SeriesHandle(Arc::clone(s)));
             }
-            let hasher = Seeded::random();
+            let hasher = random_seed();
             let s = Arc::new(Series {
                 name: name.to_string(),
                 ty,
@@ -885,7 +885,10 @@ impl Metrics {
                 maxelems,
                 ttl_ms,
                 replicate,
-                inner: Mutex::new(GaugeInner::default()),
+                inner: Mutex::new(GaugeInner {
+                    cells: HashMap::with_hasher(random_seed()),
+                    ..GaugeInner::default()
+                }),
             });
             all.insert(name.to_string(), Arc::clone(&c));
             GaugeCacheHandle(c)

@@ -34,6 +34,14 @@ pub mod cache;
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::core::hash::Seeded;
+
+/// The maps here take every update a peer sends: the fast hash, not SipHash.
+type KeyMap<V> = HashMap<Key, V, Seeded>;
+
+/// Keys whose peer sum changed during one call (a key may repeat).
+type Changed = Vec<Key>;
+
 /// A key of a replicated object: a CIDR prefix, a domain, a binding and
 /// domain, a throttle name... encoded by the object's kind.
 pub type Key = Vec<u8>;
@@ -66,7 +74,7 @@ const TOMBSTONE_GRACE: u64 = 64;
 #[derive(Clone, Debug, Default)]
 struct Origin {
     generation: u64,
-    entries: HashMap<Key, (i64, u64)>,
+    entries: KeyMap<(i64, u64)>,
     /// The newest version applied, and how many entries are zeros.
     newest: u64,
     zeros: usize,
@@ -95,7 +103,7 @@ impl Origin {
 #[derive(Clone, Debug, Default)]
 pub struct Replica {
     origins: BTreeMap<String, Origin>,
-    peer_sum: HashMap<Key, i64>,
+    peer_sum: KeyMap<i64>,
 }
 
 impl Replica {
@@ -108,22 +116,27 @@ impl Replica {
     /// than the one held are ignored; a newer generation first drops the
     /// old contribution (the node restarted).
     pub fn apply(&mut self, origin: &str, generation: u64, entries: &[Entry]) -> Vec<SumChange> {
-        let mut changes = BTreeMap::new();
+        let mut changes = Changed::new();
         if !self.adopt_generation(origin, generation, &mut changes) {
             return Vec::new();
         }
         let held = self.origins.entry(origin.to_string()).or_default();
         for e in entries {
-            let old = match held.entries.get(&e.key) {
-                Some((_, version)) if *version >= e.version => continue,
-                Some((value, _)) => *value,
-                None => 0,
-            };
             // A zero stays as a versioned tombstone, so that an older
             // non-zero arriving late cannot bring the key back; the next
             // snapshot clears it, or `forget_old_zeros` once many pile up.
-            let was_zero = held.entries.contains_key(&e.key) && old == 0;
-            held.entries.insert(e.key.clone(), (e.value, e.version));
+            let (old, was_zero) = match held.entries.get_mut(&e.key) {
+                Some((_, version)) if *version >= e.version => continue,
+                Some(slot) => {
+                    let old = slot.0;
+                    *slot = (e.value, e.version);
+                    (old, old == 0)
+                }
+                None => {
+                    held.entries.insert(e.key.clone(), (e.value, e.version));
+                    (0, false)
+                }
+            };
             match (was_zero, e.value == 0) {
                 (false, true) => held.zeros += 1,
                 (true, false) => held.zeros -= 1,
@@ -148,12 +161,12 @@ impl Replica {
         as_of: u64,
         entries: &[Entry],
     ) -> Vec<SumChange> {
-        let mut changes = BTreeMap::new();
+        let mut changes = Changed::new();
         if !self.adopt_generation(origin, generation, &mut changes) {
             return Vec::new();
         }
         let held = self.origins.entry(origin.to_string()).or_default();
-        let mut fresh: HashMap<Key, (i64, u64)> = held
+        let mut fresh: KeyMap<(i64, u64)> = held
             .entries
             .iter()
             .filter(|(_, (_, version))| *version > as_of)
@@ -182,7 +195,7 @@ impl Replica {
 
     /// Drops `origin`'s contribution (it left the view).
     pub fn remove_origin(&mut self, origin: &str) -> Vec<SumChange> {
-        let mut changes = BTreeMap::new();
+        let mut changes = Changed::new();
         if let Some(gone) = self.origins.remove(origin) {
             for (key, (value, _)) in &gone.entries {
                 add_to_sum(&mut self.peer_sum, &mut changes, key, -value);
@@ -234,12 +247,7 @@ impl Replica {
 
     /// Makes `generation` the one held for `origin`: false if it is older
     /// (to be ignored); a newer one drops the old contribution first.
-    fn adopt_generation(
-        &mut self,
-        origin: &str,
-        generation: u64,
-        changes: &mut BTreeMap<Key, ()>,
-    ) -> bool {
+    fn adopt_generation(&mut self, origin: &str, generation: u64, changes: &mut Changed) -> bool {
         match self.origins.get(origin).map(|o| o.generation) {
             Some(held) if generation < held => return false,
             Some(held) if generation == held => return true,
@@ -263,26 +271,30 @@ impl Replica {
     }
 }
 
-fn add_to_sum(
-    sums: &mut HashMap<Key, i64>,
-    changes: &mut BTreeMap<Key, ()>,
-    key: &[u8],
-    delta: i64,
-) {
+fn add_to_sum(sums: &mut KeyMap<i64>, changes: &mut Changed, key: &[u8], delta: i64) {
     if delta == 0 {
         return;
     }
-    let sum = sums.entry(key.to_vec()).or_insert(0);
-    *sum += delta;
-    if *sum == 0 {
-        sums.remove(key);
+    match sums.get_mut(key) {
+        Some(sum) => {
+            *sum += delta;
+            if *sum == 0 {
+                sums.remove(key);
+            }
+        }
+        None => {
+            sums.insert(key.to_vec(), delta);
+        }
     }
-    changes.insert(key.to_vec(), ());
+    changes.push(key.to_vec());
 }
 
-fn into_changes(sums: &HashMap<Key, i64>, changes: BTreeMap<Key, ()>) -> Vec<SumChange> {
+/// The changed keys, sorted and once each, with their final sums.
+fn into_changes(sums: &KeyMap<i64>, mut changes: Changed) -> Vec<SumChange> {
+    changes.sort_unstable();
+    changes.dedup();
     changes
-        .into_keys()
+        .into_iter()
         .map(|key| SumChange {
             peer_sum: sums.get(&key).copied().unwrap_or(0),
             key,
