@@ -2,9 +2,12 @@
 //! friends): an increment of an existing key, on one thread and on two at
 //! once, and a cluster-wide read.
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+
+use common::slowest_thread;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use eccluster::shared::gauge::{GaugeTable, Scope};
@@ -21,30 +24,8 @@ fn table() -> Arc<GaugeTable> {
     t
 }
 
-/// `iters` increments on each of `threads` threads at once; the time of
-/// the slowest thread, per increment of one thread.
-fn concurrent(t: &Arc<GaugeTable>, threads: usize, iters: u64) -> Duration {
-    let start = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|i| {
-            let (t, start) = (Arc::clone(t), Arc::clone(&start));
-            std::thread::spawn(move || {
-                let key = format!("domain{}.example", i * 7);
-                start.wait();
-                let began = Instant::now();
-                for _ in 0..iters {
-                    t.add(black_box(key.as_bytes()), 1);
-                }
-                began.elapsed()
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("bench thread"))
-        .max()
-        .unwrap_or_default()
-}
+/// Each thread's domain: two that fall in different shards.
+const THREAD_KEYS: [&[u8]; 2] = [b"domain0.example", b"domain7.example"];
 
 fn gauge(c: &mut Criterion) {
     let t = table();
@@ -52,7 +33,11 @@ fn gauge(c: &mut Criterion) {
         b.iter(|| t.add(black_box(b"domain42.example"), 1))
     });
     c.bench_function("gauge/increment (two threads, each its own key)", |b| {
-        b.iter_custom(|iters| concurrent(&t, 2, iters))
+        b.iter_custom(|iters| {
+            slowest_thread(&t, 2, iters, |t, i| {
+                t.add(black_box(THREAD_KEYS[i]), 1);
+            })
+        })
     });
     c.bench_function("gauge/global count", |b| {
         b.iter(|| t.get(black_box(b"domain42.example"), Scope::Global))

@@ -1,14 +1,17 @@
 //! What an MTA thread pays for a cluster-wide throttle
 //! (`shared_named_throttles`, `OBTM`, `OBTC`): a check and a consume, on
-//! one thread and on two at once, with the wall clock read on every call
-//! (`SystemTime::now`) and with the caller's own time (`_at`).
+//! one thread and on two at once, with the (coarse) wall clock read on
+//! every call and with the caller's own time (`_at`).
+
+mod common;
 
 use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
+use common::slowest_thread;
 use criterion::{Criterion, criterion_group, criterion_main};
 use eccluster::shared::throttle::{Throttle, ThrottleTable};
+use eccluster::shared::wall_ms;
 
 /// A throttle that never runs out during a bench: consume keeps taking
 /// tokens, so the limit is as large as allowed, in one long window.
@@ -22,39 +25,9 @@ fn throttle() -> Arc<Throttle> {
         .expect("valid")
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// `iters` calls of `f` on each of `threads` threads at once; the time of
-/// the slowest thread.
-fn concurrent(x: &Arc<Throttle>, threads: usize, iters: u64, f: fn(&Throttle) -> bool) -> Duration {
-    let start = Arc::new(Barrier::new(threads));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (x, start) = (Arc::clone(x), Arc::clone(&start));
-            std::thread::spawn(move || {
-                start.wait();
-                let began = Instant::now();
-                for _ in 0..iters {
-                    black_box(f(&x));
-                }
-                began.elapsed()
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("bench thread"))
-        .max()
-        .unwrap_or_default()
-}
-
 fn bench(c: &mut Criterion) {
     let x = throttle();
-    let now = now_ms();
+    let now = wall_ms();
     c.bench_function("throttle/check (one thread)", |b| {
         b.iter(|| black_box(&x).check())
     });
@@ -68,10 +41,18 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(&x).consume_n_at(black_box(now), 1))
     });
     c.bench_function("throttle/check (two threads)", |b| {
-        b.iter_custom(|iters| concurrent(&x, 2, iters, Throttle::check))
+        b.iter_custom(|iters| {
+            slowest_thread(&x, 2, iters, |t, _| {
+                black_box(t.check());
+            })
+        })
     });
     c.bench_function("throttle/consume (two threads, one throttle)", |b| {
-        b.iter_custom(|iters| concurrent(&x, 2, iters, Throttle::consume))
+        b.iter_custom(|iters| {
+            slowest_thread(&x, 2, iters, |t, _| {
+                black_box(t.consume());
+            })
+        })
     });
 }
 

@@ -6,5 +6,7 @@ pub mod ffi;
 pub mod io;
 pub mod node;
 pub mod shared;
+#[cfg(test)]
+mod test_rng;
 
 pub use node::{HookOrder, Identity, Node, NodeError};

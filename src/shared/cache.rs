@@ -302,17 +302,7 @@ mod tests {
         assert_eq!(slow.get_at(b"k", 10_000), Some(b"slow".to_vec()));
     }
 
-    /// A small deterministic generator (xorshift), so failures replay.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Three caches write, overwrite and delete a few keys with and without
     /// TTLs; their batches reach each other late, twice or not at all, in
@@ -321,7 +311,7 @@ mod tests {
     #[test]
     fn three_caches_converge_after_loss_reordering_and_a_snapshot_exchange() {
         for seed in 1..=100u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let nodes: Vec<ClusterCache> = ["n1", "n2", "n3"]
                 .iter()
                 .map(|n| ClusterCache::new(n, None))

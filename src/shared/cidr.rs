@@ -753,21 +753,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
 
-    /// splitmix64: the tests' seeded randomness.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Addresses that share prefixes at many lengths, so that every
     /// level and every summing path (lookups and scans) has work.
@@ -880,7 +866,7 @@ mod tests {
     #[test]
     fn counts_at_every_prefix_length_match_a_naive_model() {
         for seed in 0..40 {
-            let mut rng = Rng(seed);
+            let mut rng = Rng::new(seed);
             let c = CidrCounts::new();
             let mut m = Model::default();
             let pool: Vec<IpAddr> = (0..60).map(|_| address(&mut rng)).collect();
@@ -997,7 +983,7 @@ mod tests {
     #[test]
     fn zero_counts_are_pruned() {
         let c = CidrCounts::new();
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let ips: Vec<IpAddr> = (0..500).map(|_| address(&mut rng)).collect();
         for ip in &ips {
             c.increment(*ip);
@@ -1097,7 +1083,7 @@ mod tests {
         for b in bad {
             assert_eq!(parse_leaf_key(b), None, "{b:?}");
         }
-        let mut rng = Rng(1);
+        let mut rng = Rng::new(1);
         for _ in 0..10_000 {
             let n = rng.below(20) as usize;
             let b: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();

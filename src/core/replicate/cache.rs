@@ -318,17 +318,7 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator (xorshift), so failures replay.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    use crate::test_rng::Rng;
 
     #[test]
     fn the_greater_stamp_then_origin_wins_and_a_tombstone_is_a_write() {
@@ -405,7 +395,7 @@ mod tests {
     #[test]
     fn merging_is_order_and_duplicate_independent() {
         for seed in 1..=200u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let origins = ["n1", "n2", "n3"];
             let writes: Vec<CacheEntry> = (0..40)
                 .map(|_| {

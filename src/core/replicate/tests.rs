@@ -104,17 +104,7 @@ fn a_snapshot_replaces_but_keeps_updates_that_overtook_it() {
     assert_eq!(r.value_of("n2", b"z"), 0);
 }
 
-/// A small deterministic generator (xorshift), so failures replay.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use crate::test_rng::Rng;
 
 /// Three origins change a few keys at random and batch their updates;
 /// the messages reach one receiver late, twice or not at all, in any
@@ -124,7 +114,7 @@ impl Rng {
 #[test]
 fn sums_converge_after_any_interleaving_loss_and_duplication() {
     for seed in 1..=200u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let origins = ["n1", "n2", "n3"];
         let cfg = BatchConfig {
             max_delay_ms: 5,

@@ -359,17 +359,7 @@ fn threads_adding_at_once_lose_nothing() {
     );
 }
 
-/// A small deterministic generator (xorshift), so failures replay.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
+use crate::test_rng::Rng;
 
 /// One simulated node: its metrics, its batcher and its replica of the
 /// two others, wired as the engine does.
@@ -400,7 +390,7 @@ impl Node {
 #[test]
 fn three_nodes_converge_through_replicas() {
     for seed in 1..=100u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let cfg = BatchConfig {
             max_delay_ms: 5,
             max_pending: 1 + rng.below(4) as u32,

@@ -1,0 +1,34 @@
+//! What the hot-path benches share.
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// `iters` calls of `op` on each of `threads` threads started together
+/// (`op` gets the thread's index); the time of the slowest thread, which is
+/// the time per call of one thread when divided by `iters`.
+pub fn slowest_thread<S: Send + Sync + 'static>(
+    state: &Arc<S>,
+    threads: usize,
+    iters: u64,
+    op: fn(&S, usize),
+) -> Duration {
+    let start = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let (state, start) = (Arc::clone(state), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                let began = Instant::now();
+                for _ in 0..iters {
+                    op(&state, i);
+                }
+                began.elapsed()
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("bench thread"))
+        .max()
+        .unwrap_or_default()
+}
