@@ -8,10 +8,16 @@ use common::{TempDir, free_port, wait_until};
 use eccluster::config::{Format, LoadedConfig};
 use eccluster::node::Node;
 use eccluster::shared::Scope;
+use eccluster::shared::metrics::{Replication, SeriesType};
 
 const NAMES: [&str; 3] = ["r1", "r2", "r3"];
 
-fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)]) -> Node {
+const COUNTS: &str = "[cluster.replicate.outbound_domains]\nmax_delay = 0.2\n\
+                      [cluster.replicate.inbound_cidr]\nmax_delay = 0.2\n";
+
+/// Starts node `name` of a cluster on `ports`, replicating what `scopes`
+/// (TOML tables under `cluster.replicate`) configures.
+fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)], scopes: &str) -> Node {
     let port = ports.iter().find(|(n, _)| *n == name).unwrap().1;
     let peers: String = ports
         .iter()
@@ -19,8 +25,7 @@ fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)]) -> Node {
         .collect();
     let text = format!(
         "[cluster]\nnodename = \"{name}\"\nheartbeats_per_sec = 4\nheartbeat_start_delay = 0\n\
-         [cluster.replicate.outbound_domains]\nmax_delay = 0.2\n\
-         [cluster.replicate.inbound_cidr]\nmax_delay = 0.2\n\
+         {scopes}\
          [msgc_server.peers]\n{peers}\
          [eccluster_listener.listen.\"127.0.0.1:{port}\"]\n\
          [control_listener.listen.\"{socket}\"]\n",
@@ -38,7 +43,10 @@ fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)]) -> Node {
 fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
     let dir = TempDir::new("replication");
     let ports: Vec<(&str, u16)> = NAMES.iter().map(|n| (*n, free_port())).collect();
-    let nodes: Vec<Node> = NAMES.iter().map(|n| start(&dir, n, &ports)).collect();
+    let nodes: Vec<Node> = NAMES
+        .iter()
+        .map(|n| start(&dir, n, &ports, COUNTS))
+        .collect();
     wait_until("three members everywhere", || {
         nodes.iter().all(|n| {
             n.console_exec("cluster membership")
@@ -170,6 +178,118 @@ fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
     // It comes back: a snapshot gives the others its counts again.
     nodes[2].start().expect("restart");
     wait_until("gmx.de back on the survivors", || converged(2, 1));
+    for n in &nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn throttles_metrics_and_caches_replicate_and_show_in_the_console() {
+    let dir = TempDir::new("replication-more");
+    let ports: Vec<(&str, u16)> = NAMES.iter().map(|n| (*n, free_port())).collect();
+    let scopes = "[cluster.replicate.shared_named_throttles]\nmax_delay = 0.1\n\
+                  [cluster.replicate.metrics]\nparameters = \"audit_series;gauge_cache\"\n\
+                  max_delay = 0.1\n\
+                  [cluster.replicate.senders]\ntype = \"cache\"\nparameters = \"snapshot\"\n\
+                  max_delay = 0.1\n";
+    let nodes: Vec<Node> = NAMES
+        .iter()
+        .map(|n| start(&dir, n, &ports, scopes))
+        .collect();
+    wait_until("three members everywhere", || {
+        nodes.iter().all(|n| {
+            n.console_exec("cluster membership")
+                .is_ok_and(|m| NAMES.iter().all(|name| m.contains(name)))
+        })
+    });
+    let listed = |name: &str, kind: &str| format!("{name:>30} [lazy, {kind} w/ snapshots]\n");
+    assert_eq!(
+        nodes[0].console_exec("cluster shared list").unwrap(),
+        format!(
+            "Currently managed objects:\n{}{}{}",
+            listed("metrics", "metrics"),
+            listed("senders", "cache"),
+            listed("shared_named_throttles", "throttle")
+        )
+    );
+
+    // A throttle: each node takes 2 of 1000 an hour; all see 6 used.
+    let throttles: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            n.shared_throttles("shared_named_throttles")
+                .expect("configured")
+                .define("bulk", "1000/3600", None)
+                .expect("a valid limit")
+        })
+        .collect();
+    for t in &throttles {
+        assert!(t.consume() && t.consume());
+    }
+    wait_until("every node counts 6 used", || {
+        throttles.iter().all(|t| t.usage(Scope::Global) == 6)
+    });
+    let row = |key: &str, v: &str| format!("{:>61}{v:>13}\n", format!("{key}:"));
+    assert_eq!(
+        nodes[1]
+            .console_exec("cluster shared show shared_named_throttles")
+            .unwrap(),
+        format!(
+            "lazy, snapped throttle 'shared_named_throttles', view 'global'\n{}",
+            row("bulk", "6")
+        )
+    );
+
+    // A replicated gauge cache and an audit series.
+    let now = eccluster::shared::wall_ms;
+    let metrics: Vec<_> = nodes
+        .iter()
+        .map(|n| n.shared_metrics("metrics").expect("configured"))
+        .collect();
+    for m in &metrics {
+        m.define_gauge_cache("rcpt", 100, 3600, true).unwrap();
+        m.define_series("spam", SeriesType::Cidr, 3600, 2, Replication::Cluster)
+            .unwrap();
+        m.gauge_inc("rcpt", b"a@example.com", now()).unwrap();
+        m.series_add("spam", b"192.0.2.7", 2, now()).unwrap();
+    }
+    wait_until("every node counts the gauge and the series", || {
+        metrics.iter().all(|m| {
+            m.gauge_get("rcpt", b"a@example.com", Scope::Global, now()) == Ok(3)
+                && m.series_count("spam", b"192.0.2.0/24", 0, 1, Scope::Global, now()) == Ok(6)
+        })
+    });
+    assert_eq!(
+        nodes[2]
+            .console_exec("cluster shared show metrics")
+            .unwrap(),
+        format!(
+            "lazy, snapped metrics 'metrics', view 'global'\n{}{}",
+            row("gauge_cache rcpt a@example.com", "3"),
+            row("series spam 192.0.2.7 window 0", "6")
+        )
+    );
+
+    // A cache entry set on one node is read on the others.
+    let caches: Vec<_> = nodes
+        .iter()
+        .map(|n| n.shared_cache("senders").expect("configured"))
+        .collect();
+    caches[0].set(b"192.0.2.7", b"greylisted", 300).unwrap();
+    wait_until("every node reads the entry", || {
+        caches
+            .iter()
+            .all(|c| c.get(b"192.0.2.7").as_deref() == Some(&b"greylisted"[..]))
+    });
+    assert_eq!(
+        nodes[1]
+            .console_exec("cluster shared show senders")
+            .unwrap(),
+        format!(
+            "lazy, snapped cache 'senders', view 'global'\n{}",
+            row("192.0.2.7", "greylisted")
+        )
+    );
     for n in &nodes {
         n.stop();
     }
