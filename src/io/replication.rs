@@ -30,7 +30,7 @@ use crate::core::wire::{CacheUpdate, MAX_FRAME, Message, ReplicaUpdate, Snapshot
 use crate::shared::cache::ClusterCache;
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
-use crate::shared::metrics::{Metrics, Replication};
+use crate::shared::metrics::{Metrics, Replication, SeriesType};
 use crate::shared::throttle::ThrottleTable;
 use crate::shared::{Counted, SharedObject};
 
@@ -110,11 +110,9 @@ pub fn shared_objects(replicate: &[Replicate], origin: &str) -> SharedObjects {
                 | ReplicationType::Obtc => {
                     SharedObject::Throttles(Arc::new(ThrottleTable::new(throttle_round_ms(r))))
                 }
-                ReplicationType::Metrics => {
-                    SharedObject::Metrics(Arc::new(Metrics::new(Replication::Cluster)))
-                }
+                ReplicationType::Metrics => SharedObject::Metrics(metrics(r, Replication::Cluster)),
                 ReplicationType::EccmgrMetrics => {
-                    SharedObject::Metrics(Arc::new(Metrics::new(Replication::Manager)))
+                    SharedObject::Metrics(metrics(r, Replication::Manager))
                 }
                 ReplicationType::Cache => SharedObject::Cache(Arc::new(ClusterCache::new(
                     origin,
@@ -124,6 +122,35 @@ pub fn shared_objects(replicate: &[Replicate], origin: &str) -> SharedObjects {
             (r.name.clone(), object)
         })
         .collect()
+}
+
+/// The series an event parameter of a metrics scope stands for (the
+/// reference's inbound_audit counts, with its sample monitor of six windows
+/// of 300 s): IPv4 and IPv6 addresses in series of their own, as
+/// `msys.audit.connections` and friends read them.
+const EVENT_SERIES: [(Metric, &str); 6] = [
+    (Metric::Connect, "connections"),
+    (Metric::Reception, "receptions"),
+    (Metric::Rejection, "rejections"),
+    (Metric::Delivery, "deliveries"),
+    (Metric::Transfail, "transfails"),
+    (Metric::Permfail, "permfails"),
+];
+
+/// A metrics object, with a series defined for each event its scope's
+/// `parameters` name.
+fn metrics(scope: &Replicate, carries: Replication) -> Arc<Metrics> {
+    let m = Metrics::new(carries);
+    for (metric, name) in EVENT_SERIES {
+        if !scope.parameters.contains(&metric) {
+            continue;
+        }
+        for (suffix, ty) in [("", SeriesType::Cidr), ("_ipv6", SeriesType::CidrIpv6)] {
+            // Fixed, valid arguments: a definition cannot fail.
+            let _ = m.define_series(&format!("{name}{suffix}"), ty, 300, 6, carries);
+        }
+    }
+    Arc::new(m)
 }
 
 /// A throttle's round: long enough for a node's usage to reach every peer
@@ -409,6 +436,37 @@ mod tests {
             value: 1,
             version: 1,
         }
+    }
+
+    #[test]
+    fn event_parameters_define_their_series() {
+        let scope = Replicate {
+            name: "metrics".into(),
+            kind: ReplicationType::Metrics,
+            parameters: vec![Metric::Connect, Metric::Rejection, Metric::AuditSeries],
+            max_delay: 1.0,
+            max_pending: 100,
+            max_size: -1,
+            binding_group: None,
+        };
+        let m = metrics(&scope, Replication::Cluster);
+        for name in [
+            "connections",
+            "connections_ipv6",
+            "rejections",
+            "rejections_ipv6",
+        ] {
+            assert!(m.series(name).is_ok(), "{name}");
+        }
+        assert!(m.series("receptions").is_err());
+        let now = 1_000_000;
+        m.series_add("connections", b"192.0.2.7", 1, now).unwrap();
+        m.series_add("connections_ipv6", b"2001:db8::7", 1, now)
+            .unwrap();
+        let count =
+            |name, key: &[u8]| m.series_count(name, key, 0, 5, crate::shared::Scope::Local, now);
+        assert_eq!(count("connections", b"192.0.2.0/24"), Ok(1));
+        assert_eq!(count("connections_ipv6", b"2001:db8::/32"), Ok(1));
     }
 
     #[test]
