@@ -39,13 +39,12 @@ fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)], scopes: &str) -> Node
     node
 }
 
-#[test]
-fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
-    let dir = TempDir::new("replication");
+/// The three nodes, started and all members of one view.
+fn cluster(dir: &TempDir, scopes: &str) -> Vec<Node> {
     let ports: Vec<(&str, u16)> = NAMES.iter().map(|n| (*n, free_port())).collect();
     let nodes: Vec<Node> = NAMES
         .iter()
-        .map(|n| start(&dir, n, &ports, COUNTS))
+        .map(|n| start(dir, n, &ports, scopes))
         .collect();
     wait_until("three members everywhere", || {
         nodes.iter().all(|n| {
@@ -53,6 +52,13 @@ fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
                 .is_ok_and(|m| NAMES.iter().all(|name| m.contains(name)))
         })
     });
+    nodes
+}
+
+#[test]
+fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
+    let dir = TempDir::new("replication");
+    let nodes = cluster(&dir, COUNTS);
     let tables: Vec<_> = nodes
         .iter()
         .map(|n| n.shared_gauge("outbound_domains").expect("configured"))
@@ -186,22 +192,12 @@ fn every_node_sees_the_cluster_wide_counts_and_a_stopped_node_leaves_them() {
 #[test]
 fn throttles_metrics_and_caches_replicate_and_show_in_the_console() {
     let dir = TempDir::new("replication-more");
-    let ports: Vec<(&str, u16)> = NAMES.iter().map(|n| (*n, free_port())).collect();
     let scopes = "[cluster.replicate.shared_named_throttles]\nmax_delay = 0.1\n\
                   [cluster.replicate.metrics]\nparameters = \"audit_series;gauge_cache\"\n\
                   max_delay = 0.1\n\
                   [cluster.replicate.senders]\ntype = \"cache\"\nparameters = \"snapshot\"\n\
                   max_delay = 0.1\n";
-    let nodes: Vec<Node> = NAMES
-        .iter()
-        .map(|n| start(&dir, n, &ports, scopes))
-        .collect();
-    wait_until("three members everywhere", || {
-        nodes.iter().all(|n| {
-            n.console_exec("cluster membership")
-                .is_ok_and(|m| NAMES.iter().all(|name| m.contains(name)))
-        })
-    });
+    let nodes = cluster(&dir, scopes);
     let listed = |name: &str, kind: &str| format!("{name:>30} [lazy, {kind} w/ snapshots]\n");
     assert_eq!(
         nodes[0].console_exec("cluster shared list").unwrap(),
