@@ -19,24 +19,21 @@
 //! into parts that the receiver puts together before applying.
 //! `eccmgr_metrics` goes to manager nodes only ([`Audience`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::model::{Metric, Replicate, ReplicationType};
-use crate::core::replicate::batch::{BatchConfig, Batcher};
+use crate::core::replicate::Replica;
+use crate::core::replicate::batch::{BatchConfig, Batcher, Due};
 use crate::core::replicate::cache::{CacheEntry, split_batches};
-use crate::core::replicate::{Entry, Replica};
-use crate::core::wire::{CacheUpdate, MAX_FRAME, Message, ReplicaUpdate, SnapshotPart};
+use crate::core::replicate::parts::{SnapshotParts, cut};
+use crate::core::wire::{CacheUpdate, MAX_FRAME, Message, ReplicaUpdate};
 use crate::shared::cache::ClusterCache;
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
 use crate::shared::metrics::{Metrics, Replication, SeriesType};
 use crate::shared::throttle::ThrottleTable;
 use crate::shared::{Counted, SharedObject};
-
-/// Replica entries per message: a key is at most 255 bytes, so 3,000
-/// entries stay well under the 1 MiB frame.
-const ENTRIES_PER_MESSAGE: usize = 3_000;
 
 /// How often the engine looks for the hot path's changes; see
 /// [`ReplicationDriver::next_deadline`].
@@ -58,15 +55,12 @@ enum Carrier {
         table: Arc<dyn Counted>,
         replica: Replica,
         batcher: Batcher,
-        /// Snapshot parts received so far, by origin: (generation, as_of,
-        /// entries).
-        partial: HashMap<String, (u64, u64, Vec<Entry>)>,
+        partial: SnapshotParts,
     },
     Cache {
         cache: Arc<ClusterCache>,
         pending: Vec<CacheEntry>,
-        since_ms: Option<u64>,
-        cfg: BatchConfig,
+        due: Due,
         snapshot_on_join: bool,
     },
 }
@@ -175,15 +169,14 @@ impl ReplicationDriver {
                     (SharedObject::Cache(cache), _) => Carrier::Cache {
                         cache: Arc::clone(cache),
                         pending: Vec::new(),
-                        since_ms: None,
-                        cfg,
+                        due: Due::new(cfg),
                         snapshot_on_join: scope.parameters.contains(&Metric::Snapshot),
                     },
                     (_, Some(table)) => Carrier::Counts {
                         table,
                         replica: Replica::new(),
                         batcher: Batcher::new(cfg),
-                        partial: HashMap::new(),
+                        partial: SnapshotParts::default(),
                     },
                     (_, None) => return None,
                 };
@@ -228,22 +221,15 @@ impl ReplicationDriver {
                 Carrier::Cache {
                     cache,
                     pending,
-                    since_ms,
-                    cfg,
+                    due,
                     ..
                 } => {
                     cache.maintain(wall_ms);
                     let changed = cache.drain_changed();
-                    if !changed.is_empty() {
-                        since_ms.get_or_insert(now_ms);
-                        pending.extend(changed);
-                    }
-                    let due = since_ms.is_some_and(|since| {
-                        pending.len() >= cfg.max_pending as usize
-                            || now_ms >= since + cfg.max_delay_ms
-                    });
-                    if due {
-                        *since_ms = None;
+                    due.note(now_ms, changed.len());
+                    pending.extend(changed);
+                    if due.due(now_ms) {
+                        due.reset();
                         for entries in split_batches(std::mem::take(pending), MAX_FRAME / 2) {
                             out.push((
                                 o.audience,
@@ -272,7 +258,7 @@ impl ReplicationDriver {
             .values()
             .filter_map(|o| match &o.carrier {
                 Carrier::Counts { batcher, .. } => batcher.next_deadline(),
-                Carrier::Cache { since_ms, cfg, .. } => since_ms.map(|s| s + cfg.max_delay_ms),
+                Carrier::Cache { due, .. } => due.next_deadline(),
             })
             .min();
         if self.objects.is_empty() {
@@ -300,17 +286,12 @@ impl ReplicationDriver {
         };
         let changes = match update.snapshot {
             None => replica.apply(from, update.generation, &update.entries),
-            Some(SnapshotPart { as_of, more }) => {
-                let parts = partial.entry(from.to_string()).or_default();
-                if (parts.0, parts.1) != (update.generation, as_of) {
-                    // A new snapshot: parts of an older one are dropped.
-                    *parts = (update.generation, as_of, Vec::new());
-                }
-                parts.2.extend(update.entries.iter().cloned());
-                if more {
+            Some(part) => {
+                let Some((generation, as_of, entries)) =
+                    partial.add(from, update.generation, part, &update.entries)
+                else {
                     return;
-                }
-                let (generation, as_of, entries) = partial.remove(from).unwrap_or_default();
+                };
                 replica.apply_snapshot(from, generation, as_of, &entries)
             }
         };
@@ -381,7 +362,7 @@ impl ReplicationDriver {
                 ..
             } = &mut o.carrier
             {
-                partial.remove(node);
+                partial.forget(node);
                 for c in replica.remove_origin(node) {
                     table.set_peer_sum(&c.key, c.peer_sum);
                 }
@@ -390,45 +371,12 @@ impl ReplicationDriver {
     }
 }
 
-/// `entries` as one or more updates under the frame limit; a snapshot's
-/// parts all but the last say `more`.
-fn cut(
-    object: &str,
-    generation: u64,
-    snapshot_as_of: Option<u64>,
-    entries: Vec<Entry>,
-) -> Vec<ReplicaUpdate> {
-    if entries.is_empty() && snapshot_as_of.is_none() {
-        return Vec::new();
-    }
-    let mut chunks: Vec<Vec<Entry>> = Vec::new();
-    let mut rest = entries.into_iter().peekable();
-    while rest.peek().is_some() {
-        chunks.push(rest.by_ref().take(ENTRIES_PER_MESSAGE).collect());
-    }
-    if chunks.is_empty() {
-        // An empty snapshot still says "nothing": it clears the receiver.
-        chunks.push(Vec::new());
-    }
-    let last = chunks.len() - 1;
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, entries)| ReplicaUpdate {
-            object: object.to_string(),
-            generation,
-            snapshot: snapshot_as_of.map(|as_of| SnapshotPart {
-                as_of,
-                more: i < last,
-            }),
-            entries,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::core::replicate::Entry;
+    use crate::core::replicate::parts::ENTRIES_PER_MESSAGE;
 
     fn entry(i: usize) -> Entry {
         Entry {
@@ -470,19 +418,10 @@ mod tests {
     }
 
     #[test]
-    fn a_big_snapshot_is_cut_into_parts_that_apply_together() {
+    fn a_snapshot_in_parts_counts_only_once_whole() {
         let entries: Vec<Entry> = (0..ENTRIES_PER_MESSAGE * 2 + 5).map(entry).collect();
         let parts = cut("o", 7, Some(1), entries);
         assert_eq!(parts.len(), 3);
-        let more: Vec<bool> = parts
-            .iter()
-            .map(|p| p.snapshot.expect("a snapshot").more)
-            .collect();
-        assert_eq!(more, [true, true, false]);
-        for p in &parts {
-            let bytes = crate::core::wire::encode_message(&Message::ReplicaUpdate(p.clone()));
-            assert!(bytes.len() < MAX_FRAME, "{} bytes", bytes.len());
-        }
 
         let table = Arc::new(GaugeTable::new());
         let objects: SharedObjects = [("o".to_string(), SharedObject::Gauge(table.clone()))].into();
@@ -506,8 +445,10 @@ mod tests {
             table.rows(crate::shared::Scope::Global).len(),
             ENTRIES_PER_MESSAGE * 2 + 5
         );
-        // An empty snapshot is still sent, and clears.
-        assert_eq!(cut("o", 7, Some(2), Vec::new()).len(), 1);
-        assert!(cut("o", 7, None, Vec::new()).is_empty());
+        // An empty snapshot clears.
+        for p in cut("o", 7, Some(2), Vec::new()) {
+            driver.on_update("peer", &p);
+        }
+        assert!(table.rows(crate::shared::Scope::Global).is_empty());
     }
 }

@@ -22,34 +22,34 @@ pub struct BatchConfig {
     pub max_pending: u32,
 }
 
-/// See the module docs.
+/// When a batch of pending updates is due: `max_delay` after the first,
+/// or at once after `max_pending` of them. Counting objects ([`Batcher`])
+/// and caches share it.
 #[derive(Clone, Debug)]
-pub struct Batcher {
+pub struct Due {
     cfg: BatchConfig,
-    version: u64,
-    /// The latest value of each key changed since the last batch.
-    pending: BTreeMap<Key, i64>,
     /// Updates noted since the last batch (counting repeats of a key).
     updates: u32,
     /// When the oldest pending update was noted.
     since_ms: Option<u64>,
 }
 
-impl Batcher {
-    pub fn new(cfg: BatchConfig) -> Batcher {
-        Batcher {
+impl Due {
+    pub fn new(cfg: BatchConfig) -> Due {
+        Due {
             cfg,
-            version: 0,
-            pending: BTreeMap::new(),
             updates: 0,
             since_ms: None,
         }
     }
 
-    /// This node's value for `key` is now `value`.
-    pub fn note(&mut self, now_ms: u64, key: Key, value: i64) {
-        self.pending.insert(key, value);
-        self.updates = self.updates.saturating_add(1);
+    /// `n` more updates are pending.
+    pub fn note(&mut self, now_ms: u64, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.updates = self.updates.saturating_add(n);
         self.since_ms.get_or_insert(now_ms);
     }
 
@@ -65,11 +65,51 @@ impl Batcher {
         self.since_ms.map(|since| since + self.cfg.max_delay_ms)
     }
 
+    /// The batch went out: nothing is pending.
+    pub fn reset(&mut self) {
+        self.since_ms = None;
+        self.updates = 0;
+    }
+}
+
+/// See the module docs.
+#[derive(Clone, Debug)]
+pub struct Batcher {
+    due: Due,
+    version: u64,
+    /// The latest value of each key changed since the last batch.
+    pending: BTreeMap<Key, i64>,
+}
+
+impl Batcher {
+    pub fn new(cfg: BatchConfig) -> Batcher {
+        Batcher {
+            due: Due::new(cfg),
+            version: 0,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// This node's value for `key` is now `value`.
+    pub fn note(&mut self, now_ms: u64, key: Key, value: i64) {
+        self.pending.insert(key, value);
+        self.due.note(now_ms, 1);
+    }
+
+    /// Whether a batch should go out now.
+    pub fn due(&self, now_ms: u64) -> bool {
+        self.due.due(now_ms)
+    }
+
+    /// When a batch falls due by time, if anything is pending.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.due.next_deadline()
+    }
+
     /// The pending updates as one batch under the next version (empty when
     /// nothing is pending).
     pub fn take(&mut self) -> Vec<Entry> {
-        self.since_ms = None;
-        self.updates = 0;
+        self.due.reset();
         if self.pending.is_empty() {
             return Vec::new();
         }

@@ -31,6 +31,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod parts;
 
 use std::collections::{BTreeMap, HashMap};
 
