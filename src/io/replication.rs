@@ -311,34 +311,33 @@ impl ReplicationDriver {
         }
     }
 
-    /// This node's whole contribution to every object, for a peer whose
-    /// link just opened; `manager` says whether the peer is a manager.
-    pub fn snapshots(&self, manager: bool) -> Vec<Message> {
+    /// This node's whole contribution to every object, each message with
+    /// who may have it, for peers whose link just opened or who came back.
+    pub fn snapshots(&self) -> Vec<(Audience, Message)> {
         let mut out = Vec::new();
         for (name, o) in &self.objects {
-            if o.audience == Audience::Managers && !manager {
-                continue;
-            }
-            match &o.carrier {
+            let messages: Vec<Message> = match &o.carrier {
                 Carrier::Counts { table, batcher, .. } => {
                     let (as_of, entries) = batcher.snapshot(table.local_values());
                     let parts = cut(name, self.generation, Some(as_of), entries);
-                    out.extend(parts.into_iter().map(Message::ReplicaUpdate));
+                    parts.into_iter().map(Message::ReplicaUpdate).collect()
                 }
                 Carrier::Cache {
                     cache,
                     snapshot_on_join: true,
                     ..
-                } => {
-                    for entries in split_batches(cache.snapshot(), MAX_FRAME / 2) {
-                        out.push(Message::CacheUpdate(CacheUpdate {
+                } => split_batches(cache.snapshot(), MAX_FRAME / 2)
+                    .into_iter()
+                    .map(|entries| {
+                        Message::CacheUpdate(CacheUpdate {
                             object: name.clone(),
                             entries,
-                        }));
-                    }
-                }
-                Carrier::Cache { .. } => {}
-            }
+                        })
+                    })
+                    .collect(),
+                Carrier::Cache { .. } => Vec::new(),
+            };
+            out.extend(messages.into_iter().map(|m| (o.audience, m)));
         }
         out
     }

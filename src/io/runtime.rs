@@ -600,9 +600,9 @@ fn engine(
                     // Peers drop the old generation's contributions when the
                     // new one speaks; give them all of it.
                     replication.set_generation(generation);
-                    for peer in members.iter().filter(|m| **m != shared.me_name) {
-                        send_snapshots(&shared, &membership, &replication, peer);
-                    }
+                    let peers: Vec<&String> =
+                        members.iter().filter(|m| **m != shared.me_name).collect();
+                    send_snapshots(&shared, &membership, &replication, &peers);
                 }
                 EngineCommand::Replica(from, update) => replication.on_update(&from, &update),
                 EngineCommand::Cache(update) => replication.on_cache_update(&update),
@@ -610,7 +610,7 @@ fn engine(
                     let _ = reply.send(replication.values_of(&object, &node));
                 }
                 EngineCommand::LinkUp(peer) => {
-                    send_snapshots(&shared, &membership, &replication, &peer);
+                    send_snapshots(&shared, &membership, &replication, &[&peer]);
                 }
                 EngineCommand::Table(from, table) => {
                     if let Some(v) = &mut vip {
@@ -708,9 +708,9 @@ fn engine(
                 .iter()
                 .filter(|m| !members.contains(m) && **m != shared.me_name)
                 .collect();
+            send_snapshots(&shared, &membership, &replication, &back);
             // And this node dropped theirs, which they may not know.
             for peer in back {
-                send_snapshots(&shared, &membership, &replication, peer);
                 shared.send_to(peer, &Message::SnapshotRequest);
             }
             members = now;
@@ -784,17 +784,24 @@ fn is_manager(membership: &Membership, name: &str) -> bool {
         .is_some_and(|m| m.info.node_type == NodeType::Manager)
 }
 
-/// Sends this node's whole contribution to `peer` (its link opened, it is
-/// back in the view, or this node restarted its generation). Snapshots
-/// copy every local value, so they go only where needed.
+/// Sends this node's whole contribution to `peers` (a link opened, they
+/// are back in the view, or this node restarted its generation; a snapshot
+/// copies every local value, so it is made once for all of them).
 fn send_snapshots(
     shared: &Shared,
     membership: &Membership,
     replication: &ReplicationDriver,
-    peer: &str,
+    peers: &[&String],
 ) {
-    for message in replication.snapshots(is_manager(membership, peer)) {
-        shared.send_to(peer, &message);
+    if peers.is_empty() {
+        return;
+    }
+    for (audience, message) in replication.snapshots() {
+        for peer in peers {
+            if audience == Audience::All || is_manager(membership, peer) {
+                shared.send_to(peer, &message);
+            }
+        }
     }
 }
 

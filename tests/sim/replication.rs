@@ -262,7 +262,8 @@ impl RepNode {
         if self.sabotage.skip_snapshots {
             return;
         }
-        for message in self.driver.snapshots(false) {
+        // No managers here: every snapshot goes to every peer.
+        for (_, message) in self.driver.snapshots() {
             effects.push(Effect::SendReliable {
                 to: peer.to_string(),
                 msg: encode(&message),
