@@ -16,15 +16,22 @@ const COUNTS: &str = "[cluster.replicate.outbound_domains]\nmax_delay = 0.2\n\
                       [cluster.replicate.inbound_cidr]\nmax_delay = 0.2\n";
 
 /// Starts node `name` of a cluster on `ports`, replicating what `scopes`
-/// (TOML tables under `cluster.replicate`) configures.
+/// (TOML tables under `cluster.replicate`) configures; `r3` is a manager
+/// when `scopes` replicates `eccmgr_metrics`.
 fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)], scopes: &str) -> Node {
+    let kind = if name == "r3" && scopes.contains("eccmgr_metrics") {
+        "Manager"
+    } else {
+        "Momentum"
+    };
     let port = ports.iter().find(|(n, _)| *n == name).unwrap().1;
     let peers: String = ports
         .iter()
         .map(|(n, p)| format!("{n} = \"127.0.0.1:{p}\"\n"))
         .collect();
     let text = format!(
-        "[cluster]\nnodename = \"{name}\"\nheartbeats_per_sec = 4\nheartbeat_start_delay = 0\n\
+        "[cluster]\nnodename = \"{name}\"\nnode_type = \"{kind}\"\n\
+         heartbeats_per_sec = 4\nheartbeat_start_delay = 0\n\
          {scopes}\
          [msgc_server.peers]\n{peers}\
          [eccluster_listener.listen.\"127.0.0.1:{port}\"]\n\
@@ -286,6 +293,40 @@ fn throttles_metrics_and_caches_replicate_and_show_in_the_console() {
             row("192.0.2.7", "greylisted")
         )
     );
+    for n in &nodes {
+        n.stop();
+    }
+}
+
+#[test]
+fn eccmgr_metrics_reach_the_manager_only() {
+    let dir = TempDir::new("replication-manager");
+    let nodes = cluster(
+        &dir,
+        "[cluster.replicate.eccmgr_metrics]\nparameters = \"audit_series\"\nmax_delay = 0.1\n",
+    );
+    let now = eccluster::shared::wall_ms;
+    let metrics: Vec<_> = nodes
+        .iter()
+        .map(|n| n.shared_metrics("eccmgr_metrics").expect("configured"))
+        .collect();
+    for m in &metrics {
+        m.define_series("spam", SeriesType::String, 3600, 2, Replication::Manager)
+            .unwrap();
+    }
+    metrics[0].series_add("spam", b"x", 2, now()).unwrap();
+    metrics[1].series_add("spam", b"x", 3, now()).unwrap();
+    let count = |m: &eccluster::shared::metrics::Metrics| {
+        m.series_count("spam", b"x", 0, 1, Scope::Global, now())
+            .unwrap()
+    };
+    wait_until("the manager counts both MTA nodes' series", || {
+        count(&metrics[2]) == 5
+    });
+    // Well past max_delay: the MTA nodes still count only their own.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(count(&metrics[0]), 2);
+    assert_eq!(count(&metrics[1]), 3);
     for n in &nodes {
         n.stop();
     }
