@@ -949,6 +949,11 @@ fn shared_show(inner: &Inner, args: &[String], mode: Mode, _: &Caller) -> Result
     let table = inner.shared_objects.get(object).ok_or_else(|| {
         format!("no replicated object '{object}' here (cluster shared list shows them)")
     })?;
+    if from.is_some() && matches!(table, SharedObject::Cache(_)) {
+        return Err(format!(
+            "'{object}' is a cache: one value per key for the whole cluster, no per-node view"
+        ));
+    }
     let (view, rows) = match from {
         None => ("global".to_string(), table.rows(Scope::Global)),
         Some(node) => {

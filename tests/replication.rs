@@ -293,6 +293,10 @@ fn throttles_metrics_and_caches_replicate_and_show_in_the_console() {
             row("192.0.2.7", "greylisted")
         )
     );
+    let e = nodes[1]
+        .console_exec("cluster shared show senders from r1")
+        .unwrap_err();
+    assert!(e.contains("no per-node view"), "{e}");
     for n in &nodes {
         n.stop();
     }
