@@ -4,6 +4,7 @@ pub mod config;
 pub mod core;
 pub mod ffi;
 pub mod io;
+pub mod journal;
 pub mod node;
 pub mod shared;
 #[cfg(test)]

@@ -1,0 +1,547 @@
+//! Journals in the jlog on-disk layout: a directory of segments that a
+//! writer appends records to and named subscribers read, each from its own
+//! checkpoint (DESIGN.md §6; the formats are in [`format`]).
+//!
+//! A journal written here is one `jlogctl` and libjlog read, and a journal
+//! libjlog wrote is read here: `testdata/jlog/written-by-libjlog` is read in
+//! the tests exactly as its description says. Index files are built lazily
+//! by readers, as jlog does, and a missing one is rebuilt from the segment.
+//!
+//! Beyond jlog, a writer never leaves a torn record behind: when it opens,
+//! a record cut short by a crash at the end of the current segment (a
+//! header without its whole payload, or bytes that are not a header) is
+//! cut off and reported ([`TornTail`]), never served. Readers already stop
+//! before an incomplete record, as jlog's do. Durability of appends is the
+//! writer's [`Writer::sync`].
+
+pub mod format;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use format::{
+    DEFAULT_UNIT_LIMIT, HEADER_LEN, Header, LogId, MAGIC, Meta, checkpoint_name, decode_index,
+    segment_name, subscriber_of,
+};
+
+/// What went wrong, naming the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalError(pub String);
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for JournalError {}
+
+pub type Result<T> = std::result::Result<T, JournalError>;
+
+fn io_err(path: &Path, what: &str, e: std::io::Error) -> JournalError {
+    JournalError(format!("{}: {what}: {e}", path.display()))
+}
+
+/// One record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub id: LogId,
+    pub tv_sec: u32,
+    pub tv_usec: u32,
+    pub payload: Vec<u8>,
+}
+
+/// Where a new subscriber starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Before the oldest record still held.
+    Begin,
+    /// After the last record written: it reads only what comes next.
+    End,
+}
+
+/// A record cut short at the end of a segment, found and cut off when a
+/// writer opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    pub segment: u32,
+    /// Where the segment now ends.
+    pub at: u64,
+    pub bytes_cut: u64,
+}
+
+impl std::fmt::Display for TornTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "segment {}: cut {} bytes of a torn record at offset {}",
+            segment_name(self.segment),
+            self.bytes_cut,
+            self.at
+        )
+    }
+}
+
+/// A journal directory; see the module docs.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    /// Opens the journal in `dir`, creating it (with segments of
+    /// `unit_limit` bytes, jlog's default when `None`) if it does not exist.
+    pub fn create(dir: &Path, unit_limit: Option<u32>) -> Result<Journal> {
+        fs::create_dir_all(dir).map_err(|e| io_err(dir, "cannot create", e))?;
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+        };
+        let meta_path = journal.path("metastore");
+        if !meta_path.exists() {
+            let meta = Meta {
+                storage_log: 0,
+                unit_limit: unit_limit.unwrap_or(DEFAULT_UNIT_LIMIT),
+                safety: 1,
+                hdr_magic: MAGIC,
+            };
+            write_synced(&meta_path, &meta.encode())?;
+        }
+        journal.meta()?;
+        Ok(journal)
+    }
+
+    /// Opens an existing journal.
+    pub fn open(dir: &Path) -> Result<Journal> {
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+        };
+        journal.meta()?;
+        Ok(journal)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The metastore, read afresh: a writer in another process moves it on.
+    pub fn meta(&self) -> Result<Meta> {
+        let path = self.path("metastore");
+        let bytes = fs::read(&path).map_err(|e| io_err(&path, "cannot read", e))?;
+        Meta::decode(&bytes).map_err(|e| JournalError(format!("{}: {e}", path.display())))
+    }
+
+    /// Every subscriber and its checkpoint, by name.
+    pub fn subscribers(&self) -> Result<Vec<(String, LogId)>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, "cannot list", e))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            if let Some(name) = file_name.to_str().and_then(subscriber_of) {
+                let id = self.checkpoint(&name)?;
+                out.push((name, id));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Adds a subscriber starting at `start`; false if it exists already
+    /// (its checkpoint is left as it is).
+    pub fn add_subscriber(&self, name: &str, start: Start) -> Result<bool> {
+        check_subscriber(name)?;
+        let path = self.path(&checkpoint_name(name));
+        if path.exists() {
+            return Ok(false);
+        }
+        let id = match start {
+            Start::Begin => LogId {
+                log: self.oldest_segment()?,
+                marker: 0,
+            },
+            Start::End => self.last_written()?,
+        };
+        write_synced(&path, &id.encode())?;
+        Ok(true)
+    }
+
+    /// Removes a subscriber; false if there was none.
+    pub fn remove_subscriber(&self, name: &str) -> Result<bool> {
+        let path = self.path(&checkpoint_name(name));
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err(&path, "cannot remove", e)),
+        }
+    }
+
+    /// The last record `name` consumed.
+    pub fn checkpoint(&self, name: &str) -> Result<LogId> {
+        let path = self.path(&checkpoint_name(name));
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => JournalError(format!("no subscriber '{name}'")),
+            _ => io_err(&path, "cannot read", e),
+        })?;
+        LogId::decode(&bytes).ok_or_else(|| {
+            JournalError(format!(
+                "{}: a checkpoint is 8 bytes, not {}",
+                path.display(),
+                bytes.len()
+            ))
+        })
+    }
+
+    /// `name` has consumed everything up to `id`; durable when this
+    /// returns.
+    pub fn set_checkpoint(&self, name: &str, id: LogId) -> Result<()> {
+        self.checkpoint(name)?;
+        write_synced(&self.path(&checkpoint_name(name)), &id.encode())
+    }
+
+    /// The records after `name`'s checkpoint, first and last, within one
+    /// segment (as jlog's intervals never cross a segment); `None` when it
+    /// has read everything.
+    pub fn read_interval(&self, name: &str) -> Result<Option<(LogId, LogId)>> {
+        let storage_log = self.meta()?.storage_log;
+        let mut at = self.checkpoint(name)?;
+        loop {
+            let n = self.records_in(at.log)?;
+            if at.marker < n {
+                return Ok(Some((
+                    LogId {
+                        log: at.log,
+                        marker: at.marker + 1,
+                    },
+                    LogId {
+                        log: at.log,
+                        marker: n,
+                    },
+                )));
+            }
+            if at.log >= storage_log {
+                return Ok(None);
+            }
+            at = LogId {
+                log: at.log + 1,
+                marker: 0,
+            };
+        }
+    }
+
+    /// The record at `id`.
+    pub fn read(&self, id: LogId) -> Result<Record> {
+        let offsets = self.index(id.log)?;
+        let offset = usize::try_from(id.marker)
+            .ok()
+            .and_then(|m| m.checked_sub(1))
+            .and_then(|i| offsets.get(i))
+            .copied()
+            .ok_or_else(|| JournalError(format!("no record {id}")))?;
+        let path = self.path(&segment_name(id.log));
+        let file = File::open(&path).map_err(|e| io_err(&path, "cannot open", e))?;
+        let mut head = [0u8; HEADER_LEN];
+        file.read_exact_at(&mut head, offset)
+            .map_err(|e| io_err(&path, "cannot read a header", e))?;
+        let header = Header::decode(&head)
+            .map_err(|e| JournalError(format!("{} at {offset}: {e}", path.display())))?
+            .ok_or_else(|| JournalError(format!("no record {id}")))?;
+        let mut payload = vec![0u8; header.mlen as usize];
+        file.read_exact_at(&mut payload, offset + HEADER_LEN as u64)
+            .map_err(|e| io_err(&path, "cannot read a record", e))?;
+        Ok(Record {
+            id,
+            tv_sec: header.tv_sec,
+            tv_usec: header.tv_usec,
+            payload,
+        })
+    }
+
+    /// The last record written (marker 0 when the current segment has
+    /// none yet).
+    pub fn last_written(&self) -> Result<LogId> {
+        let log = self.meta()?.storage_log;
+        Ok(LogId {
+            log,
+            marker: self.records_in(log)?,
+        })
+    }
+
+    /// How many complete records segment `log` holds (0 for one that does
+    /// not exist).
+    pub fn records_in(&self, log: u32) -> Result<u32> {
+        let n = self.index(log)?.len();
+        u32::try_from(n).map_err(|_| JournalError(format!("segment {log:08x}: {n} records")))
+    }
+
+    /// Deletes the segments (and their indexes) that every subscriber has
+    /// read past; returns how many. With no subscribers nothing is
+    /// deleted: records wait for a reader.
+    pub fn remove_consumed(&self) -> Result<usize> {
+        let Some(oldest_needed) = self.subscribers()?.iter().map(|(_, id)| id.log).min() else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for log in self.segments()? {
+            if log < oldest_needed {
+                for name in [segment_name(log), format!("{}.idx", segment_name(log))] {
+                    let path = self.path(&name);
+                    match fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err(&path, "cannot remove", e)),
+                    }
+                }
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The segments present, in order.
+    fn segments(&self) -> Result<Vec<u32>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, "cannot list", e))?;
+        let mut logs: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let name = name.to_str()?;
+                (name.len() == 8)
+                    .then(|| u32::from_str_radix(name, 16).ok())
+                    .flatten()
+            })
+            .collect();
+        logs.sort_unstable();
+        Ok(logs)
+    }
+
+    fn oldest_segment(&self) -> Result<u32> {
+        match self.segments()?.first() {
+            Some(&log) => Ok(log),
+            None => Ok(self.meta()?.storage_log),
+        }
+    }
+
+    /// The offsets of segment `log`'s complete records: from its index
+    /// file, brought up to date from the segment and written back when it
+    /// grew (jlog's lazy "resync"). A segment that is no longer written and
+    /// is wholly indexed gets its index closed.
+    fn index(&self, log: u32) -> Result<Vec<u64>> {
+        let idx_path = self.path(&format!("{}.idx", segment_name(log)));
+        let (mut offsets, closed) = match fs::read(&idx_path) {
+            Ok(bytes) => decode_index(&bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), false),
+            Err(e) => return Err(io_err(&idx_path, "cannot read", e)),
+        };
+        if closed {
+            return Ok(offsets);
+        }
+        let seg_path = self.path(&segment_name(log));
+        let data = match fs::read(&seg_path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&seg_path, "cannot read", e)),
+        };
+        let before = offsets.len();
+        // Re-check the last indexed record, then scan on from its end.
+        let mut at = offsets.pop().unwrap_or(0);
+        let scan = scan(&data, at);
+        offsets.extend(scan.offsets.iter().copied());
+        at = scan.end;
+        let storage_log = self.meta()?.storage_log;
+        let close = log < storage_log && at == data.len() as u64;
+        if offsets.len() != before || close {
+            let mut bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_ne_bytes()).collect();
+            if close {
+                bytes.extend_from_slice(&0u64.to_ne_bytes());
+            }
+            // An index is a cache: a reader that cannot write it still reads.
+            let _ = fs::write(&idx_path, bytes);
+        }
+        Ok(offsets)
+    }
+}
+
+/// The records found from `from` on, and where the last complete one ends.
+struct Scan {
+    offsets: Vec<u64>,
+    end: u64,
+}
+
+/// Scans complete records from `from`, stopping at the end, at a record cut
+/// short, or at bytes that are not a header.
+fn scan(data: &[u8], from: u64) -> Scan {
+    let mut offsets = Vec::new();
+    let mut at = from as usize;
+    while let Some(rest) = data.get(at..) {
+        let Ok(Some(header)) = Header::decode(rest) else {
+            break;
+        };
+        let end = at + HEADER_LEN + header.mlen as usize;
+        if end > data.len() {
+            break;
+        }
+        offsets.push(at as u64);
+        at = end;
+    }
+    Scan {
+        offsets,
+        end: at as u64,
+    }
+}
+
+fn check_subscriber(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 255 {
+        return Err(JournalError(format!(
+            "subscriber name '{name}' must be 1 to 255 bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` and makes them durable: to a temporary file,
+/// synced, renamed over `path`, and the directory synced, so a crash leaves
+/// the old contents or the new, never a mix.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_data())
+        .map_err(|e| io_err(&tmp, "cannot write", e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err(path, "cannot replace", e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(dir, "cannot sync", e))?;
+    }
+    Ok(())
+}
+
+/// The one writer of a journal: appends records to the current segment and
+/// starts a new one when it passes the segment size.
+#[derive(Debug)]
+pub struct Writer {
+    journal: Journal,
+    file: File,
+    meta: Meta,
+    /// Bytes in the current segment, and its records.
+    len: u64,
+    records: u32,
+}
+
+impl Writer {
+    /// Opens the journal for writing; a torn record at the end of the
+    /// current segment is cut off and returned for the caller to log.
+    pub fn open(journal: &Journal) -> Result<(Writer, Option<TornTail>)> {
+        let meta = journal.meta()?;
+        let path = journal.path(&segment_name(meta.storage_log));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_err(&path, "cannot open", e))?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)
+            .map_err(|e| io_err(&path, "cannot read", e))?;
+        let found = scan(&data, 0);
+        let mut torn = None;
+        if found.end < data.len() as u64 {
+            file.set_len(found.end)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| io_err(&path, "cannot cut a torn record", e))?;
+            // The index may name the cut record's offset: rebuild it.
+            let _ =
+                fs::remove_file(journal.path(&format!("{}.idx", segment_name(meta.storage_log))));
+            torn = Some(TornTail {
+                segment: meta.storage_log,
+                at: found.end,
+                bytes_cut: data.len() as u64 - found.end,
+            });
+        }
+        file.seek(SeekFrom::End(0))
+            .map_err(|e| io_err(&path, "cannot seek", e))?;
+        let records = u32::try_from(found.offsets.len())
+            .map_err(|_| JournalError(format!("{}: too many records", path.display())))?;
+        Ok((
+            Writer {
+                journal: journal.clone(),
+                file,
+                meta,
+                len: found.end,
+                records,
+            },
+            torn,
+        ))
+    }
+
+    /// Appends a record stamped `tv_sec`.`tv_usec` and returns its id. It is
+    /// in the segment (readers see it) when this returns; it is durable
+    /// after the next [`Writer::sync`].
+    pub fn append(&mut self, tv_sec: u32, tv_usec: u32, payload: &[u8]) -> Result<LogId> {
+        let mlen = u32::try_from(payload.len()).map_err(|_| {
+            JournalError(format!("a record of {} bytes is too long", payload.len()))
+        })?;
+        if self.len >= u64::from(self.meta.unit_limit) && self.records > 0 {
+            self.rotate()?;
+        }
+        let header = Header {
+            tv_sec,
+            tv_usec,
+            mlen,
+        }
+        .encode();
+        let mut record = Vec::with_capacity(HEADER_LEN + payload.len());
+        record.extend_from_slice(&header);
+        record.extend_from_slice(payload);
+        self.file.write_all(&record).map_err(|e| {
+            io_err(
+                &self.journal.path(&segment_name(self.meta.storage_log)),
+                "cannot append",
+                e,
+            )
+        })?;
+        self.len += record.len() as u64;
+        self.records += 1;
+        Ok(LogId {
+            log: self.meta.storage_log,
+            marker: self.records,
+        })
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(|e| {
+            io_err(
+                &self.journal.path(&segment_name(self.meta.storage_log)),
+                "cannot sync",
+                e,
+            )
+        })
+    }
+
+    /// Closes the current segment (synced) and starts the next.
+    fn rotate(&mut self) -> Result<()> {
+        self.sync()?;
+        let next = Meta {
+            storage_log: self.meta.storage_log + 1,
+            ..self.meta
+        };
+        let path = self.journal.path(&segment_name(next.storage_log));
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, "cannot create", e))?;
+        write_synced(&self.journal.path("metastore"), &next.encode())?;
+        self.meta = next;
+        self.file = file;
+        self.len = 0;
+        self.records = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+//! The journal against libjlog's own files, and against itself.
+
+use super::*;
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("ecc-journal-{}-{tag}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn id(log: u32, marker: u32) -> LogId {
+    LogId { log, marker }
+}
+
+/// `testdata/jlog/written-by-libjlog`, copied (readers write index files).
+fn libjlog_copy(tag: &str) -> Scratch {
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/jlog/written-by-libjlog");
+    let scratch = Scratch::new(tag);
+    for entry in fs::read_dir(&src).expect("the jlog test vector") {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), scratch.0.join(entry.file_name())).unwrap();
+    }
+    scratch
+}
+
+/// `expected-records.txt`: (length, tv_sec, tv_usec, payload) per record.
+fn expected_records() -> Vec<(usize, u32, u32, Vec<u8>)> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/jlog/expected-records.txt");
+    fs::read_to_string(path)
+        .expect("expected-records.txt")
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let payload = (0..f[4].len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&f[4][i..i + 2], 16).unwrap())
+                .collect();
+            (
+                f[1].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+                payload,
+            )
+        })
+        .collect()
+}
+
+/// Everything after `name`'s checkpoint, interval by interval, checkpointing
+/// as a reader does.
+fn drain(j: &Journal, name: &str) -> Vec<Record> {
+    let mut out = Vec::new();
+    while let Some((first, last)) = j.read_interval(name).unwrap() {
+        for marker in first.marker..=last.marker {
+            out.push(j.read(id(first.log, marker)).unwrap());
+        }
+        j.set_checkpoint(name, last).unwrap();
+    }
+    out
+}
+
+#[test]
+fn the_libjlog_vector_reads_as_described() {
+    let copy = libjlog_copy("vector");
+    let j = Journal::open(&copy.0).unwrap();
+    assert_eq!(
+        j.subscribers().unwrap(),
+        [
+            ("aggregator".to_string(), id(0, 5)),
+            ("master".to_string(), id(0, 0))
+        ]
+    );
+    assert_eq!(j.last_written().unwrap().to_string(), "00000003:00000016");
+    let (first, last) = j.read_interval("aggregator").unwrap().unwrap();
+    assert_eq!(
+        (first.to_string(), last.to_string()),
+        ("00000000:00000006".into(), "00000000:0000001c".into())
+    );
+
+    let expected = expected_records();
+    assert_eq!(expected.len(), 100);
+    let read = drain(&j, "master");
+    assert_eq!(read.len(), 100);
+    for (i, (r, (len, sec, usec, payload))) in read.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            (r.payload.len(), r.tv_sec, r.tv_usec, &r.payload),
+            (*len, *sec, *usec, payload),
+            "record {i} at {}",
+            r.id
+        );
+    }
+    // The aggregator, from its checkpoint, gets the rest.
+    let rest = drain(&j, "aggregator");
+    assert_eq!(rest.len(), 95);
+    assert_eq!(rest[0].payload, expected[5].3);
+    // The missing indexes were built, and closed for the closed segments.
+    for log in 0..3 {
+        let idx = fs::read(copy.0.join(format!("{log:08x}.idx"))).unwrap();
+        assert!(decode_index(&idx).1, "segment {log} closed");
+    }
+}
+
+#[test]
+fn a_missing_or_stale_index_is_rebuilt() {
+    let copy = libjlog_copy("noidx");
+    fs::remove_file(copy.0.join("00000000.idx")).unwrap();
+    // A torn index (a crash mid-write) is read as far as it goes.
+    let idx3 = copy.0.join("00000003.idx");
+    let bytes = fs::read(&idx3).unwrap();
+    fs::write(&idx3, &bytes[..21]).unwrap();
+    let j = Journal::open(&copy.0).unwrap();
+    assert_eq!(j.records_in(0).unwrap(), 28);
+    assert_eq!(j.records_in(3).unwrap(), 22);
+    assert_eq!(drain(&j, "master").len(), 100);
+}
+
+#[test]
+fn written_records_read_back_across_segments_and_consumed_segments_go() {
+    let dir = Scratch::new("write");
+    let j = Journal::create(&dir.0, Some(256)).unwrap();
+    assert!(j.add_subscriber("agg", Start::Begin).unwrap());
+    assert!(!j.add_subscriber("agg", Start::End).unwrap(), "exists");
+    let (mut w, torn) = Writer::open(&j).unwrap();
+    assert_eq!(torn, None);
+    let mut ids = Vec::new();
+    for i in 0..50u32 {
+        ids.push(
+            w.append(1_700_000_000 + i, i, format!("line {i}").as_bytes())
+                .unwrap(),
+        );
+    }
+    w.sync().unwrap();
+    assert!(j.meta().unwrap().storage_log >= 3, "rotated: {ids:?}");
+    assert_eq!(j.last_written().unwrap(), *ids.last().unwrap());
+
+    // A subscriber added at the end sees only what comes next.
+    assert!(j.add_subscriber("late", Start::End).unwrap());
+    assert_eq!(j.read_interval("late").unwrap(), None);
+
+    let read = drain(&j, "agg");
+    let lines: Vec<String> = read
+        .iter()
+        .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        (0..50).map(|i| format!("line {i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(read.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+
+    // "late" holds the last segment; the others are consumed by everyone.
+    let segments_before = j.segments().unwrap().len();
+    let removed = j.remove_consumed().unwrap();
+    assert_eq!(removed, segments_before - 1);
+    let next = w.append(1, 2, b"after").unwrap();
+    assert_eq!(j.read_interval("late").unwrap(), Some((next, next)));
+    assert_eq!(j.read(next).unwrap().payload, b"after");
+
+    assert!(j.remove_subscriber("late").unwrap());
+    assert!(!j.remove_subscriber("late").unwrap());
+    assert_eq!(
+        j.subscribers().unwrap(),
+        [("agg".to_string(), *ids.last().unwrap())]
+    );
+}
+
+#[test]
+fn a_torn_tail_is_never_served_and_the_writer_cuts_it() {
+    let dir = Scratch::new("torn");
+    let j = Journal::create(&dir.0, None).unwrap();
+    j.add_subscriber("r", Start::Begin).unwrap();
+    let (mut w, _) = Writer::open(&j).unwrap();
+    for i in 0..3u32 {
+        w.append(i, 0, b"whole").unwrap();
+    }
+    w.sync().unwrap();
+    drop(w);
+    // A crash mid-append: a header promising 100 bytes, and 7 of them.
+    let seg = dir.0.join("00000000");
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    let header = Header {
+        tv_sec: 9,
+        tv_usec: 9,
+        mlen: 100,
+    };
+    f.write_all(&header.encode()).unwrap();
+    f.write_all(b"partial").unwrap();
+    drop(f);
+    assert_eq!(j.records_in(0).unwrap(), 3, "readers stop before it");
+
+    let (mut w, torn) = Writer::open(&j).unwrap();
+    let torn = torn.expect("the torn record is found");
+    assert_eq!(torn.bytes_cut, (HEADER_LEN + 7) as u64);
+    assert_eq!(
+        torn.to_string(),
+        format!(
+            "segment 00000000: cut 23 bytes of a torn record at offset {}",
+            torn.at
+        )
+    );
+    assert_eq!(w.append(10, 0, b"next").unwrap(), id(0, 4));
+    let payloads: Vec<Vec<u8>> = drain(&j, "r").into_iter().map(|r| r.payload).collect();
+    assert_eq!(payloads, [&b"whole"[..], b"whole", b"whole", b"next"]);
+
+    // Bytes that are not a header at all are cut the same way.
+    drop(w);
+    let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0xff; 40]).unwrap();
+    drop(f);
+    let (_, torn) = Writer::open(&j).unwrap();
+    assert_eq!(torn.map(|t| t.bytes_cut), Some(40));
+}
+
+#[test]
+fn bad_input_names_what_is_wrong() {
+    let dir = Scratch::new("bad");
+    let e = Journal::open(&dir.0).unwrap_err();
+    assert!(
+        e.0.contains("metastore") && e.0.contains("cannot read"),
+        "{e}"
+    );
+    fs::write(dir.0.join("metastore"), [0u8; 16]).unwrap();
+    let e = Journal::open(&dir.0).unwrap_err();
+    assert!(e.0.contains("magic"), "{e}");
+    fs::remove_file(dir.0.join("metastore")).unwrap();
+    let j = Journal::create(&dir.0, None).unwrap();
+    let e = j.checkpoint("nobody").unwrap_err();
+    assert_eq!(e.0, "no subscriber 'nobody'");
+    assert!(j.add_subscriber("", Start::Begin).is_err());
+    let e = j.read(id(0, 1)).unwrap_err();
+    assert_eq!(e.0, "no record 00000000:00000001");
+    fs::write(dir.0.join(checkpoint_name("short")), [1, 2, 3]).unwrap();
+    let e = j.checkpoint("short").unwrap_err();
+    assert!(e.0.contains("8 bytes, not 3"), "{e}");
+}
