@@ -655,7 +655,22 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 14] = [
+    let node_commands: [Builtin; 15] = [
+        (
+            "cluster show logs",
+            "",
+            "List the published journals: size on disk and each subscriber's checkpoint.",
+            |inner, _, mode, _| {
+                let logs: Vec<reports::LogBlock> = inner
+                    .config
+                    .cluster
+                    .logs
+                    .iter()
+                    .map(|(name, dir)| journal_block(name, dir))
+                    .collect();
+                Ok(reports::show_logs(&logs, mode))
+            },
+        ),
         (
             "cluster shared list",
             "",
@@ -1004,6 +1019,39 @@ fn outbound_of(config: &Config, objects: &SharedObjects) -> Outbound {
         }
     }
     outbound
+}
+
+/// A published journal as `cluster show logs` lists it. A journal not
+/// written yet is empty; one that cannot be read says why in place of its
+/// subscribers.
+fn journal_block(name: &str, dir: &std::path::Path) -> reports::LogBlock {
+    let bytes = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let subscribers = if dir.join("metastore").exists() {
+        crate::journal::Journal::open(dir)
+            .and_then(|j| j.subscribers())
+            .map(|subs| {
+                subs.into_iter()
+                    .map(|(name, at)| (name, at.to_string()))
+                    .collect()
+            })
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(Vec::new())
+    };
+    reports::LogBlock {
+        name: name.to_string(),
+        bytes,
+        subscribers,
+    }
 }
 
 /// What names this node's cache writes, to break ties between writes of

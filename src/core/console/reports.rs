@@ -585,6 +585,63 @@ pub fn shared_show(
     }
 }
 
+/// One published journal in `cluster show logs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogBlock {
+    /// The log's name (the `logs` key).
+    pub name: String,
+    /// Bytes of its files on disk.
+    pub bytes: u64,
+    /// Each subscriber and its checkpoint (`%08x:%08x`), or why they could
+    /// not be read.
+    pub subscribers: Result<Vec<(String, String)>, String>,
+}
+
+/// `cluster show logs`, in the reference's format (momentum-notes §4.3):
+/// the log's name, then tab-indented its size and a line per subscriber.
+pub fn show_logs(logs: &[LogBlock], mode: Mode) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            for log in logs {
+                out.push_str(&format!("{}\n\t[on disk: {} bytes]\n", log.name, log.bytes));
+                match &log.subscribers {
+                    Ok(subs) => {
+                        for (name, at) in subs {
+                            out.push_str(&format!("\t[subscriber: '{name}' @ {at}]\n"));
+                        }
+                    }
+                    Err(e) => out.push_str(&format!("\t[unreadable: {e}]\n")),
+                }
+            }
+        }
+        Mode::Xml => {
+            out.push_str("<logs>\n");
+            for log in logs {
+                out.push_str(&format!(
+                    "  <log name=\"{}\" bytes=\"{}\">\n",
+                    xml_escape(&log.name),
+                    log.bytes
+                ));
+                match &log.subscribers {
+                    Ok(subs) => {
+                        for (name, at) in subs {
+                            out.push_str(&format!(
+                                "    <subscriber name=\"{}\" checkpoint=\"{at}\"/>\n",
+                                xml_escape(name)
+                            ));
+                        }
+                    }
+                    Err(e) => out.push_str(&format!("    <error>{}</error>\n", xml_escape(e))),
+                }
+                out.push_str("  </log>\n");
+            }
+            out.push_str("</logs>\n");
+        }
+    }
+    out
+}
+
 /// One line of `cluster arp show`: a peer's address, the MAC the kernel
 /// has for it (`None`: unresolved) and the entry's age in seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -713,6 +770,32 @@ mod duravip_tests {
         let xml = arp_show(&lines, Mode::Xml);
         assert!(
             xml.contains("<host address=\"10.80.116.204\" mac=\"00:e0:81:63:5c:e8\" age=\"43\"/>"),
+            "{xml}"
+        );
+    }
+
+    #[test]
+    fn show_logs_matches_the_reference_sample() {
+        let logs = [
+            LogBlock {
+                name: "mainlog".into(),
+                bytes: 1_604_005,
+                subscribers: Ok(vec![("master".into(), "00000000:0000a43a".into())]),
+            },
+            LogBlock {
+                name: "bouncealllog".into(),
+                bytes: 0,
+                subscribers: Ok(Vec::new()),
+            },
+        ];
+        assert_eq!(
+            show_logs(&logs, Mode::Text),
+            "mainlog\n\t[on disk: 1604005 bytes]\n\t[subscriber: 'master' @ 00000000:0000a43a]\n\
+             bouncealllog\n\t[on disk: 0 bytes]\n"
+        );
+        let xml = show_logs(&logs, Mode::Xml);
+        assert!(
+            xml.contains("<subscriber name=\"master\" checkpoint=\"00000000:0000a43a\"/>"),
             "{xml}"
         );
     }
