@@ -10,3 +10,4 @@
 //! a clock or a filesystem; `io::logfiles` does the writing.
 
 pub mod destination;
+pub mod template;
