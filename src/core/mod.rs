@@ -11,6 +11,7 @@ pub mod console;
 pub mod duravip;
 pub mod hash;
 pub mod identity;
+pub mod logs;
 pub mod membership;
 pub mod replicate;
 pub mod wire;

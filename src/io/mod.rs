@@ -7,6 +7,7 @@ pub mod arp;
 pub mod clock;
 pub mod control;
 pub mod host;
+pub mod logfiles;
 pub mod neigh;
 mod netlink;
 pub mod plumb;
