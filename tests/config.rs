@@ -1011,3 +1011,18 @@ fn a_hook_returning_an_invalid_name_is_an_identity_error() {
     let err = n.identity().expect_err("a name with a space");
     assert!(matches!(err, NodeError::Identity(_)), "{err:?}");
 }
+
+#[test]
+fn a_logfile_template_the_aggregator_cannot_expand_is_refused_by_name() {
+    let errors = parse_err(
+        "Logs {\n  logfile = \"/var/log/ecc/%Q/%{n}\"\n}\n",
+        Format::Ecelerity,
+    );
+    let e = single(&errors);
+    assert_eq!(e.line, 2, "{e}");
+    assert!(
+        e.option.as_deref().is_some_and(|o| o.ends_with("logfile")),
+        "{e}"
+    );
+    assert!(e.message.contains("%Q"), "{e}");
+}

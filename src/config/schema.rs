@@ -108,6 +108,12 @@ fn not_empty(v: &String) -> Result<(), String> {
     }
 }
 
+/// A `Logs` `logfile`: a template the aggregator can expand.
+#[allow(clippy::ptr_arg)] // a check for `get_checked::<String>`
+fn logfile_template(v: &String) -> Result<(), String> {
+    crate::core::logs::template::Template::parse(v).map(|_| ())
+}
+
 /// Names used on the bus and in group names: the reference requires short,
 /// lowercase, DNS-friendly names.
 #[allow(clippy::ptr_arg)] // a check for `get_checked::<String>`
@@ -822,7 +828,7 @@ fn manager_logs(r: &mut ScopeReader, ctx: &mut Ctx) -> Option<ManagerLogs> {
         ctx,
         "logfile",
         "/var/log/eccluster/%Y/%m/%d/%{l}/%{s}/%{n}".to_string(),
-        not_empty,
+        logfile_template,
     );
     let file_mode = s.get(ctx, "file_mode", Mode(0o640)).0;
     let dir_mode = s.get(ctx, "dir_mode", Mode(0o755)).0;
