@@ -12,9 +12,13 @@
 //! header without its whole payload, or bytes that are not a header) is
 //! cut off and reported ([`TornTail`]), never served. Readers already stop
 //! before an incomplete record, as jlog's do. Durability of appends is the
-//! writer's [`Writer::sync`].
+//! writer's [`Writer::sync`], or an [`Appender`]'s group commit, which
+//! acknowledges an append only once it is durable.
 
+pub mod appender;
 pub mod format;
+
+pub use appender::{Appender, Durability};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
