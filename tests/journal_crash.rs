@@ -11,7 +11,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ use eccluster::journal::format::LogId;
 use eccluster::journal::{Appender, Durability, Journal, Start, Writer};
 
 const CHILD_ENV: &str = "ECC_JOURNAL_CRASH_CHILD";
+/// Records per thread after which the child stops (unset: it never stops).
+const COUNT_ENV: &str = "ECC_JOURNAL_CRASH_COUNT";
+const READER_ENV: &str = "ECC_JOURNAL_READER_CHILD";
 const THREADS: u32 = 4;
 
 /// Record `n` of thread `t` in round `round`: its number first, then bytes
@@ -41,7 +44,7 @@ fn parse(p: &[u8]) -> Option<(u32, u32, u32)> {
 }
 
 /// The child: appends from [`THREADS`] threads as fast as it can and prints
-/// `t n log marker` for each acknowledged record, or `err t message` and
+/// `ack t n log marker` for each acknowledged record, or `err t message` and
 /// stops that thread at the first error.
 #[test]
 #[ignore = "the child of the tests below, run with ECC_JOURNAL_CRASH_CHILD set"]
@@ -65,14 +68,15 @@ fn child() {
     )
     .unwrap();
     let appender = Arc::new(appender);
+    let count: u32 = std::env::var(COUNT_ENV).map_or(u32::MAX, |c| c.parse().unwrap());
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let appender = Arc::clone(&appender);
             std::thread::spawn(move || {
-                for n in 0.. {
+                for n in 0..count {
                     match appender.append(round, n, &payload(round, t, n)) {
                         // println! flushes each line: stdout is line-buffered.
-                        Ok(id) => println!("{t} {n} {} {}", id.log, id.marker),
+                        Ok(id) => println!("ack {t} {n} {} {}", id.log, id.marker),
                         Err(e) => {
                             println!("err {t} {e}");
                             return;
@@ -119,11 +123,16 @@ fn run_child(
     kill_after: Option<Duration>,
     fsize: Option<u64>,
 ) -> Vec<Line> {
+    finish_child(start_child(dir, round, fsize, None), kill_after)
+}
+
+fn start_child(dir: &Path, round: u32, fsize: Option<u64>, count: Option<u32>) -> Child {
     let mut spec = format!("{} {round}", dir.display());
     if let Some(limit) = fsize {
         spec += &format!(" {limit}");
     }
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args([
             "--exact",
             "child",
@@ -133,9 +142,14 @@ fn run_child(
         ])
         .env(CHILD_ENV, spec)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the child");
+        .stderr(Stdio::inherit());
+    if let Some(count) = count {
+        command.env(COUNT_ENV, count.to_string());
+    }
+    command.spawn().expect("start the child")
+}
+
+fn finish_child(mut child: Child, kill_after: Option<Duration>) -> Vec<Line> {
     let stdout = child.stdout.take().unwrap();
     // Read while it runs, so that it never blocks on a full pipe.
     let reader = std::thread::spawn(move || {
@@ -159,15 +173,17 @@ fn run_child(
     }
     lines
         .iter()
-        // The test harness's own lines ("running 1 test", ...) are not ours.
+        // The test harness's own output ("running 1 test", and "test child
+        // ... " with no line end, before our first line) is not ours.
         .filter_map(|l| {
-            let w: Vec<&str> = l.splitn(3, ' ').collect();
+            let at = l.find("ack ").or_else(|| l.find("err "))?;
+            let w: Vec<&str> = l[at..].splitn(4, ' ').collect();
             match w.as_slice() {
-                ["err", t, message] => Some(Line::Err {
+                ["err", t, m1, m2] => Some(Line::Err {
                     t: t.parse().ok()?,
-                    message: (*message).to_string(),
+                    message: format!("{m1} {m2}"),
                 }),
-                [t, n, rest] => {
+                ["ack", t, n, rest] => {
                     let (log, marker) = rest.split_once(' ')?;
                     Some(Line::Ack {
                         t: t.parse().ok()?,
@@ -307,5 +323,93 @@ fn a_full_disk_fails_every_append_and_loses_no_acknowledged_one() {
     eprintln!("after the full disk: {torn:?}");
     let id = writer.append(2, 0, &payload(2, 0, 0)).unwrap();
     assert_eq!(journal.read(id).unwrap().payload, payload(2, 0, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A reader in its own process: reads the journal in `ECC_JOURNAL_READER_CHILD`
+/// as subscriber "live" while writers append, until a file `done` appears
+/// and everything is read; checks every record as [`read_all`] does and
+/// prints how many it read.
+#[test]
+#[ignore = "the reader child of the test below, run with ECC_JOURNAL_READER_CHILD set"]
+fn reader_child() {
+    let dir = PathBuf::from(std::env::var(READER_ENV).expect("set by the test below"));
+    let journal = Journal::open(&dir).unwrap();
+    let mut next = std::collections::HashMap::new();
+    let mut read = 0usize;
+    loop {
+        // Looked at before reading, so that the last pass reads all.
+        let done = dir.join("done").exists();
+        while let Some((first, last)) = journal.read_interval("live").unwrap() {
+            for marker in first.marker..=last.marker {
+                let id = LogId {
+                    log: first.log,
+                    marker,
+                };
+                let record = journal.read(id).unwrap();
+                let (round, t, n) = parse(&record.payload)
+                    .unwrap_or_else(|| panic!("{id}: a record no writer wrote"));
+                let expected = next.entry((round, t)).or_insert(0u32);
+                assert_eq!(n, *expected, "{id}: writer {round} thread {t} out of order");
+                *expected += 1;
+                read += 1;
+            }
+            journal.set_checkpoint("live", last).unwrap();
+        }
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    println!("read {read}");
+}
+
+#[test]
+fn writers_and_a_reader_in_separate_processes_take_turns_through_jlog_locks() {
+    const PER_THREAD: u32 = 300;
+    let dir = scratch("locks");
+    // Small segments: the writers rotate often, each finding the other has
+    // moved storage_log on.
+    let journal = Journal::create(&dir, Some(64 * 1024)).unwrap();
+    journal.add_subscriber("live", Start::Begin).unwrap();
+    let reader = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "reader_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(READER_ENV, &dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the reader");
+    let writers: Vec<Child> = (1..=2)
+        .map(|w| start_child(&dir, w, None, Some(PER_THREAD)))
+        .collect();
+    let acks: Vec<Vec<Line>> = writers.into_iter().map(|c| finish_child(c, None)).collect();
+    std::fs::write(dir.join("done"), b"").unwrap();
+    let out = reader.wait_with_output().unwrap();
+    assert!(out.status.success(), "the reader failed: {}", out.status);
+    let total = (2 * THREADS * PER_THREAD) as usize;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("read {total}")),
+        "the reader read all {total}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let records = read_all(&journal, "after");
+    assert_eq!(records.len(), total);
+    let mut ids: Vec<LogId> = records.iter().map(|r| r.0).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no id given twice");
+    for (w, acks) in (1..=2).zip(&acks) {
+        assert_eq!(acks.len(), (THREADS * PER_THREAD) as usize, "writer {w}");
+        check(&records, w, acks);
+    }
+    assert!(
+        journal.meta().unwrap().storage_log > 2,
+        "the writers rotated"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -229,7 +229,7 @@ fn bad_input_names_what_is_wrong() {
     let dir = Scratch::new("bad");
     let e = Journal::open(&dir.0).unwrap_err();
     assert!(
-        e.0.contains("metastore") && e.0.contains("cannot read"),
+        e.0.contains("metastore") && e.0.contains("cannot open"),
         "{e}"
     );
     fs::write(dir.0.join("metastore"), [0u8; 16]).unwrap();
