@@ -7,12 +7,17 @@
 //! storage.
 //!
 //! One thread owns the [`Writer`]; callers on any thread send it their
-//! records and wait. Under [`Durability::Group`] the thread appends every
-//! record that arrives within `interval` of the first record of a batch
-//! (and those that queued while the previous batch was being synced), then
-//! issues one `fdatasync` for all of them and wakes their callers: many
-//! concurrent appends cost one sync, and `interval` bounds the latency the
-//! batching adds. [`Durability::EveryRecord`] syncs after each record.
+//! records and wait. Under [`Durability::Group`] the thread takes every
+//! record queued (those that arrived while the previous batch was being
+//! synced), appends them, issues one `fdatasync` for all of them and wakes
+//! their callers: many concurrent appends cost one sync. It also waits, up
+//! to `interval`, for records of callers that have already entered
+//! [`Appender::append`] but not yet handed their record over; it does not
+//! hold a batch open for callers who may or may not come, as a lone
+//! caller would then pay `interval` for every record (PostgreSQL's
+//! `commit_delay` waits only when `commit_siblings` transactions are
+//! active, for the same reason). [`Durability::EveryRecord`] syncs after
+//! each record.
 //!
 //! When the journal fails (a full disk, an I/O error), the records of the
 //! batch may or may not be on disk, and the writer's position is no longer
@@ -20,6 +25,8 @@
 //! later append gets the error. Reopening the journal (a new [`Appender`])
 //! cuts a torn tail and carries on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -50,6 +57,9 @@ pub struct Appender {
     // `None` only while dropping, so the thread sees the channel close.
     tx: Option<Sender<Request>>,
     thread: Option<JoinHandle<()>>,
+    /// Records promised (a caller has entered `append`) and not answered
+    /// yet; the thread counts an answer off as it sends it.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Appender {
@@ -59,14 +69,17 @@ impl Appender {
     pub fn open(journal: &Journal, durability: Durability) -> Result<(Appender, Option<TornTail>)> {
         let (writer, torn) = Writer::open(journal)?;
         let (tx, rx) = mpsc::channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&in_flight);
         let thread = std::thread::Builder::new()
             .name("ecc-journal".into())
-            .spawn(move || run(writer, &rx, durability))
+            .spawn(move || run(writer, &rx, durability, &seen))
             .map_err(|e| JournalError(format!("cannot start the journal thread: {e}")))?;
         Ok((
             Appender {
                 tx: Some(tx),
                 thread: Some(thread),
+                in_flight,
             },
             torn,
         ))
@@ -91,12 +104,16 @@ impl Appender {
             reply,
         };
         let stopped = || JournalError("the journal thread has stopped".into());
-        self.tx
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let sent = self
+            .tx
             .as_ref()
-            .ok_or_else(stopped)?
-            .send(request)
-            .map_err(|_| stopped())?;
-        answer.recv().map_err(|_| stopped())?
+            .ok_or_else(stopped)
+            .and_then(|tx| tx.send(request).map_err(|_| stopped()));
+        if sent.is_err() {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        sent.and_then(|()| answer.recv().map_err(|_| stopped())?)
     }
 }
 
@@ -111,7 +128,12 @@ impl Drop for Appender {
 }
 
 /// The appending thread: batches, appends, syncs, answers.
-fn run(mut writer: Writer, rx: &Receiver<Request>, durability: Durability) {
+fn run(
+    mut writer: Writer,
+    rx: &Receiver<Request>,
+    durability: Durability,
+    in_flight: &AtomicUsize,
+) {
     let mut batch: Vec<(SyncSender<Result<LogId>>, Result<LogId>)> = Vec::new();
     // Blocks for the first record of each batch; ends when every Appender
     // handle is gone.
@@ -131,15 +153,23 @@ fn run(mut writer: Writer, rx: &Receiver<Request>, durability: Durability) {
         if let Durability::Group { interval } = durability {
             let deadline = Instant::now() + interval;
             // Whatever queued during the last sync is taken at once; then
-            // wait for more until the deadline.
+            // wait, until the deadline, only while a caller is between
+            // entering `append` and handing its record over.
             loop {
                 let next = match rx.try_recv() {
                     Ok(req) => Ok(req),
-                    Err(_) => rx.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+                    Err(_) if in_flight.load(Ordering::SeqCst) <= batch.len() => break,
+                    Err(_) => {
+                        // Short waits: the caller we wait for may be one
+                        // that gives up (its send failing) instead.
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        rx.recv_timeout(left.min(Duration::from_micros(50)))
+                    }
                 };
                 match next {
                     Ok(req) => take(req, &mut batch, &mut failed),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
                 if Instant::now() >= deadline {
                     // Take what is queued now without waiting any longer.
@@ -161,17 +191,23 @@ fn run(mut writer: Writer, rx: &Receiver<Request>, durability: Durability) {
                 Some(e) => result.and(Err(e.clone())),
                 None => result,
             };
-            // A caller that gave up waiting is no one's concern.
-            let _ = reply.send(result);
+            answer(&reply, result, in_flight);
         }
         if let Some(e) = failed {
             let e = JournalError(format!("the journal has failed: {e}"));
             while let Ok(req) = rx.recv() {
-                let _ = req.reply.send(Err(e.clone()));
+                answer(&req.reply, Err(e.clone()), in_flight);
             }
             return;
         }
     }
+}
+
+/// Answers a caller, counting its record off.
+fn answer(reply: &SyncSender<Result<LogId>>, result: Result<LogId>, in_flight: &AtomicUsize) {
+    in_flight.fetch_sub(1, Ordering::SeqCst);
+    // A caller that gave up waiting is no one's concern.
+    let _ = reply.send(result);
 }
 
 #[cfg(test)]
