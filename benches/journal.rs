@@ -8,7 +8,8 @@
 //! would take long (one sync per record, or one thread waiting out every
 //! group interval) stops after a time budget; the table says how many
 //! records it wrote. Then read + checkpoint of what the unsynced case
-//! wrote. Prints a markdown table.
+//! wrote, a range (one segment's interval) at a time and record by record.
+//! Prints a markdown table.
 //!
 //! `ECC_JOURNAL_BENCH_DIR` chooses where the journals go (by default next
 //! to this binary, on the build's disk: a tmpfs would make syncs free).
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eccluster::journal::format::LogId;
 use eccluster::journal::{Appender, Durability, Journal, Start, Writer};
 
 const RECORD: usize = 256;
@@ -110,25 +112,41 @@ fn synced(name: &str, durability: Durability, threads: u64, n: u64, budget: Dura
     }
 }
 
-fn read_and_checkpoint(journal: &Journal) -> Row {
-    journal.add_subscriber("bench", Start::Begin).unwrap();
+/// Reads everything as a new subscriber, checkpointing after each interval
+/// (as jlog's readers do), record by record or a range at a time; stops
+/// after `budget`.
+fn read_and_checkpoint(journal: &Journal, ranges: bool, budget: Duration) -> Row {
+    let name = if ranges { "ranges" } else { "single" };
+    journal.add_subscriber(name, Start::Begin).unwrap();
     let start = Instant::now();
     let mut records = 0u64;
-    while let Some((first, last)) = journal.read_interval("bench").unwrap() {
-        for marker in first.marker..=last.marker {
-            let record = journal
-                .read(eccluster::journal::format::LogId {
+    while let Some((first, last)) = journal.read_interval(name).unwrap() {
+        if start.elapsed() > budget {
+            break;
+        }
+        if ranges {
+            for record in journal.read_range(first, last).unwrap() {
+                assert_eq!(record.payload.len(), RECORD);
+                records += 1;
+            }
+        } else {
+            for marker in first.marker..=last.marker {
+                let id = LogId {
                     log: first.log,
                     marker,
-                })
-                .unwrap();
-            assert_eq!(record.payload.len(), RECORD);
-            records += 1;
+                };
+                assert_eq!(journal.read(id).unwrap().payload.len(), RECORD);
+                records += 1;
+            }
         }
-        journal.set_checkpoint("bench", last).unwrap();
+        journal.set_checkpoint(name, last).unwrap();
     }
     Row {
-        case: "read + checkpoint per interval, 1 thread".into(),
+        case: if ranges {
+            "read_range + checkpoint per interval".into()
+        } else {
+            "read per record + checkpoint per interval".into()
+        },
         records,
         elapsed: start.elapsed(),
     }
@@ -156,6 +174,7 @@ fn main() {
             synced("group", durability, threads, n, budget).print();
         }
     }
-    read_and_checkpoint(&journal).print();
+    read_and_checkpoint(&journal, true, budget).print();
+    read_and_checkpoint(&journal, false, budget).print();
     let _ = std::fs::remove_dir_all(base_dir());
 }
