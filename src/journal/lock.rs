@@ -21,6 +21,11 @@
 //! threads of ours hold "the" lock at once, and would be dropped silently
 //! when any other descriptor of the file in this process is closed.
 //!
+//! A reader that may not open the metastore or a checkpoint for writing
+//! (another user's journal, a read-only mount) reads it under a shared
+//! lock instead, which libjlog's exclusive one still excludes; it keeps no
+//! index then, reading the segment itself.
+//!
 //! The files themselves are changed in place (`pwrite` at offset 0), as
 //! libjlog changes them: it maps the metastore and keeps checkpoints open,
 //! so a file replaced by a rename would go unseen by a libjlog process.
@@ -37,8 +42,19 @@ pub(crate) struct Locked<'a> {
 
 /// Locks all of `file`, waiting for whoever holds it.
 pub(crate) fn lock(file: &File) -> io::Result<Locked<'_>> {
+    lock_as(file, libc::F_WRLCK)
+}
+
+/// Locks all of `file` shared, for a reader that may not open it for
+/// writing (a write lock needs a descriptor open for writing): it still
+/// excludes, and waits for, every holder of jlog's exclusive lock.
+pub(crate) fn lock_shared(file: &File) -> io::Result<Locked<'_>> {
+    lock_as(file, libc::F_RDLCK)
+}
+
+fn lock_as(file: &File, kind: libc::c_int) -> io::Result<Locked<'_>> {
     loop {
-        match fcntl_lock(file, libc::F_WRLCK) {
+        match fcntl_lock(file, kind) {
             // jlog retries EAGAIN too: some systems report a lock that
             // went away while we waited that way.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) => {}
@@ -113,6 +129,28 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert!(!got.load(Ordering::SeqCst), "two descriptors held the lock");
         drop(held);
+        waiter.join().unwrap();
+        assert!(got.load(Ordering::SeqCst));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_shared_lock_on_a_read_only_descriptor_excludes_the_exclusive_one() {
+        let path = std::env::temp_dir().join(format!("ecc-lock-ro-{}", std::process::id()));
+        let writer = File::create(&path).unwrap();
+        let reader = File::open(&path).unwrap();
+        let shared = lock_shared(&reader).unwrap();
+        let got = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let got = Arc::clone(&got);
+            std::thread::spawn(move || {
+                let _l = lock(&writer).unwrap();
+                got.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!got.load(Ordering::SeqCst), "a writer locked past a reader");
+        drop(shared);
         waiter.join().unwrap();
         assert!(got.load(Ordering::SeqCst));
         let _ = std::fs::remove_file(&path);

@@ -137,8 +137,8 @@ impl Journal {
     /// The metastore, read afresh: a writer in another process moves it on.
     pub fn meta(&self) -> Result<Meta> {
         let path = self.path("metastore");
-        let file = open_rw(&path, false)?;
-        let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
+        let (file, writable) = open_to_read(&path)?;
+        let _locked = lock_to_read(&file, writable, &path)?;
         read_meta(&file, &path)
     }
 
@@ -199,8 +199,14 @@ impl Journal {
     /// The last record `name` consumed.
     pub fn checkpoint(&self, name: &str) -> Result<LogId> {
         let path = self.path(&checkpoint_name(name));
-        let file = self.open_checkpoint(name)?;
-        let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
+        let (file, writable) = open_to_read(&path).map_err(|e| {
+            if path.exists() {
+                e
+            } else {
+                JournalError(format!("no subscriber '{name}'"))
+            }
+        })?;
+        let _locked = lock_to_read(&file, writable, &path)?;
         let mut bytes = Vec::new();
         (&file)
             .read_to_end(&mut bytes)
@@ -528,6 +534,29 @@ fn open_rw(path: &Path, create: bool) -> Result<File> {
         .truncate(false)
         .open(path)
         .map_err(|e| io_err(path, "cannot open", e))
+}
+
+/// Opens a file to read it under its lock: for reading and writing, as jlog
+/// does, or, where we may not write (another user's journal, a read-only
+/// mount), for reading only; says which.
+fn open_to_read(path: &Path) -> Result<(File, bool)> {
+    match open_rw(path, false) {
+        Ok(f) => Ok((f, true)),
+        Err(_) => File::open(path)
+            .map(|f| (f, false))
+            .map_err(|e| io_err(path, "cannot open", e)),
+    }
+}
+
+/// jlog's exclusive lock, or a shared one on a file we may only read: both
+/// exclude a writer holding jlog's lock.
+fn lock_to_read<'a>(file: &'a File, writable: bool, path: &Path) -> Result<lock::Locked<'a>> {
+    if writable {
+        lock::lock(file)
+    } else {
+        lock::lock_shared(file)
+    }
+    .map_err(|e| io_err(path, "cannot lock", e))
 }
 
 /// The metastore's contents; the caller holds its lock.
