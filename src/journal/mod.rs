@@ -12,12 +12,21 @@
 //! header without its whole payload, or bytes that are not a header) is
 //! cut off and reported ([`TornTail`]), never served. Readers already stop
 //! before an incomplete record, as jlog's do. Durability of appends is the
-//! writer's [`Writer::sync`].
+//! writer's [`Writer::sync`], or an [`Appender`]'s group commit, which
+//! acknowledges an append only once it is durable.
+//!
+//! Writers and readers in other processes, ours or libjlog's, coordinate
+//! through jlog's file locks ([`lock`] says which and when); the metastore,
+//! checkpoints and indexes are changed in place, as libjlog changes them.
 
+pub mod appender;
 pub mod format;
+mod lock;
+
+pub use appender::{Appender, Durability};
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -128,8 +137,9 @@ impl Journal {
     /// The metastore, read afresh: a writer in another process moves it on.
     pub fn meta(&self) -> Result<Meta> {
         let path = self.path("metastore");
-        let bytes = fs::read(&path).map_err(|e| io_err(&path, "cannot read", e))?;
-        Meta::decode(&bytes).map_err(|e| JournalError(format!("{}: {e}", path.display())))
+        let (file, writable) = open_to_read(&path)?;
+        let _locked = lock_to_read(&file, writable, &path)?;
+        read_meta(&file, &path)
     }
 
     /// Every subscriber and its checkpoint, by name.
@@ -152,9 +162,18 @@ impl Journal {
     pub fn add_subscriber(&self, name: &str, start: Start) -> Result<bool> {
         check_subscriber(name)?;
         let path = self.path(&checkpoint_name(name));
-        if path.exists() {
-            return Ok(false);
-        }
+        // Created exclusively, as jlog does, so two processes adding the
+        // same subscriber agree on which of them did.
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io_err(&path, "cannot create", e)),
+        };
         let id = match start {
             Start::Begin => LogId {
                 log: self.oldest_segment()?,
@@ -162,7 +181,8 @@ impl Journal {
             },
             Start::End => self.last_written()?,
         };
-        write_synced(&path, &id.encode())?;
+        write_checkpoint(&file, &path, id)?;
+        sync_dir(&self.dir)?;
         Ok(true)
     }
 
@@ -179,10 +199,18 @@ impl Journal {
     /// The last record `name` consumed.
     pub fn checkpoint(&self, name: &str) -> Result<LogId> {
         let path = self.path(&checkpoint_name(name));
-        let bytes = fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => JournalError(format!("no subscriber '{name}'")),
-            _ => io_err(&path, "cannot read", e),
+        let (file, writable) = open_to_read(&path).map_err(|e| {
+            if path.exists() {
+                e
+            } else {
+                JournalError(format!("no subscriber '{name}'"))
+            }
         })?;
+        let _locked = lock_to_read(&file, writable, &path)?;
+        let mut bytes = Vec::new();
+        (&file)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_err(&path, "cannot read", e))?;
         LogId::decode(&bytes).ok_or_else(|| {
             JournalError(format!(
                 "{}: a checkpoint is 8 bytes, not {}",
@@ -195,8 +223,22 @@ impl Journal {
     /// `name` has consumed everything up to `id`; durable when this
     /// returns.
     pub fn set_checkpoint(&self, name: &str, id: LogId) -> Result<()> {
-        self.checkpoint(name)?;
-        write_synced(&self.path(&checkpoint_name(name)), &id.encode())
+        let file = self.open_checkpoint(name)?;
+        let path = self.path(&checkpoint_name(name));
+        let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
+        write_checkpoint(&file, &path, id)
+    }
+
+    fn open_checkpoint(&self, name: &str) -> Result<File> {
+        let path = self.path(&checkpoint_name(name));
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => JournalError(format!("no subscriber '{name}'")),
+                _ => io_err(&path, "cannot open", e),
+            })
     }
 
     /// The records after `name`'s checkpoint, first and last, within one
@@ -255,6 +297,64 @@ impl Journal {
             tv_usec: header.tv_usec,
             payload,
         })
+    }
+
+    /// The records `first` to `last` of one segment, as
+    /// `jlog_ctx_bulk_read_messages`: the index is brought up to date once
+    /// and the records read with one `pread`, where [`Journal::read`] does
+    /// both per record.
+    pub fn read_range(&self, first: LogId, last: LogId) -> Result<Vec<Record>> {
+        if first.log != last.log || first.marker == 0 || first.marker > last.marker {
+            return Err(JournalError(format!("no records {first} to {last}")));
+        }
+        let offsets = self.index(first.log)?;
+        let at = |marker: u32| {
+            offsets
+                .get(marker as usize - 1)
+                .copied()
+                .ok_or_else(|| JournalError(format!("no record {}", LogId { marker, ..first })))
+        };
+        let (start, last_at) = (at(first.marker)?, at(last.marker)?);
+        let path = self.path(&segment_name(first.log));
+        let file = File::open(&path).map_err(|e| io_err(&path, "cannot open", e))?;
+        let mut head = [0u8; HEADER_LEN];
+        file.read_exact_at(&mut head, last_at)
+            .map_err(|e| io_err(&path, "cannot read a header", e))?;
+        let last_header = Header::decode(&head)
+            .map_err(|e| JournalError(format!("{} at {last_at}: {e}", path.display())))?
+            .ok_or_else(|| JournalError(format!("no record {last}")))?;
+        let end = last_at + HEADER_LEN as u64 + u64::from(last_header.mlen);
+        let mut bytes = vec![0u8; usize::try_from(end - start).unwrap_or(usize::MAX)];
+        file.read_exact_at(&mut bytes, start)
+            .map_err(|e| io_err(&path, "cannot read records", e))?;
+        (first.marker..=last.marker)
+            .map(|marker| {
+                let off = (at(marker)? - start) as usize;
+                let header = bytes
+                    .get(off..)
+                    .and_then(|b| Header::decode(b).ok().flatten())
+                    .ok_or_else(|| {
+                        JournalError(format!(
+                            "{}: no record at {}",
+                            path.display(),
+                            start + off as u64
+                        ))
+                    })?;
+                let body = off + HEADER_LEN;
+                let payload = bytes
+                    .get(body..body + header.mlen as usize)
+                    .ok_or_else(|| {
+                        JournalError(format!("{}: a record runs past {end}", path.display()))
+                    })?
+                    .to_vec();
+                Ok(Record {
+                    id: LogId { marker, ..first },
+                    tv_sec: header.tv_sec,
+                    tv_usec: header.tv_usec,
+                    payload,
+                })
+            })
+            .collect()
     }
 
     /// The last record written (marker 0 when the current segment has
@@ -327,36 +427,61 @@ impl Journal {
     /// grew (jlog's lazy "resync"). A segment that is no longer written and
     /// is wholly indexed gets its index closed.
     fn index(&self, log: u32) -> Result<Vec<u64>> {
-        let idx_path = self.path(&format!("{}.idx", segment_name(log)));
-        let (mut offsets, closed) = match fs::read(&idx_path) {
-            Ok(bytes) => decode_index(&bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), false),
-            Err(e) => return Err(io_err(&idx_path, "cannot read", e)),
+        let seg_path = self.path(&segment_name(log));
+        let seg = match File::open(&seg_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&seg_path, "cannot open", e)),
         };
+        let idx_path = self.path(&format!("{}.idx", segment_name(log)));
+        // An index is a cache: a reader that cannot open it for writing
+        // (and so cannot lock it) still reads, from the segment alone.
+        let idx = open_rw(&idx_path, true).ok();
+        let _locked = match &idx {
+            Some(f) => Some(lock::lock(f).map_err(|e| io_err(&idx_path, "cannot lock", e))?),
+            None => None,
+        };
+        let mut bytes = Vec::new();
+        if let Some(mut f) = idx.as_ref() {
+            f.read_to_end(&mut bytes)
+                .map_err(|e| io_err(&idx_path, "cannot read", e))?;
+        }
+        let (mut offsets, closed) = decode_index(&bytes);
         if closed {
             return Ok(offsets);
         }
-        let seg_path = self.path(&segment_name(log));
-        let data = match fs::read(&seg_path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err(&seg_path, "cannot read", e)),
-        };
+        let size = seg
+            .metadata()
+            .map_err(|e| io_err(&seg_path, "cannot stat", e))?
+            .len();
         let before = offsets.len();
-        // Re-check the last indexed record, then scan on from its end.
+        // Re-check the last indexed record, then scan on from its end:
+        // only what is new is read, not the whole segment again.
         let mut at = offsets.pop().unwrap_or(0);
-        let scan = scan(&data, at);
-        offsets.extend(scan.offsets.iter().copied());
-        at = scan.end;
+        let from = at.min(size);
+        let mut tail = vec![0u8; usize::try_from(size - from).unwrap_or(usize::MAX)];
+        seg.read_exact_at(&mut tail, from)
+            .map_err(|e| io_err(&seg_path, "cannot read", e))?;
+        let scan = scan(&tail, at - from);
+        offsets.extend(scan.offsets.iter().map(|o| o + from));
+        at = scan.end + from;
         let storage_log = self.meta()?.storage_log;
-        let close = log < storage_log && at == data.len() as u64;
-        if offsets.len() != before || close {
-            let mut bytes: Vec<u8> = offsets.iter().flat_map(|o| o.to_ne_bytes()).collect();
+        // The writer writes a segment's last records before it moves
+        // storage_log on: the segment is finished only if it has not grown
+        // since we read it (jlog's recheck in ___jlog_resync_index).
+        let unchanged = || fs::metadata(&seg_path).is_ok_and(|m| m.len() == size);
+        let close = log < storage_log && at == size && unchanged();
+        if let Some(f) = idx.as_ref().filter(|_| offsets.len() != before || close) {
+            let mut new: Vec<u8> = offsets.iter().flat_map(|o| o.to_ne_bytes()).collect();
             if close {
-                bytes.extend_from_slice(&0u64.to_ne_bytes());
+                new.extend_from_slice(&0u64.to_ne_bytes());
             }
-            // An index is a cache: a reader that cannot write it still reads.
-            let _ = fs::write(&idx_path, bytes);
+            // Written over the old index, which it extends, and only then
+            // cut to length, so that a reader reading without the lock (as
+            // libjlog's do first) never sees it shorter than it was.
+            let _ = f
+                .write_all_at(&new, 0)
+                .and_then(|()| f.set_len(new.len() as u64));
         }
         Ok(offsets)
     }
@@ -399,6 +524,66 @@ fn check_subscriber(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Opens a journal file for reading and writing, as jlog opens all of
+/// them: a write lock needs a descriptor open for writing.
+fn open_rw(path: &Path, create: bool) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| io_err(path, "cannot open", e))
+}
+
+/// Opens a file to read it under its lock: for reading and writing, as jlog
+/// does, or, where we may not write (another user's journal, a read-only
+/// mount), for reading only; says which.
+fn open_to_read(path: &Path) -> Result<(File, bool)> {
+    match open_rw(path, false) {
+        Ok(f) => Ok((f, true)),
+        Err(_) => File::open(path)
+            .map(|f| (f, false))
+            .map_err(|e| io_err(path, "cannot open", e)),
+    }
+}
+
+/// jlog's exclusive lock, or a shared one on a file we may only read: both
+/// exclude a writer holding jlog's lock.
+fn lock_to_read<'a>(file: &'a File, writable: bool, path: &Path) -> Result<lock::Locked<'a>> {
+    if writable {
+        lock::lock(file)
+    } else {
+        lock::lock_shared(file)
+    }
+    .map_err(|e| io_err(path, "cannot lock", e))
+}
+
+/// The metastore's contents; the caller holds its lock.
+fn read_meta(file: &File, path: &Path) -> Result<Meta> {
+    let mut bytes = Vec::new();
+    let mut reader = file;
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_err(path, "cannot read", e))?;
+    Meta::decode(&bytes).map_err(|e| JournalError(format!("{}: {e}", path.display())))
+}
+
+/// Writes a checkpoint in place and makes it durable; the caller holds its
+/// lock. Eight bytes at offset 0 lie in one sector: a crash leaves the old
+/// checkpoint or the new.
+fn write_checkpoint(file: &File, path: &Path, id: LogId) -> Result<()> {
+    file.write_all_at(&id.encode(), 0)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| io_err(path, "cannot write", e))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, "cannot sync", e))
+}
+
 /// Writes `bytes` to `path` and makes them durable: to a temporary file,
 /// synced, renamed over `path`, and the directory synced, so a crash leaves
 /// the old contents or the new, never a mix.
@@ -417,14 +602,16 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The one writer of a journal: appends records to the current segment and
-/// starts a new one when it passes the segment size.
+/// A writer of a journal: appends records to the current segment and
+/// starts a new one when it passes the segment size. Other writers, ours or
+/// libjlog's, may append to the same journal from other processes: each
+/// append takes the segment's lock and goes where the segment then ends.
 #[derive(Debug)]
 pub struct Writer {
     journal: Journal,
     file: File,
     meta: Meta,
-    /// Bytes in the current segment, and its records.
+    /// Bytes in the current segment, and its records, as last seen.
     len: u64,
     records: u32,
 }
@@ -433,18 +620,25 @@ impl Writer {
     /// Opens the journal for writing; a torn record at the end of the
     /// current segment is cut off and returned for the caller to log.
     pub fn open(journal: &Journal) -> Result<(Writer, Option<TornTail>)> {
-        let meta = journal.meta()?;
+        let meta_path = journal.path("metastore");
+        let meta_file = open_rw(&meta_path, false)?;
+        // As __jlog_open_writer: the segment opened is the one storage_log
+        // names while no one can move it on.
+        let (meta, file) = {
+            let _locked =
+                lock::lock(&meta_file).map_err(|e| io_err(&meta_path, "cannot lock", e))?;
+            let meta = read_meta(&meta_file, &meta_path)?;
+            let file = open_rw(&journal.path(&segment_name(meta.storage_log)), true)?;
+            (meta, file)
+        };
         let path = journal.path(&segment_name(meta.storage_log));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| io_err(&path, "cannot open", e))?;
+        let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
         let mut data = Vec::new();
-        file.read_to_end(&mut data)
+        (&file)
+            .read_to_end(&mut data)
             .map_err(|e| io_err(&path, "cannot read", e))?;
+        // Under the segment's lock no writer is part way through a record:
+        // what does not parse is a crash's leftover.
         let found = scan(&data, 0);
         let mut torn = None;
         if found.end < data.len() as u64 {
@@ -460,10 +654,9 @@ impl Writer {
                 bytes_cut: data.len() as u64 - found.end,
             });
         }
-        file.seek(SeekFrom::End(0))
-            .map_err(|e| io_err(&path, "cannot seek", e))?;
         let records = u32::try_from(found.offsets.len())
             .map_err(|_| JournalError(format!("{}: too many records", path.display())))?;
+        drop(_locked);
         Ok((
             Writer {
                 journal: journal.clone(),
@@ -476,6 +669,10 @@ impl Writer {
         ))
     }
 
+    fn segment_path(&self) -> PathBuf {
+        self.journal.path(&segment_name(self.meta.storage_log))
+    }
+
     /// Appends a record stamped `tv_sec`.`tv_usec` and returns its id. It is
     /// in the segment (readers see it) when this returns; it is durable
     /// after the next [`Writer::sync`].
@@ -483,9 +680,6 @@ impl Writer {
         let mlen = u32::try_from(payload.len()).map_err(|_| {
             JournalError(format!("a record of {} bytes is too long", payload.len()))
         })?;
-        if self.len >= u64::from(self.meta.unit_limit) && self.records > 0 {
-            self.rotate()?;
-        }
         let header = Header {
             tv_sec,
             tv_usec,
@@ -495,52 +689,97 @@ impl Writer {
         let mut record = Vec::with_capacity(HEADER_LEN + payload.len());
         record.extend_from_slice(&header);
         record.extend_from_slice(payload);
-        self.file.write_all(&record).map_err(|e| {
-            io_err(
-                &self.journal.path(&segment_name(self.meta.storage_log)),
-                "cannot append",
-                e,
-            )
-        })?;
-        self.len += record.len() as u64;
-        self.records += 1;
-        Ok(LogId {
-            log: self.meta.storage_log,
-            marker: self.records,
-        })
+        loop {
+            let path = self.segment_path();
+            let locked = lock::lock(&self.file).map_err(|e| io_err(&path, "cannot lock", e))?;
+            catch_up(&self.file, &path, &mut self.len, &mut self.records)?;
+            if self.len >= u64::from(self.meta.unit_limit) && self.records > 0 {
+                // As jlog: the segment's lock is let go before the
+                // metastore's is taken, so no one holds both.
+                drop(locked);
+                self.rotate()?;
+                continue;
+            }
+            self.file
+                .write_all_at(&record, self.len)
+                .map_err(|e| io_err(&path, "cannot append", e))?;
+            drop(locked);
+            self.len += record.len() as u64;
+            self.records += 1;
+            return Ok(LogId {
+                log: self.meta.storage_log,
+                marker: self.records,
+            });
+        }
     }
 
     /// Makes every record appended so far durable.
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(|e| {
-            io_err(
-                &self.journal.path(&segment_name(self.meta.storage_log)),
-                "cannot sync",
-                e,
-            )
-        })
+        self.file
+            .sync_data()
+            .map_err(|e| io_err(&self.segment_path(), "cannot sync", e))
     }
 
-    /// Closes the current segment (synced) and starts the next.
+    /// Closes the current segment (synced) and goes on to the next: moves
+    /// storage_log on under the metastore's lock, unless another writer
+    /// already has (jlog's __jlog_metastore_atomic_increment).
     fn rotate(&mut self) -> Result<()> {
         self.sync()?;
-        let next = Meta {
-            storage_log: self.meta.storage_log + 1,
-            ..self.meta
-        };
-        let path = self.journal.path(&segment_name(next.storage_log));
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, "cannot create", e))?;
-        write_synced(&self.journal.path("metastore"), &next.encode())?;
-        self.meta = next;
+        let meta_path = self.journal.path("metastore");
+        let meta_file = open_rw(&meta_path, false)?;
+        let _locked = lock::lock(&meta_file).map_err(|e| io_err(&meta_path, "cannot lock", e))?;
+        let mut meta = read_meta(&meta_file, &meta_path)?;
+        if meta.storage_log == self.meta.storage_log {
+            meta.storage_log += 1;
+            // The new segment exists before storage_log names it.
+            open_rw(&self.journal.path(&segment_name(meta.storage_log)), true)?;
+            // In place, as libjlog (which maps the metastore) expects; 16
+            // bytes at offset 0 lie in one sector.
+            meta_file
+                .write_all_at(&meta.encode(), 0)
+                .and_then(|()| meta_file.sync_data())
+                .map_err(|e| io_err(&meta_path, "cannot write", e))?;
+            sync_dir(&self.journal.dir)?;
+        }
+        let file = open_rw(&self.journal.path(&segment_name(meta.storage_log)), true)?;
+        self.meta = meta;
         self.file = file;
+        // Another writer may have written there already: the next append
+        // counts its records under the segment's lock.
         self.len = 0;
         self.records = 0;
         Ok(())
     }
+}
+
+/// Counts what other writers appended since we last looked; the
+/// caller holds the segment's lock.
+fn catch_up(file: &File, path: &Path, len: &mut u64, records: &mut u32) -> Result<()> {
+    let size = file
+        .metadata()
+        .map_err(|e| io_err(path, "cannot stat", e))?
+        .len();
+    if size == *len {
+        return Ok(());
+    }
+    let from = if size > *len { *len } else { 0 };
+    let mut data = vec![0u8; usize::try_from(size - from).unwrap_or(usize::MAX)];
+    file.read_exact_at(&mut data, from)
+        .map_err(|e| io_err(path, "cannot read", e))?;
+    let found = scan(&data, 0);
+    if found.end != data.len() as u64 {
+        return Err(JournalError(format!(
+            "{}: another writer left {} bytes that are not records at offset {}",
+            path.display(),
+            data.len() as u64 - found.end,
+            from + found.end
+        )));
+    }
+    let seen = u32::try_from(found.offsets.len())
+        .map_err(|_| JournalError(format!("{}: too many records", path.display())))?;
+    *records = if from == 0 { seen } else { *records + seen };
+    *len = size;
+    Ok(())
 }
 
 #[cfg(test)]

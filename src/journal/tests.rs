@@ -229,7 +229,7 @@ fn bad_input_names_what_is_wrong() {
     let dir = Scratch::new("bad");
     let e = Journal::open(&dir.0).unwrap_err();
     assert!(
-        e.0.contains("metastore") && e.0.contains("cannot read"),
+        e.0.contains("metastore") && e.0.contains("cannot open"),
         "{e}"
     );
     fs::write(dir.0.join("metastore"), [0u8; 16]).unwrap();
@@ -245,4 +245,34 @@ fn bad_input_names_what_is_wrong() {
     fs::write(dir.0.join(checkpoint_name("short")), [1, 2, 3]).unwrap();
     let e = j.checkpoint("short").unwrap_err();
     assert!(e.0.contains("8 bytes, not 3"), "{e}");
+}
+
+#[test]
+fn a_range_reads_as_its_records_one_by_one() {
+    let dir = Scratch::new("range");
+    let j = Journal::create(&dir.0, Some(1024)).unwrap();
+    let (mut w, _) = Writer::open(&j).unwrap();
+    for i in 0..100u32 {
+        w.append(
+            i,
+            i * 2,
+            format!("record {i}").repeat(i as usize % 7).as_bytes(),
+        )
+        .unwrap();
+    }
+    j.add_subscriber("r", Start::Begin).unwrap();
+    let mut seen = 0;
+    while let Some((first, last)) = j.read_interval("r").unwrap() {
+        let range = j.read_range(first, last).unwrap();
+        let one_by_one: Vec<Record> = (first.marker..=last.marker)
+            .map(|marker| j.read(id(first.log, marker)).unwrap())
+            .collect();
+        assert_eq!(range, one_by_one);
+        seen += range.len();
+        j.set_checkpoint("r", last).unwrap();
+    }
+    assert_eq!(seen, 100);
+    assert!(j.read_range(id(0, 2), id(0, 1)).is_err());
+    assert!(j.read_range(id(0, 1), id(1, 1)).is_err());
+    assert!(j.read_range(id(0, 1), id(0, 999)).is_err());
 }
