@@ -207,12 +207,8 @@ fn read_all(journal: &Journal, subscriber: &str) -> Vec<(LogId, u32, u32, u32)> 
     journal.add_subscriber(subscriber, Start::Begin).unwrap();
     let mut out = Vec::new();
     while let Some((first, last)) = journal.read_interval(subscriber).unwrap() {
-        for marker in first.marker..=last.marker {
-            let id = LogId {
-                log: first.log,
-                marker,
-            };
-            let record = journal.read(id).unwrap();
+        for record in journal.read_range(first, last).unwrap() {
+            let id = record.id;
             let (round, t, n) = parse(&record.payload)
                 .unwrap_or_else(|| panic!("{id}: a record no child wrote: {:?}", record.payload));
             assert_eq!(record.tv_sec, round, "{id}: its timestamp");
@@ -341,12 +337,8 @@ fn reader_child() {
         // Looked at before reading, so that the last pass reads all.
         let done = dir.join("done").exists();
         while let Some((first, last)) = journal.read_interval("live").unwrap() {
-            for marker in first.marker..=last.marker {
-                let id = LogId {
-                    log: first.log,
-                    marker,
-                };
-                let record = journal.read(id).unwrap();
+            for record in journal.read_range(first, last).unwrap() {
+                let id = record.id;
                 let (round, t, n) = parse(&record.payload)
                     .unwrap_or_else(|| panic!("{id}: a record no writer wrote"));
                 let expected = next.entry((round, t)).or_insert(0u32);
