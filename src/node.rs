@@ -30,12 +30,14 @@ use crate::core::membership::{Event, MembershipConfig, digest};
 use crate::core::wire::{NodeType, PeerState, SelfInfo};
 use crate::io::control::{ControlServer, Exec};
 use crate::io::host;
+use crate::io::logwriter::{LogWriter, LogWriters};
 use crate::io::neigh;
 use crate::io::plumb::{DryRunPlumber, NetlinkPlumber, Plumber};
 use crate::io::replication::{self, SharedObjects};
 use crate::io::runtime::{ConsoleExec, Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
 use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
+use crate::journal::Durability;
 use crate::shared::cache::ClusterCache;
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
@@ -156,6 +158,8 @@ struct Inner {
     shared_objects: SharedObjects,
     /// The outbound objects among them, for the connection limits.
     outbound: Outbound,
+    /// The journals this process appends to.
+    log_writers: LogWriters,
     /// A manager's answers to its last broadcasts: command, then node to answer.
     responses: Mutex<Vec<(String, Answers)>>,
     running: Mutex<Option<Running>>,
@@ -190,6 +194,7 @@ impl Node {
                 view_hooks: Arc::default(),
                 vip_hooks: Arc::default(),
                 outbound: outbound_of(&config, &shared_objects),
+                log_writers: LogWriters::default(),
                 shared_objects,
                 responses: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
@@ -255,6 +260,27 @@ impl Node {
     /// objects; see [`crate::shared::outbound`].
     pub fn outbound(&self) -> &Outbound {
         &self.inner.outbound
+    }
+
+    /// The journal a logger writes to, by its destination
+    /// (`cluster:///var/log/ecelerity/mainlog.cluster=>master`, `jlog://`,
+    /// `?subscribers=a,b`): created with its subscribers if need be, shared
+    /// by every destination naming the same directory. Appends return once
+    /// durable under `durability` (the first open of a journal decides it).
+    /// A torn record a crash left is cut, and said on standard error.
+    pub fn open_log(
+        &self,
+        destination: &str,
+        durability: Durability,
+    ) -> Result<Arc<LogWriter>, String> {
+        let opened = self.inner.log_writers.open(destination, durability)?;
+        if let Some(torn) = opened.torn {
+            eprintln!(
+                "eccluster: journal {}: {torn}",
+                opened.writer.dir().display()
+            );
+        }
+        Ok(opened.writer)
     }
 
     /// A replicated object by name, whatever its kind.

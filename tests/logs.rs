@@ -66,3 +66,36 @@ fn cluster_show_logs_lists_sizes_and_checkpoints_in_the_reference_format() {
         )
     );
 }
+
+#[test]
+fn a_logger_appends_through_its_destination_and_the_console_shows_it() {
+    let dir = TempDir::new("logs-append");
+    let journal = dir.0.join("mainlog.cluster");
+    let node = node_publishing(&[("mainlog", &journal)]);
+    let writer = node
+        .open_log(
+            &format!("cluster://{}=>master", journal.display()),
+            eccluster::journal::Durability::Group {
+                interval: std::time::Duration::from_millis(1),
+            },
+        )
+        .expect("the destination opens");
+    let ids: Vec<String> = ["first line", "second line"]
+        .iter()
+        .map(|l| writer.append(l.as_bytes()).unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["00000000:00000001", "00000000:00000002"]);
+    let shown = node.console_exec("cluster show logs").unwrap();
+    assert!(
+        shown.starts_with("mainlog\n\t[on disk: ")
+            && shown.ends_with("\t[subscriber: 'master' @ 00000000:00000000]\n"),
+        "{shown}"
+    );
+    let e = node
+        .open_log(
+            "cluster://not/absolute=>master",
+            eccluster::journal::Durability::EveryRecord,
+        )
+        .unwrap_err();
+    assert!(!e.is_empty());
+}
