@@ -75,6 +75,9 @@ typedef struct ecc_config ecc_config;
 // Thread-safe.
 typedef struct ecc_gauge ecc_gauge;
 
+// A journal a logger appends to, opened by its destination. Thread-safe.
+typedef struct ecc_log ecc_log;
+
 // The audit series and gauge caches of a `Replicate "metrics"` (or
 // `"eccmgr_metrics"`) object. Thread-safe.
 typedef struct ecc_metrics ecc_metrics;
@@ -756,6 +759,43 @@ ecc_status ecc_outbound_opened(const ecc_node *node, const ecc_outbound_attempt 
 // # Safety
 // `node` is a live handle; `attempt` a valid pointer.
 ecc_status ecc_outbound_closed(const ecc_node *node, const ecc_outbound_attempt *attempt);
+
+// Opens the journal of `destination` (`"cluster:///var/log/ecelerity/mainlog.cluster=>master"`,
+// `jlog://` the same, `?subscribers=a,b` for several), creating it with its
+// subscribers if need be. Appends return once durable: after their own
+// fdatasync when `group_commit_ms` is 0, otherwise sharing one with the
+// appends under way together, waiting at most that many milliseconds.
+// Every destination naming the same directory shares one writer.
+//
+// `ECC_INVALID_ARGUMENT` for a destination that does not parse;
+// `ECC_IO_ERROR` when the journal cannot be created or opened.
+//
+// # Safety
+// `node` is a live handle; `destination` a C string; `out` a valid pointer.
+ecc_status ecc_log_open(const ecc_node *node,
+                        const char *destination,
+                        uint32_t group_commit_ms,
+                        ecc_log **out);
+
+// Appends the record `line[0..len]` stamped with the current time, and
+// returns once it is durable; its position (`%08x:%08x` is how jlog prints
+// it) goes to `out_segment` and `out_marker` when they are not NULL.
+//
+// # Safety
+// `log` is a live handle; `line` readable for `len` bytes; the outs NULL
+// or valid.
+ecc_status ecc_log_append(const ecc_log *log,
+                          const uint8_t *line,
+                          size_t len,
+                          uint32_t *out_segment,
+                          uint32_t *out_marker);
+
+// Frees a journal handle; NULL is a no-op. The journal stays open while
+// other handles to it live.
+//
+// # Safety
+// `log` is NULL or a live handle, not used again.
+void ecc_log_free(ecc_log *log);
 
 // The text of the last error on this thread ("" if none). The pointer is
 // valid until the next `ecc_` call on this thread.

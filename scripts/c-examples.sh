@@ -15,10 +15,13 @@
 #      cluster-wide throttle, a gauge cache, an audit series, the replicated
 #      cache and an outbound connection limit; a stopped node's share
 #      dropped), plain, under ASan + UBSan and valgrind, output checked;
-#   8. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#   8. examples/c/journal.c (a logger appending durably to a cluster://
+#      journal, its positions and `cluster show logs`), plain, under ASan +
+#      UBSan and valgrind, output checked;
+#   9. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-7 use the debug build (fast for CI); step 7 the release build that
+# Steps 1-8 use the debug build (fast for CI); step 7 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/
 set -euo pipefail
@@ -338,6 +341,54 @@ ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:hal
 run_replication replication-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
   --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
   "$out/replication"
+
+step "journal.c: a logger appending to a cluster journal"
+journal_expected=$(
+  cat <<'OUT'
+appended 00000000:00000001
+appended 00000000:00000002
+appended 00000000:00000003
+mainlog listed
+master at the start
+bad destination: invalid argument: log destination 'ftp:///var/log/x': unknown scheme 'ftp' (expected 'cluster' or 'jlog')
+NULL line: null argument: line is NULL but its length is 5
+OUT
+)
+
+# run_journal NAME CMD...: runs CMD on a fresh directory; requires exit 0,
+# exactly the expected output, and the journal's files where they belong.
+run_journal() {
+  local name=$1
+  shift
+  local log=$out/$name.out dir=$tmp/journal-$name
+  mkdir -p "$dir"
+  if ! "$@" "$dir" >"$log" 2>"$out/$name.err"; then
+    cat "$log" "$out/$name.err" >&2
+    die "$name exited non-zero (output above)"
+  fi
+  [ "$(cat "$log")" = "$journal_expected" ] || {
+    diff <(echo "$journal_expected") "$log" >&2 || true
+    die "$name: unexpected output (diff above: expected, got)"
+  }
+  for f in metastore 00000000 cp.6d6173746572; do
+    [ -f "$dir/mainlog.cluster/$f" ] || die "$name: the journal has no $f"
+  done
+  echo "$name: ok"
+}
+
+"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/journal.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/journal"
+run_journal journal "$out/journal"
+sed 's/^/  /' "$out/journal.out"
+
+"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=all -Iinclude examples/c/journal.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/journal-asan"
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_journal journal-asan "$out/journal-asan"
+run_journal journal-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
+  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+  "$out/journal"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix

@@ -1362,3 +1362,126 @@ mod tests {
         assert_eq!((s, len), (ecc_status::ECC_OK, 0));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Journals (the log service)
+// ---------------------------------------------------------------------------
+
+/// A journal a logger appends to, opened by its destination. Thread-safe.
+#[derive(Debug)]
+pub struct ecc_log {
+    _private: [u8; 0],
+}
+
+impl Handle for ecc_log {
+    type Target = Arc<crate::io::logwriter::LogWriter>;
+}
+
+/// Opens the journal of `destination` (`"cluster:///var/log/ecelerity/mainlog.cluster=>master"`,
+/// `jlog://` the same, `?subscribers=a,b` for several), creating it with its
+/// subscribers if need be. Appends return once durable: after their own
+/// fdatasync when `group_commit_ms` is 0, otherwise sharing one with the
+/// appends under way together, waiting at most that many milliseconds.
+/// Every destination naming the same directory shares one writer.
+///
+/// `ECC_INVALID_ARGUMENT` for a destination that does not parse;
+/// `ECC_IO_ERROR` when the journal cannot be created or opened.
+///
+/// # Safety
+/// `node` is a live handle; `destination` a C string; `out` a valid pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ecc_log_open(
+    node: *const ecc_node,
+    destination: *const c_char,
+    group_commit_ms: u32,
+    out: *mut *mut ecc_log,
+) -> ecc_status {
+    boundary(|| {
+        // SAFETY: per this function's contract.
+        let (node, destination) = match unsafe {
+            (
+                ecc_node::borrow(node, "node"),
+                str_arg(destination, "destination"),
+            )
+        } {
+            (Ok(n), Ok(d)) => (n, d),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        if out.is_null() {
+            return fail(ecc_status::ECC_NULL_ARGUMENT, "out is NULL");
+        }
+        if let Err(e) = crate::core::logs::destination::Destination::parse(destination) {
+            return fail(ecc_status::ECC_INVALID_ARGUMENT, e.to_string());
+        }
+        let durability = match group_commit_ms {
+            0 => crate::journal::Durability::EveryRecord,
+            ms => crate::journal::Durability::Group {
+                interval: std::time::Duration::from_millis(u64::from(ms)),
+            },
+        };
+        match node.open_log(destination, durability) {
+            Ok(writer) => {
+                // SAFETY: out is non-null and valid per the contract.
+                unsafe { put(out, ecc_log::into_raw(writer)) };
+                ecc_status::ECC_OK
+            }
+            Err(e) => fail(ecc_status::ECC_IO_ERROR, e),
+        }
+    })
+}
+
+/// Appends the record `line[0..len]` stamped with the current time, and
+/// returns once it is durable; its position (`%08x:%08x` is how jlog prints
+/// it) goes to `out_segment` and `out_marker` when they are not NULL.
+///
+/// # Safety
+/// `log` is a live handle; `line` readable for `len` bytes; the outs NULL
+/// or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ecc_log_append(
+    log: *const ecc_log,
+    line: *const u8,
+    len: usize,
+    out_segment: *mut u32,
+    out_marker: *mut u32,
+) -> ecc_status {
+    boundary(|| {
+        if line.is_null() && len > 0 {
+            return fail(
+                ecc_status::ECC_NULL_ARGUMENT,
+                format!("line is NULL but its length is {len}"),
+            );
+        }
+        // SAFETY: per this function's contract.
+        let (log, line) = match unsafe { (ecc_log::borrow(log, "log"), key_arg(line, len)) } {
+            (Ok(l), Ok(b)) => (l, b),
+            (Err(s), _) | (_, Err(s)) => return s,
+        };
+        match log.append(line) {
+            Ok(id) => {
+                // SAFETY: each out is NULL or valid per the contract.
+                unsafe {
+                    if !out_segment.is_null() {
+                        *out_segment = id.log;
+                    }
+                    if !out_marker.is_null() {
+                        *out_marker = id.marker;
+                    }
+                }
+                ecc_status::ECC_OK
+            }
+            Err(e) => fail(ecc_status::ECC_IO_ERROR, e),
+        }
+    })
+}
+
+/// Frees a journal handle; NULL is a no-op. The journal stays open while
+/// other handles to it live.
+///
+/// # Safety
+/// `log` is NULL or a live handle, not used again.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ecc_log_free(log: *mut ecc_log) {
+    // SAFETY: per this function's contract.
+    boundary_void(|| unsafe { ecc_log::free(log) });
+}
