@@ -230,21 +230,29 @@ stopped
 OUT
 )
 
+# run_exact NAME WANT CMD...: runs CMD; requires exit 0 and exactly WANT
+# on its standard output.
+run_exact() {
+  local name=$1 want=$2
+  shift 2
+  local log=$out/$name.out
+  if ! "$@" >"$log" 2>"$out/$name.err"; then
+    cat "$log" "$out/$name.err" >&2
+    die "$name exited non-zero (output above)"
+  fi
+  [ "$(cat "$log")" = "$want" ] || {
+    diff <(echo "$want") "$log" >&2 || true
+    die "$name: unexpected output (diff above: expected, got)"
+  }
+}
+
 # run_duravip NAME CMD...: runs CMD with two free ports and the socket
 # directory; requires exit 0, exactly the expected output, and no console
 # socket left behind.
 run_duravip() {
   local name=$1
   shift
-  local log=$out/$name.out
-  if ! "$@" "${ports[2]}" "${ports[3]}" "$tmp" >"$log" 2>"$out/$name.err"; then
-    cat "$log" "$out/$name.err" >&2
-    die "$name exited non-zero (output above)"
-  fi
-  [ "$(cat "$log")" = "$duravip_expected" ] || {
-    diff <(echo "$duravip_expected") "$log" >&2 || true
-    die "$name: unexpected output (diff above: expected, got)"
-  }
+  run_exact "$name" "$duravip_expected" "$@" "${ports[2]}" "${ports[3]}" "$tmp"
   for n in c1 c2; do
     [ ! -e "$tmp/$n.sock" ] || die "$name: console socket of $n left behind after stop"
   done
@@ -316,15 +324,7 @@ OUT
 run_replication() {
   local name=$1
   shift
-  local log=$out/$name.out
-  if ! "$@" "${ports[4]}" "${ports[5]}" "$tmp" >"$log" 2>"$out/$name.err"; then
-    cat "$log" "$out/$name.err" >&2
-    die "$name exited non-zero (output above)"
-  fi
-  [ "$(cat "$log")" = "$replication_expected" ] || {
-    diff <(echo "$replication_expected") "$log" >&2 || true
-    die "$name: unexpected output (diff above: expected, got)"
-  }
+  run_exact "$name" "$replication_expected" "$@" "${ports[4]}" "${ports[5]}" "$tmp"
   echo "$name: ok"
 }
 
@@ -360,16 +360,9 @@ OUT
 run_journal() {
   local name=$1
   shift
-  local log=$out/$name.out dir=$tmp/journal-$name
+  local dir=$tmp/journal-$name
   mkdir -p "$dir"
-  if ! "$@" "$dir" >"$log" 2>"$out/$name.err"; then
-    cat "$log" "$out/$name.err" >&2
-    die "$name exited non-zero (output above)"
-  fi
-  [ "$(cat "$log")" = "$journal_expected" ] || {
-    diff <(echo "$journal_expected") "$log" >&2 || true
-    die "$name: unexpected output (diff above: expected, got)"
-  }
+  run_exact "$name" "$journal_expected" "$@" "$dir"
   for f in metastore 00000000 cp.6d6173746572; do
     [ -f "$dir/mainlog.cluster/$f" ] || die "$name: the journal has no $f"
   done
