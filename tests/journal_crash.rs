@@ -13,7 +13,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use eccluster::journal::format::LogId;
 use eccluster::journal::{Appender, Durability, Journal, Start, Writer};
@@ -115,14 +116,12 @@ enum Line {
     Err { t: u32, message: String },
 }
 
-/// Runs the child for `round`; kills it after `kill_after` (or waits for it
-/// to finish) and returns what it printed.
-fn run_child(
-    dir: &Path,
-    round: u32,
-    kill_after: Option<Duration>,
-    fsize: Option<u64>,
-) -> Vec<Line> {
+/// Runs the child for `round`; kills it once it has printed `kill_after`
+/// acknowledgements and a little more (or waits for it to finish), and
+/// returns what it printed. Counting acknowledgements rather than waiting a
+/// fixed time keeps a slow machine from killing the child before it got
+/// going.
+fn run_child(dir: &Path, round: u32, kill_after: Option<usize>, fsize: Option<u64>) -> Vec<Line> {
     finish_child(start_child(dir, round, fsize, None), kill_after)
 }
 
@@ -149,18 +148,30 @@ fn start_child(dir: &Path, round: u32, fsize: Option<u64>, count: Option<u32>) -
     command.spawn().expect("start the child")
 }
 
-fn finish_child(mut child: Child, kill_after: Option<Duration>) -> Vec<Line> {
+fn finish_child(mut child: Child, kill_after: Option<usize>) -> Vec<Line> {
     let stdout = child.stdout.take().unwrap();
+    let printed = Arc::new(AtomicUsize::new(0));
     // Read while it runs, so that it never blocks on a full pipe.
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(std::result::Result::ok)
-            .collect::<Vec<String>>()
-    });
+    let reader = {
+        let printed = Arc::clone(&printed);
+        std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(std::result::Result::ok)
+                .inspect(|_| {
+                    printed.fetch_add(1, Ordering::Relaxed);
+                })
+                .collect::<Vec<String>>()
+        })
+    };
     let status = match kill_after {
         Some(after) => {
-            std::thread::sleep(after);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while printed.load(Ordering::Relaxed) < after && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Then let it run on a little, so that the kill falls mid-append.
+            std::thread::sleep(Duration::from_millis(20));
             child.kill().expect("SIGKILL the child");
             child.wait().unwrap();
             None
@@ -257,7 +268,7 @@ fn acknowledged_appends_survive_sigkill_and_appends_carry_on() {
     // Small segments, so that kills also fall around rotations.
     let journal = Journal::create(&dir, Some(256 * 1024)).unwrap();
     for round in 1..=4u32 {
-        let acks = run_child(&dir, round, Some(Duration::from_millis(200)), None);
+        let acks = run_child(&dir, round, Some(300), None);
         let acked = acks
             .iter()
             .filter(|l| matches!(l, Line::Ack { .. }))
