@@ -27,6 +27,7 @@ use crate::core::console::{Caller, Console, Mode};
 use crate::core::duravip::{self, DuraVipConfig};
 use crate::core::identity::{self, AddrSource, Origin};
 use crate::core::membership::{Event, MembershipConfig, digest};
+use crate::core::wire::{LogBatch, LogPull};
 use crate::core::wire::{NodeType, PeerState, SelfInfo};
 use crate::io::control::{ControlServer, Exec};
 use crate::io::host;
@@ -38,6 +39,8 @@ use crate::io::runtime::{ConsoleExec, Runtime, RuntimeConfig, ViewHook};
 use crate::io::seal;
 use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
 use crate::journal::Durability;
+use crate::journal::aggregator::{self, Aggregator};
+use crate::journal::server::LogServer;
 use crate::shared::cache::ClusterCache;
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
@@ -127,6 +130,41 @@ struct Running {
     identity: Identity,
     control: ControlServer,
     runtime: Arc<Runtime>,
+    /// On a manager with a `Logs` scope: pulls the nodes' journals.
+    aggregator: Option<Aggregator>,
+}
+
+/// The aggregator's view of the cluster, through this node's runtime.
+struct RuntimeCluster {
+    runtime: Arc<Runtime>,
+}
+
+impl aggregator::Cluster for RuntimeCluster {
+    fn mta_nodes(&self) -> Vec<(String, String)> {
+        // Every node ever seen, down or not: a node that goes down keeps
+        // its streams, which show it.
+        self.runtime
+            .snapshot()
+            .membership
+            .members()
+            .filter(|p| p.info.node_type == NodeType::Momentum)
+            .map(|p| (p.info.name.clone(), p.info.subcluster.clone()))
+            .collect()
+    }
+
+    fn is_alive(&self, node: &str) -> bool {
+        self.runtime.is_alive(node)
+    }
+
+    fn pull(
+        &self,
+        node: &str,
+        pull: LogPull,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<LogBatch, String> {
+        self.runtime.log_pull(node, pull, timeout, cancelled)
+    }
 }
 
 /// A view change, as membership hooks see it.
@@ -376,10 +414,20 @@ impl Node {
                     source,
                 }
             })?;
+        let runtime = Arc::new(runtime);
+        let aggregator = match self.inner.start_aggregator(&identity, &runtime) {
+            Ok(a) => a,
+            Err(e) => {
+                control.stop();
+                runtime.stop();
+                return Err(NodeError::Config(e));
+            }
+        };
         *running = Some(Running {
             identity,
             control,
-            runtime: Arc::new(runtime),
+            runtime,
+            aggregator,
         });
         Ok(())
     }
@@ -430,8 +478,7 @@ impl Node {
     pub fn stop(&self) {
         let running = self.inner.running.lock().take();
         if let Some(r) = running {
-            r.control.stop();
-            r.runtime.stop();
+            r.stop();
         }
     }
 
@@ -453,13 +500,61 @@ impl Node {
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(r) = self.running.get_mut().take() {
-            r.control.stop();
-            r.runtime.stop();
+            r.stop();
         }
     }
 }
 
+impl Running {
+    /// The aggregator first: it finishes the batch it is writing while the
+    /// links are still up.
+    fn stop(self) {
+        if let Some(a) = &self.aggregator {
+            a.stop();
+        }
+        self.control.stop();
+        self.runtime.stop();
+    }
+}
+
 impl Inner {
+    /// On a manager whose configuration has a `Logs` scope, starts pulling
+    /// the nodes' journals.
+    fn start_aggregator(
+        &self,
+        identity: &Identity,
+        runtime: &Arc<Runtime>,
+    ) -> Result<Option<Aggregator>, String> {
+        let cluster = &self.config.cluster;
+        let Some(scope) = &self.config.manager_logs else {
+            return Ok(None);
+        };
+        if cluster.node_type != NodeType::Manager {
+            return Ok(None);
+        }
+        let settings = aggregator::Settings {
+            me: identity.nodename.clone(),
+            logs: cluster.logs.iter().map(|(name, _)| name.clone()).collect(),
+            scope: scope.clone(),
+            idle_interval: Duration::from_secs(u64::from(cluster.log_idle_interval)),
+            active_interval: Duration::from_secs(u64::from(cluster.log_active_interval)),
+        };
+        let cluster = Arc::new(RuntimeCluster {
+            runtime: Arc::clone(runtime),
+        });
+        Aggregator::start(settings, cluster).map(Some)
+    }
+
+    /// The running aggregator, for the console.
+    fn with_aggregator<T>(&self, f: impl FnOnce(&Aggregator) -> T) -> Result<T, String> {
+        let running = self.running.lock();
+        let running = running.as_ref().ok_or("the node is not running")?;
+        let aggregator = running.aggregator.as_ref().ok_or(
+            "no aggregator runs here: it runs on a manager node whose configuration has a Logs scope",
+        )?;
+        Ok(f(aggregator))
+    }
+
     /// Loads the key, checks the no-key rule, and starts the cluster runtime.
     fn start_runtime(
         &self,
@@ -537,6 +632,11 @@ impl Inner {
             vip: self.vip_setup()?,
             shared_objects: self.shared_objects.clone(),
             replicate: config.cluster.replicate.clone(),
+            log_server: Arc::new(LogServer::new(
+                cluster.logs.clone(),
+                Duration::from_secs(u64::from(cluster.log_active_interval)),
+                Duration::from_secs(u64::from(cluster.log_idle_interval)),
+            )),
         };
         Runtime::start(rc).map_err(|source| NodeError::Io {
             what: format!("cluster port {bind}"),
@@ -851,7 +951,36 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             |_, _, mode, _| Ok(reports::version(VERSION, mode)),
         ),
     ];
-    let manager_commands: [Builtin; 6] = [
+    let manager_commands: [Builtin; 9] = [
+        (
+            "cluster show aggregator",
+            "",
+            "Show what the log aggregator pulls: per node and log, its checkpoint, lines written, job and file.",
+            |inner, _, mode, _| {
+                inner.with_aggregator(|a| reports::show_aggregator(a.logfile(), &a.streams(), mode))
+            },
+        ),
+        (
+            "cluster jobs",
+            "",
+            "List the running log pulls (jobs) and their ids.",
+            |inner, _, mode, _| inner.with_aggregator(|a| reports::jobs(&a.jobs(), mode)),
+        ),
+        (
+            "cluster abort",
+            "<id>",
+            "Abort a job: nothing is lost, and the log's next job starts after a pause.",
+            |inner, args, _, _| {
+                let [id] = args else {
+                    return Err("usage: cluster abort <id>".into());
+                };
+                let id: u64 = id
+                    .parse()
+                    .map_err(|_| format!("'{id}' is not a job id (see `cluster jobs`)"))?;
+                inner.with_aggregator(|a| a.abort(id))??;
+                Ok(format!("Job {id} aborted.\n"))
+            },
+        ),
         (
             "broadcast",
             "<command>",

@@ -15,6 +15,8 @@ use common::{
 };
 
 use std::collections::BTreeMap;
+
+use eccluster::journal::{Journal, Start, Writer};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -36,6 +38,8 @@ struct Spec {
     listen: Option<String>,
     /// Extra arguments for `eccluster node`.
     args: Vec<String>,
+    /// `node`, or `aggregate` for a manager that pulls logs.
+    command: &'static str,
 }
 
 impl Spec {
@@ -83,6 +87,7 @@ impl Spec {
 struct Node {
     guard: Guard,
     name: String,
+    command: &'static str,
     args: Vec<String>,
     config: PathBuf,
     socket: PathBuf,
@@ -98,6 +103,7 @@ impl Node {
         let mut node = Node {
             guard: Guard(None),
             name: spec.name.clone(),
+            command: spec.command,
             args: spec.args.clone(),
             config,
             socket,
@@ -117,7 +123,7 @@ impl Node {
             .open(&self.log)
             .expect("open log");
         let child = Command::new(BIN)
-            .args(["node", "--config"])
+            .args([self.command, "--config"])
             .arg(&self.config)
             .args(&self.args)
             .env_remove("EC_NODE_NAME")
@@ -305,6 +311,7 @@ impl Lab {
             extra: String::new(),
             listen: None,
             args: Vec::new(),
+            command: "node",
         }
     }
 
@@ -1166,4 +1173,235 @@ fn a_duravip_moves_when_a_manager_broadcasts_the_move_and_only_then() {
             "{text}"
         );
     }
+}
+
+/// Appends lines `from..to` of `node` to the journal in `dir`, as the
+/// node's MTA would (another process than the node), creating it with a
+/// `master` subscriber and small segments, so that segments rotate and
+/// are deleted once consumed.
+fn append_log_lines(dir: &Path, node: &str, from: u32, to: u32) {
+    let journal = Journal::create(dir, Some(64 * 1024)).expect("create the journal");
+    journal
+        .add_subscriber("master", Start::Begin)
+        .expect("add the subscriber");
+    let (mut writer, _) = Writer::open(&journal).expect("open a writer");
+    for i in from..to {
+        writer
+            .append(1_700_000_000, 0, log_line(node, i).as_bytes())
+            .expect("append");
+    }
+    writer.sync().expect("sync");
+}
+
+fn log_line(node: &str, i: u32) -> String {
+    format!("{node} line {i:06} of the mainlog")
+}
+
+/// The lines of an aggregated file (none while it does not exist).
+fn file_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Checks that `path` holds exactly lines `0..n` of `node`, in order, but
+/// for repeats of at most one batch after each of `restarts` manager
+/// restarts; returns how many lines were repeated.
+fn check_aggregated(path: &Path, node: &str, n: u32, restarts: usize) -> usize {
+    let lines = file_lines(path);
+    let mut next = 0u32;
+    let mut repeated = 0;
+    let mut rewinds = 0;
+    let mut in_repeat = false;
+    for line in &lines {
+        let i: u32 = line
+            .strip_prefix(&format!("{node} line "))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("{}: garbage line {line:?}", path.display()));
+        assert_eq!(
+            *line,
+            log_line(node, i),
+            "{}: a changed line",
+            path.display()
+        );
+        if i == next {
+            next += 1;
+            in_repeat = false;
+        } else if i < next {
+            // A batch served again after a restart.
+            rewinds += usize::from(!in_repeat);
+            in_repeat = true;
+            repeated += 1;
+        } else {
+            panic!(
+                "{}: line {i} of {node} before line {next}: {next} lost",
+                path.display()
+            );
+        }
+    }
+    assert_eq!(
+        next,
+        n,
+        "{}: lines {next}..{n} of {node} missing",
+        path.display()
+    );
+    assert!(
+        rewinds <= restarts,
+        "{}: {rewinds} runs of repeated lines for {restarts} restarts",
+        path.display()
+    );
+    repeated
+}
+
+#[test]
+fn a_manager_pulls_every_nodes_journal_and_loses_nothing() {
+    let lab = Lab::new("logs");
+    let names = ["mgr", "n1", "n2", "n3"];
+    let peers = Lab::ports(&names);
+    let journal = |node: &str| lab.dir.0.join(node).join("mainlog.cluster");
+    let out = lab.dir.0.join("out");
+    let output = |node: &str| out.join("mainlog").join("default").join(node);
+    let pacing = "log_active_interval = 0\nlog_idle_interval = 1\n";
+    let mut nodes: Vec<Node> = names[1..]
+        .iter()
+        .map(|n| {
+            lab.start(&Spec {
+                extra: format!(
+                    "{pacing}[cluster.logs]\nmainlog = {:?}\n",
+                    journal(n).display().to_string()
+                ),
+                ..lab.spec(n, &peers)
+            })
+        })
+        .collect();
+    for n in &names[1..] {
+        append_log_lines(&journal(n), n, 0, 2000);
+    }
+    // An output path that cannot be written (a directory where the file
+    // goes): n3's lines wait, with the reason on the console.
+    std::fs::create_dir_all(output("n3").join("blocker")).unwrap();
+    let mgr_spec = Spec {
+        extra: format!(
+            "node_type = \"Manager\"\n{pacing}[cluster.logs]\nmainlog = \"/nonexistent\"\n\
+             [logs]\nlogfile = {:?}\n",
+            format!("{}/%{{l}}/%{{s}}/%{{n}}", out.display())
+        ),
+        command: "aggregate",
+        ..lab.spec("mgr", &peers)
+    };
+    let mut mgr = lab.start(&mgr_spec);
+    wait_until("n1 and n2 aggregated", || {
+        file_lines(&output("n1")).len() >= 2000 && file_lines(&output("n2")).len() >= 2000
+    });
+    check_aggregated(&output("n1"), "n1", 2000, 0);
+    wait_until("n3's write error on the console", || {
+        mgr.console("cluster show aggregator")
+            .is_ok_and(|t| t.contains("n3 mainlog") && t.contains("Is a directory"))
+    });
+    // Nothing was checkpointed for n3.
+    let shown = nodes[2].console("cluster show logs").unwrap();
+    assert!(
+        shown.contains("[subscriber: 'master' @ 00000000:00000000]"),
+        "{shown}"
+    );
+    std::fs::remove_dir_all(output("n3")).unwrap();
+    wait_until("n3 aggregated after the fix", || {
+        file_lines(&output("n3")).len() >= 2000
+    });
+    check_aggregated(&output("n3"), "n3", 2000, 0);
+
+    // Jobs: one per node; an aborted one is followed by a new one and
+    // loses nothing.
+    let jobs = mgr.console("cluster jobs").unwrap();
+    let n1_job: u64 = jobs
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("n1"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no job for n1:\n{jobs}"));
+    assert_eq!(
+        mgr.console(&format!("cluster abort {n1_job}")).unwrap(),
+        format!("Job {n1_job} aborted.\n")
+    );
+    assert!(
+        mgr.console("cluster abort 999999")
+            .unwrap_err()
+            .contains("no job 999999")
+    );
+    wait_until("a new job for n1", || {
+        mgr.console("cluster jobs").is_ok_and(|t| {
+            t.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.get(1) == Some(&"n1") && w[0] != n1_job.to_string()
+            })
+        })
+    });
+
+    // The manager is killed while lines stream in, and restarted.
+    let writers: Vec<_> = names[1..]
+        .iter()
+        .map(|n| {
+            let (dir, n) = (journal(n), n.to_string());
+            std::thread::spawn(move || {
+                for chunk in 0..20 {
+                    append_log_lines(&dir, &n, 2000 + chunk * 1000, 3000 + chunk * 1000);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    wait_until("the manager is pulling the new lines", || {
+        file_lines(&output("n1")).len() > 4000
+    });
+    mgr.kill();
+    let mut mgr = lab.start(&mgr_spec);
+    for w in writers {
+        w.join().unwrap();
+    }
+    wait_until("the new manager pulls from n2", || {
+        mgr.console("cluster jobs")
+            .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().nth(1) == Some("n2")))
+    });
+    // n2 is down while its MTA goes on logging; it drains when back.
+    nodes[1].kill();
+    append_log_lines(&journal("n2"), "n2", 22_000, 25_000);
+    wait_until("the aggregator sees n2 down", || {
+        mgr.console("cluster show aggregator")
+            .is_ok_and(|t| t.contains("n2 mainlog\n") && t.contains("[node down]"))
+    });
+    nodes[1].spawn();
+    let total = |n: &str| if n == "n2" { 25_000 } else { 22_000 };
+    wait_until_within("every line aggregated", Duration::from_secs(60), || {
+        names[1..]
+            .iter()
+            .all(|n| file_lines(&output(n)).len() >= total(n) as usize)
+    });
+    for n in &names[1..] {
+        let repeated = check_aggregated(&output(n), n, total(n), 1);
+        eprintln!("{n}: {repeated} lines repeated after the manager's restart");
+    }
+    // Every subscriber has read everything, and consumed segments are gone.
+    wait_until("the checkpoints caught up", || {
+        names[1..].iter().all(|n| {
+            let j = Journal::open(&journal(n)).unwrap();
+            j.checkpoint("master").unwrap() == j.last_written().unwrap()
+        })
+    });
+    for n in &names[1..] {
+        let segments = std::fs::read_dir(journal(n))
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.len() == 8 && name.chars().all(|c| c.is_ascii_hexdigit())
+            })
+            .count();
+        assert!(segments <= 2, "{n}: {segments} segments left");
+    }
+    let status = mgr.console("cluster show aggregator").unwrap();
+    assert!(
+        status.contains("n1 mainlog\n\t[subscriber: 'master' @ "),
+        "{status}"
+    );
+    mgr.terminate();
 }

@@ -33,7 +33,7 @@ use crate::core::console::Caller;
 use crate::core::duravip::DuraVip;
 use crate::core::membership::{Event, Membership, MembershipConfig, Output};
 use crate::core::wire::DuraVipTable;
-use crate::core::wire::{CacheUpdate, NodeType, ReplicaUpdate};
+use crate::core::wire::{CacheUpdate, LogBatch, LogPull, NodeType, ReplicaUpdate};
 use crate::core::wire::{
     ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject,
     RejectCounters, ReplayGuard, SelfInfo, decode_message, encode_message,
@@ -41,6 +41,7 @@ use crate::core::wire::{
 use crate::io::replication::{Audience, ReplicationDriver, Rows, SharedObjects};
 use crate::io::seal::{Envelope, Key, Sealer};
 use crate::io::vip::{VipDriver, VipSetup};
+use crate::journal::server::LogServer;
 
 /// A membership hook: runs on the engine thread after every view change.
 pub type ViewHook = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -69,6 +70,8 @@ pub struct RuntimeConfig {
     /// The replicated objects the hot path writes, and their scopes.
     pub shared_objects: SharedObjects,
     pub replicate: Vec<Replicate>,
+    /// Answers managers' pulls of this node's published journals.
+    pub log_server: Arc<LogServer>,
 }
 
 /// What the console reads: the membership table and the transport's counters.
@@ -146,6 +149,9 @@ struct Shared {
     cluster_group: String,
     log: Arc<dyn Fn(&str) + Send + Sync>,
     console: ConsoleExec,
+    log_server: Arc<LogServer>,
+    /// A manager's log pulls waiting for their batch, by job.
+    log_pulls: Mutex<HashMap<u64, Sender<LogBatch>>>,
 }
 
 impl Shared {
@@ -292,6 +298,8 @@ impl Runtime {
             cluster_group: cfg.cluster_group.clone(),
             log: Arc::clone(&cfg.log),
             console: Arc::clone(&cfg.console),
+            log_server: Arc::clone(&cfg.log_server),
+            log_pulls: Mutex::new(HashMap::new()),
         });
         let mut threads = Vec::new();
         let vip_configured;
@@ -485,6 +493,63 @@ impl Runtime {
             return Err(format!("sending to {node} failed: {e}"));
         }
         Ok(rx)
+    }
+
+    /// Sends a pull of a journal to `node` (see `journal::server`) and
+    /// waits at most `timeout` for its batch, or until `cancelled` says so.
+    pub fn log_pull(
+        &self,
+        node: &str,
+        pull: LogPull,
+        timeout: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<LogBatch, String> {
+        let link = self.link_to(node)?;
+        let job = pull.job;
+        let (tx, rx) = mpsc::channel();
+        self.shared.log_pulls.lock().insert(job, tx);
+        let frame = self.shared.seal(&Message::LogPull(pull));
+        let result = match write_frame(&mut link.writer.lock(), &frame) {
+            Err(e) => Err(format!("sending to {node} failed: {e}")),
+            Ok(()) => {
+                let deadline = Instant::now() + timeout;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                        Ok(batch) => break Ok(batch),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            break Err(format!("the link to {node} closed"));
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    }
+                    if cancelled() {
+                        break Err("cancelled".to_string());
+                    }
+                    if left.is_zero() {
+                        break Err(format!(
+                            "no answer from {node} within {} ms",
+                            timeout.as_millis()
+                        ));
+                    }
+                    if !self
+                        .shared
+                        .links
+                        .lock()
+                        .get(node)
+                        .is_some_and(|l| Arc::ptr_eq(l, &link))
+                    {
+                        break Err(format!("the link to {node} closed"));
+                    }
+                }
+            }
+        };
+        self.shared.log_pulls.lock().remove(&job);
+        result
+    }
+
+    /// Whether `node` is alive in this node's view.
+    pub fn is_alive(&self, node: &str) -> bool {
+        self.shared.peer_alive(node)
     }
 
     /// Stops every thread and closes the sockets; later calls do nothing.
@@ -1125,6 +1190,24 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
             // Caches are not driven by the engine yet: their updates are dropped.
             Message::CacheUpdate(update) => shared.send_command(EngineCommand::Cache(update)),
             Message::SnapshotRequest => shared.send_command(EngineCommand::LinkUp(peer.clone())),
+            Message::LogPull(pull) => {
+                let shared = Arc::clone(shared);
+                let weak = weak.clone();
+                let peer = peer.clone();
+                // The server waits out its pacing; the link reads on.
+                let _ = spawn("ecc-log-serve", move || {
+                    let batch = shared.log_server.serve(&peer, &pull, &shared.stopping);
+                    if let Some(link) = weak.upgrade() {
+                        let frame = shared.seal(&Message::LogBatch(batch));
+                        let _ = write_frame(&mut link.writer.lock(), &frame);
+                    }
+                });
+            }
+            Message::LogBatch(batch) => {
+                if let Some(tx) = shared.log_pulls.lock().get(&batch.job) {
+                    let _ = tx.send(batch);
+                }
+            }
             Message::Hello(_) | Message::Heartbeat(_) => {}
         }
     }

@@ -19,9 +19,11 @@
 //! through jlog's file locks ([`lock`] says which and when); the metastore,
 //! checkpoints and indexes are changed in place, as libjlog changes them.
 
+pub mod aggregator;
 pub mod appender;
 pub mod format;
 mod lock;
+pub mod server;
 
 pub use appender::{Appender, Durability};
 

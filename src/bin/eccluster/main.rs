@@ -21,6 +21,8 @@ usage:
                                         run a node in the foreground (SIGTERM/SIGINT stop it);
                                         --count-inbound: accept TCP connections there and count
                                         them in inbound_cidr, as an MTA's listener would
+  eccluster aggregate --config FILE     run a manager node that pulls every MTA node's journals into
+                                        the files its Logs scope names (the node type is Manager)
   eccluster console [--socket PATH] [COMMAND...]
                                         run a console command on a node (no command: interactive)
   eccluster check-config FILE           print the effective configuration, or its errors
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("node") => cmd_node(&args[1..]),
+        Some("aggregate") => cmd_aggregate(&args[1..]),
         Some("console") => cmd_console(&args[1..]),
         Some("check-config") => cmd_check_config(&args[1..]),
         Some("keygen") => cmd_keygen(&args[1..]),
@@ -116,10 +119,36 @@ fn cmd_node(args: &[String]) -> Result<(), String> {
     if !rest.is_empty() {
         return Err(format!("unexpected arguments: {}", rest.join(" ")));
     }
-    let loaded = load(&config)?;
+    run_node(load(&config)?.config, count_inbound)
+}
+
+/// `eccluster aggregate`: a manager node, which runs the aggregator since
+/// its configuration must have a `Logs` scope.
+fn cmd_aggregate(args: &[String]) -> Result<(), String> {
+    let (config, rest) = take_flag(args, "--config")?;
+    let config = config.ok_or("aggregate needs --config FILE")?;
+    if !rest.is_empty() {
+        return Err(format!("unexpected arguments: {}", rest.join(" ")));
+    }
+    let mut config = load(&config)?.config;
+    if config.manager_logs.is_none() {
+        return Err(
+            "the configuration has no Logs scope: add Logs { logfile = \"...\" } to say where the logs go"
+                .into(),
+        );
+    }
+    config.cluster.node_type = eccluster::core::wire::NodeType::Manager;
+    run_node(config, None)
+}
+
+/// Runs a node until SIGTERM or SIGINT.
+fn run_node(
+    config: eccluster::config::model::Config,
+    count_inbound: Option<String>,
+) -> Result<(), String> {
     // Before any thread starts, so every thread inherits the blocked mask.
     signals::block_termination().map_err(|e| format!("cannot block signals: {e}"))?;
-    let node = Node::new(loaded.config);
+    let node = Node::new(config);
     node.start().map_err(|e| format!("cannot start: {e}"))?;
     if let Some(addr) = count_inbound {
         inbound::count_inbound(&node, &addr)?;

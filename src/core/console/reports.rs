@@ -642,6 +642,111 @@ pub fn show_logs(logs: &[LogBlock], mode: Mode) -> String {
     out
 }
 
+/// `cluster show aggregator` (ours: the reference shows the aggregator's
+/// state nowhere): the `logfile` template, then a block per node and log in
+/// the style of `cluster show logs`.
+pub fn show_aggregator(
+    logfile: &str,
+    streams: &[crate::core::logs::StreamStatus],
+    mode: Mode,
+) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            out.push_str(&format!("logfile: {logfile}\n"));
+            for s in streams {
+                out.push_str(&format!("{} {}\n", s.node, s.log));
+                if let Some((subscriber, at)) = &s.checkpoint {
+                    out.push_str(&format!("\t[subscriber: '{subscriber}' @ {at}]\n"));
+                }
+                out.push_str(&format!(
+                    "\t[written: {} lines, {} bytes]\n",
+                    s.lines, s.bytes
+                ));
+                match s.job {
+                    Some(job) => out.push_str(&format!("\t[job {job}: {}]\n", s.state)),
+                    None => out.push_str(&format!("\t[{}]\n", s.state)),
+                }
+                if let Some(file) = &s.last_file {
+                    out.push_str(&format!("\t[file: {file}]\n"));
+                }
+                if let Some(e) = &s.last_error {
+                    out.push_str(&format!("\t[error: {e}]\n"));
+                }
+            }
+        }
+        Mode::Xml => {
+            out.push_str(&format!(
+                "<aggregator logfile=\"{}\">\n",
+                xml_escape(logfile)
+            ));
+            for s in streams {
+                let (subscriber, at) = s
+                    .checkpoint
+                    .as_ref()
+                    .map(|(n, id)| (n.as_str(), id.to_string()))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "  <stream node=\"{}\" log=\"{}\" subscriber=\"{}\" checkpoint=\"{at}\" lines=\"{}\" bytes=\"{}\" job=\"{}\" state=\"{}\" file=\"{}\" error=\"{}\"/>\n",
+                    xml_escape(&s.node),
+                    xml_escape(&s.log),
+                    xml_escape(subscriber),
+                    s.lines,
+                    s.bytes,
+                    s.job.map(|j| j.to_string()).unwrap_or_default(),
+                    xml_escape(&s.state),
+                    xml_escape(s.last_file.as_deref().unwrap_or("")),
+                    xml_escape(s.last_error.as_deref().unwrap_or("")),
+                ));
+            }
+            out.push_str("</aggregator>\n");
+        }
+    }
+    out
+}
+
+/// `cluster jobs` (ours: the reference has `cluster abort ID` but no
+/// documented listing): the running log pulls.
+pub fn jobs(jobs: &[crate::core::logs::JobStatus], mode: Mode) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            if jobs.is_empty() {
+                return "No jobs running.\n".to_string();
+            }
+            out.push_str(&format!(
+                "{:<8} {:<16} {:<12} {:>8} {:>10}\n",
+                "ID", "NODE", "LOG", "SECONDS", "LINES"
+            ));
+            for j in jobs {
+                out.push_str(&format!(
+                    "{:<8} {:<16} {:<12} {:>8} {:>10}\n",
+                    j.id,
+                    j.node,
+                    j.log,
+                    j.running_for.as_secs(),
+                    j.lines
+                ));
+            }
+        }
+        Mode::Xml => {
+            out.push_str("<jobs>\n");
+            for j in jobs {
+                out.push_str(&format!(
+                    "  <job id=\"{}\" node=\"{}\" log=\"{}\" seconds=\"{}\" lines=\"{}\"/>\n",
+                    j.id,
+                    xml_escape(&j.node),
+                    xml_escape(&j.log),
+                    j.running_for.as_secs(),
+                    j.lines
+                ));
+            }
+            out.push_str("</jobs>\n");
+        }
+    }
+    out
+}
+
 /// One line of `cluster arp show`: a peer's address, the MAC the kernel
 /// has for it (`None`: unresolved) and the entry's age in seconds.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -53,12 +53,13 @@ use std::sync::Arc;
 use crate::core::duravip::{Claim, Handoff, Service, Table};
 
 use super::{
-    CacheUpdate, ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, MAX_FRAME,
-    MAX_NAME, Message, NodeType, Opinion, PROTOCOL_VERSION, PeerState, ReplicaUpdate, SelfInfo,
-    SnapshotPart,
+    CacheUpdate, ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, LogBatch,
+    LogLine, LogPull, MAX_FRAME, MAX_NAME, Message, NodeType, Opinion, PROTOCOL_VERSION, PeerState,
+    ReplicaUpdate, SelfInfo, SnapshotPart,
 };
 use crate::core::replicate::Entry;
 use crate::core::replicate::cache::{CacheEntry, MAX_CACHE_KEY, MAX_CACHE_VALUE};
+use crate::journal::format::LogId;
 
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_HELLO: u8 = 2;
@@ -68,6 +69,8 @@ const KIND_DURAVIP_TABLE: u8 = 5;
 const KIND_REPLICA_UPDATE: u8 = 6;
 const KIND_CACHE_UPDATE: u8 = 7;
 const KIND_SNAPSHOT_REQUEST: u8 = 8;
+const KIND_LOG_PULL: u8 = 9;
+const KIND_LOG_BATCH: u8 = 10;
 
 /// Why bytes are not a message: the field at fault and what was wrong,
 /// e.g. `heartbeat.sender.name: length 300 exceeds 255`.
@@ -209,6 +212,44 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
                 put_u64(&mut w, e.expires_ms);
             }
         }
+        Message::LogPull(p) => {
+            w.push(KIND_LOG_PULL);
+            put_u64(&mut w, p.job);
+            put_str(&mut w, &p.log);
+            w.extend_from_slice(&len16(p.subscribers.len()).to_le_bytes());
+            for s in &p.subscribers {
+                put_str(&mut w, s);
+            }
+            match &p.checkpoint {
+                None => w.push(0),
+                Some((subscriber, id)) => {
+                    w.push(1);
+                    put_str(&mut w, subscriber);
+                    put_log_id(&mut w, *id);
+                }
+            }
+        }
+        Message::LogBatch(b) => {
+            w.push(KIND_LOG_BATCH);
+            put_u64(&mut w, b.job);
+            put_str(&mut w, &b.log);
+            put_str(&mut w, &b.subscriber);
+            put_u32(&mut w, len32(b.records.len()));
+            for r in &b.records {
+                put_log_id(&mut w, r.id);
+                put_u32(&mut w, r.tv_sec);
+                put_u32(&mut w, len32(r.payload.len()));
+                w.extend_from_slice(&r.payload);
+            }
+            w.push(u8::from(b.more));
+            match &b.error {
+                None => w.push(0),
+                Some(e) => {
+                    w.push(1);
+                    put_str(&mut w, e);
+                }
+            }
+        }
         Message::ConsoleResponse(r) => {
             w.push(KIND_CONSOLE_RESPONSE);
             put_u64(&mut w, r.id);
@@ -249,6 +290,8 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
         ),
         KIND_CACHE_UPDATE => (Message::CacheUpdate(cache_update(&mut r)?), "cache_update"),
         KIND_SNAPSHOT_REQUEST => (Message::SnapshotRequest, "snapshot_request"),
+        KIND_LOG_PULL => (Message::LogPull(log_pull(&mut r)?), "log_pull"),
+        KIND_LOG_BATCH => (Message::LogBatch(log_batch(&mut r)?), "log_batch"),
         other => return Err(DecodeError(format!("kind: unknown message kind {other}"))),
     };
     if !r.rest.is_empty() {
@@ -454,6 +497,66 @@ fn console_response(r: &mut Reader<'_>) -> Result<ConsoleResponse, DecodeError> 
     })
 }
 
+fn log_pull(r: &mut Reader<'_>) -> Result<LogPull, DecodeError> {
+    let job = r.u64("log_pull.job")?;
+    let log = r.string("log_pull.log", MAX_NAME)?;
+    let count = r.u16("log_pull.subscribers")?;
+    // Each name takes at least its 4-byte length.
+    let mut subscribers = Vec::with_capacity(usize::from(count).min(r.rest.len() / 4));
+    for _ in 0..count {
+        subscribers.push(r.string("log_pull.subscribers", MAX_NAME)?);
+    }
+    let checkpoint = if r.option("log_pull.checkpoint")? {
+        Some((
+            r.string("log_pull.checkpoint.subscriber", MAX_NAME)?,
+            r.log_id("log_pull.checkpoint.id")?,
+        ))
+    } else {
+        None
+    };
+    Ok(LogPull {
+        job,
+        log,
+        subscribers,
+        checkpoint,
+    })
+}
+
+fn log_batch(r: &mut Reader<'_>) -> Result<LogBatch, DecodeError> {
+    let job = r.u64("log_batch.job")?;
+    let log = r.string("log_batch.log", MAX_NAME)?;
+    let subscriber = r.string("log_batch.subscriber", MAX_NAME)?;
+    // Each record takes at least 16 bytes: id, time, payload length.
+    let count = r.count32("log_batch.records", 16)?;
+    let mut records = Vec::with_capacity(count);
+    for _ in 0..count {
+        records.push(LogLine {
+            id: r.log_id("log_batch.records.id")?,
+            tv_sec: r.u32("log_batch.records.tv_sec")?,
+            payload: r.bytes("log_batch.records.payload", MAX_FRAME)?,
+        });
+    }
+    let more = r.bool("log_batch.more")?;
+    let error = if r.option("log_batch.error")? {
+        Some(r.string("log_batch.error", MAX_FRAME)?)
+    } else {
+        None
+    };
+    Ok(LogBatch {
+        job,
+        log,
+        subscriber,
+        records,
+        more,
+        error,
+    })
+}
+
+fn put_log_id(w: &mut Vec<u8>, id: LogId) {
+    put_u32(w, id.log);
+    put_u32(w, id.marker);
+}
+
 fn node_type(code: u8) -> Result<NodeType, DecodeError> {
     match code {
         0 => Ok(NodeType::Momentum),
@@ -643,6 +746,13 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(count)
+    }
+
+    fn log_id(&mut self, field: &str) -> Result<LogId, DecodeError> {
+        Ok(LogId {
+            log: self.u32(field)?,
+            marker: self.u32(field)?,
+        })
     }
 
     fn ip(&mut self, field: &str) -> Result<IpAddr, DecodeError> {
@@ -883,6 +993,38 @@ mod tests {
                 entries: Vec::new(),
             }),
             Message::SnapshotRequest,
+            Message::LogPull(LogPull {
+                job: 7,
+                log: "mainlog".into(),
+                subscribers: vec!["mgr".into(), "master".into()],
+                checkpoint: Some(("master".into(), LogId { log: 2, marker: 9 })),
+            }),
+            Message::LogPull(LogPull {
+                job: 0,
+                log: String::new(),
+                subscribers: Vec::new(),
+                checkpoint: None,
+            }),
+            Message::LogBatch(LogBatch {
+                job: 7,
+                log: "mainlog".into(),
+                subscriber: "master".into(),
+                records: vec![LogLine {
+                    id: LogId { log: 3, marker: 1 },
+                    tv_sec: 1_700_000_000,
+                    payload: b"a line\n".to_vec(),
+                }],
+                more: true,
+                error: None,
+            }),
+            Message::LogBatch(LogBatch {
+                job: 8,
+                log: "paniclog".into(),
+                subscriber: String::new(),
+                records: Vec::new(),
+                more: false,
+                error: Some("no subscriber".into()),
+            }),
         ]
     }
 
@@ -952,7 +1094,10 @@ mod tests {
             "kind: truncated: needs 1 bytes, 0 left"
         );
         assert_eq!(err(&[PROTOCOL_VERSION, 0]), "kind: unknown message kind 0");
-        assert_eq!(err(&[PROTOCOL_VERSION, 9]), "kind: unknown message kind 9");
+        assert_eq!(
+            err(&[PROTOCOL_VERSION, 11]),
+            "kind: unknown message kind 11"
+        );
         assert_eq!(
             err(&[PROTOCOL_VERSION, 8, 0]),
             "1 trailing bytes after a complete snapshot_request"

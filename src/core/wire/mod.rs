@@ -23,8 +23,10 @@ pub use codec::{DecodeError, decode_message, encode_message};
 pub use reject::{Reject, RejectCounters};
 pub use replay::{REPLAY_WINDOW, ReplayGuard};
 
+use crate::journal::format::LogId;
+
 /// The protocol version this build speaks; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 /// Largest UDP payload we send or accept (fits an Ethernet MTU with headers).
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame we send or accept.
@@ -176,6 +178,49 @@ pub struct CacheUpdate {
     pub entries: Vec<crate::core::replicate::cache::CacheEntry>,
 }
 
+/// A manager's pull of one node's journal (the log service, DESIGN.md §6):
+/// "checkpoint what I have durably written, then send me what comes next".
+/// A pull carries the manager's latest checkpoint every time, so a pull
+/// repeated after a broken link or an aborted job changes nothing twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPull {
+    /// The manager's job; the answer names it.
+    pub job: u64,
+    /// The log's key in the node's `logs` dictionary.
+    pub log: String,
+    /// Subscriber names by preference: the node serves the first its
+    /// journal has.
+    pub subscribers: Vec<String>,
+    /// The last record the manager holds durably, as the subscriber it
+    /// was served to. The node never moves a checkpoint backwards.
+    pub checkpoint: Option<(String, LogId)>,
+}
+
+/// One record of a [`LogBatch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    pub id: LogId,
+    /// When the record was appended (seconds since the epoch).
+    pub tv_sec: u32,
+    pub payload: Vec<u8>,
+}
+
+/// A node's answer to a [`LogPull`]: records after the subscriber's
+/// checkpoint, in order, under [`MAX_FRAME`]; or why there are none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogBatch {
+    pub job: u64,
+    pub log: String,
+    /// The subscriber served (empty with an error).
+    pub subscriber: String,
+    pub records: Vec<LogLine>,
+    /// More records wait after these.
+    pub more: bool,
+    /// Why nothing can be served: the log is not published here, the
+    /// journal has none of the subscribers, it cannot be read.
+    pub error: Option<String>,
+}
+
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -191,4 +236,6 @@ pub enum Message {
     /// this, since the sender may have seen no change that would make it
     /// resend them.
     SnapshotRequest,
+    LogPull(LogPull),
+    LogBatch(LogBatch),
 }
