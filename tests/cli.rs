@@ -392,6 +392,27 @@ fn demo_runs_a_cluster_and_shows_failover() {
     assert!(before.contains(&row(3, "127.0.1.1/32")), "{text}");
     assert!(after.contains(&row(4, "127.0.0.0/8")), "{text}");
     assert!(!after.contains("127.0.1.1/32"), "{text}");
+    // The manager pulled every node's mainlog and the node checkpointed.
+    let (_, pulled) = before
+        .split_once("== the manager wrote every node's lines")
+        .expect("the aggregation is shown");
+    assert!(
+        pulled.contains("mainlog\n\t[on disk: ")
+            && pulled.contains("\t[subscriber: 'master' @ 00000000:00000005]\n"),
+        "{text}"
+    );
+    for node in ["demo1", "demo2", "demo3"] {
+        assert!(
+            pulled.contains(&format!(
+                "{node} mainlog\n\t[subscriber: 'master' @ 00000000:00000005]\n\t[written: 5 lines,"
+            )),
+            "{text}"
+        );
+    }
+    assert!(
+        pulled.contains("demo2: delivered message 1\ndemo2: delivered message 2\n"),
+        "{text}"
+    );
 }
 
 #[test]

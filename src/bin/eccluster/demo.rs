@@ -1,6 +1,7 @@
 //! `eccluster demo`: a three-node cluster and a manager as real processes,
 //! showing membership, a manager's broadcast, DuraVIP ownership, inbound
-//! connections counted on each node adding up cluster-wide, and failure
+//! connections counted on each node adding up cluster-wide, the manager
+//! pulling each node's mainlog journal into its files, and failure
 //! detection, DuraVIP failover and the dead node's connections leaving the
 //! counts when the leader is killed.
 //!
@@ -157,6 +158,8 @@ auth_key_file = "{key}"
 view_mature_time = 1
 view_balance_interval = 1
 duravip_balance_set_size = 2
+log_active_interval = 0
+log_idle_interval = 1
 "#,
         kind = if manager { "Manager" } else { "Momentum" },
         key = dir.join("cluster.key").display(),
@@ -171,13 +174,25 @@ duravip_balance_set_size = 2
             net.interface()
         ));
     }
+    // The log service: each MTA node publishes its mainlog; the manager
+    // pulls the keys its own dictionary names, at once while there is more
+    // (log_active_interval = 0) and each second when idle.
+    text.push_str(&format!(
+        "[cluster.logs]\nmainlog = \"{}\"\n",
+        mainlog(dir, name).display()
+    ));
     text.push_str(&format!(
         "\n[msgc_server.peers]\n{peers}\n[eccluster_listener.listen.\"{addr}\"]\n\n\
          [control_listener.listen.\"{socket}\"]\n",
         addr = net.addr(name),
         socket = dir.join(format!("{name}.sock")).display(),
     ));
-    if !manager {
+    if manager {
+        text.push_str(&format!(
+            "\n[logs]\nlogfile = \"{}/%Y/%m/%d/%{{l}}/%{{s}}/%{{n}}\"\n",
+            dir.join("aggregated").display()
+        ));
+    } else {
         for n in 1..=VIPS {
             text.push_str(&format!(
                 "\n[binding.out{n}]\nbind_address = \"{}\"\nenable_duravip = true\n",
@@ -189,6 +204,83 @@ duravip_balance_set_size = 2
         }
     }
     text
+}
+
+/// Where node `name` keeps its mainlog journal.
+fn mainlog(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name).join("mainlog.cluster")
+}
+
+/// Lines each MTA node logs in the demo.
+const LOG_LINES: usize = 5;
+
+/// Each MTA node's MTA logs a few mainlog lines through its `cluster://`
+/// destination; the manager pulls them into its files, and checkpoints.
+fn aggregate_logs(dir: &Path, procs: &[Proc]) -> Result<(), String> {
+    println!(
+        "\n== the log service: each MTA node's MTA appends {LOG_LINES} lines to its mainlog \
+         (cluster://{}=>master), durably ==",
+        mainlog(dir, "demoN").display()
+    );
+    let writers = eccluster::io::logwriter::LogWriters::default();
+    let group = eccluster::journal::Durability::Group {
+        interval: Duration::from_millis(1),
+    };
+    for name in NODES {
+        let destination = format!("cluster://{}=>master", mainlog(dir, name).display());
+        let writer = writers.open(&destination, group)?.writer;
+        for i in 1..=LOG_LINES {
+            writer.append(format!("{name}: delivered message {i}").as_bytes())?;
+        }
+    }
+    let (mtas, mgr) = (&procs[..NODES.len()], &procs[NODES.len()]);
+    println!("\n== before the manager pulls ==");
+    show(&mtas[1], "cluster show logs")?;
+    let files: Vec<PathBuf> = NODES.iter().map(|n| aggregated(dir, n)).collect();
+    let took = wait_for(
+        "the manager to pull every node's mainlog",
+        Duration::from_secs(10),
+        || {
+            files
+                .iter()
+                .all(|f| std::fs::read_to_string(f).is_ok_and(|t| t.lines().count() >= LOG_LINES))
+        },
+    )?;
+    println!(
+        "\n== the manager wrote every node's lines {} ms later, synced them, then checkpointed ==",
+        took.as_millis()
+    );
+    wait_for(
+        "demo2's checkpoint to follow",
+        Duration::from_secs(10),
+        || {
+            console(&mtas[1].socket, "cluster show logs")
+                .is_ok_and(|t| t.contains(&format!("@ 00000000:{LOG_LINES:08x}]")))
+        },
+    )?;
+    show(&mtas[1], "cluster show logs")?;
+    println!();
+    show(mgr, "cluster show aggregator")?;
+    println!();
+    show(mgr, "cluster jobs")?;
+    println!("\n== {} ==", files[1].display());
+    print!(
+        "{}",
+        std::fs::read_to_string(&files[1]).map_err(|e| e.to_string())?
+    );
+    Ok(())
+}
+
+/// The manager's file for node `name`'s mainlog today.
+fn aggregated(dir: &Path, name: &str) -> PathBuf {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let t = eccluster::core::logs::template::BrokenTime::utc(now);
+    dir.join("aggregated")
+        .join(format!("{:04}/{:02}/{:02}", t.year, t.month, t.day))
+        .join("mainlog/default")
+        .join(name)
 }
 
 fn inbound_total(inbound: &[(&str, [u8; 4], usize)]) -> i64 {
@@ -584,6 +676,8 @@ fn run_in(dir: &Path, net: &Net) -> Result<(), String> {
 
     // Held open until the end: the counts are of open connections.
     let _connections = inbound_connections(net, mtas)?;
+
+    aggregate_logs(dir, &procs)?;
 
     println!("\n== killing demo1 (the leader) with SIGKILL ==");
     let log_seen = std::fs::metadata(dir.join("demo2.log")).map_or(0, |m| m.len() as usize);
