@@ -212,3 +212,186 @@ fn sleep_unless(total: Duration, stopping: &AtomicBool) {
         std::thread::sleep(left.min(WAIT_SLICE));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Start, Writer};
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ecc-logserver-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// A journal with a `master` subscriber and `n` records of `size`
+    /// bytes, in segments of `unit` bytes.
+    fn journal(dir: &std::path::Path, n: u32, size: usize, unit: u32) -> Journal {
+        let j = Journal::create(dir, Some(unit)).unwrap();
+        j.add_subscriber("master", Start::Begin).unwrap();
+        let (mut w, _) = Writer::open(&j).unwrap();
+        for i in 0..n {
+            let mut line = format!("{i:08}").into_bytes();
+            line.resize(size.max(8), b'.');
+            w.append(i, 0, &line).unwrap();
+        }
+        w.sync().unwrap();
+        j
+    }
+
+    fn pull(subscribers: &[&str], checkpoint: Option<LogId>) -> LogPull {
+        LogPull {
+            job: 1,
+            log: "mainlog".into(),
+            subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
+            checkpoint: checkpoint.map(|id| ("master".to_string(), id)),
+        }
+    }
+
+    fn server(dir: &std::path::Path, active_ms: u64, idle_ms: u64) -> LogServer {
+        LogServer::new(
+            vec![("mainlog".into(), dir.to_path_buf())],
+            Duration::from_millis(active_ms),
+            Duration::from_millis(idle_ms),
+        )
+    }
+
+    #[test]
+    fn a_pull_checkpoints_then_serves_on_and_never_moves_back() {
+        let dir = scratch("serve");
+        let j = journal(&dir, 10, 20, 1 << 20);
+        let s = server(&dir, 0, 0);
+        let no = AtomicBool::new(false);
+        let first = s.serve("mgr", &pull(&["mgr", "master"], None), &no);
+        assert_eq!(
+            (first.error.as_deref(), first.subscriber.as_str()),
+            (None, "master")
+        );
+        assert_eq!(first.records.len(), 10);
+        assert!(!first.more);
+        let fifth = first.records[4].id;
+        let again = s.serve("mgr", &pull(&["master"], Some(fifth)), &no);
+        assert_eq!(j.checkpoint("master").unwrap(), fifth);
+        assert_eq!(again.records.first().map(|r| r.id.marker), Some(6));
+        // A stale checkpoint (another manager, an old pull) is ignored.
+        let stale = s.serve("mgr", &pull(&["master"], Some(first.records[1].id)), &no);
+        assert_eq!(j.checkpoint("master").unwrap(), fifth);
+        assert_eq!(stale.records.first().map(|r| r.id.marker), Some(6));
+        // One past the last record written is refused, and changes nothing.
+        let past = LogId { log: 0, marker: 11 };
+        let refused = s.serve("mgr", &pull(&["master"], Some(past)), &no);
+        assert!(
+            refused
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("past the last record")),
+            "{refused:?}"
+        );
+        assert_eq!(j.checkpoint("master").unwrap(), fifth);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_cannot_be_served_says_why() {
+        let dir = scratch("why");
+        let s = LogServer::new(
+            vec![("mainlog".into(), dir.clone())],
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        let no = AtomicBool::new(false);
+        let mut other = pull(&["master"], None);
+        other.log = "rejectlog".into();
+        let e = |b: LogBatch| b.error.unwrap_or_default();
+        assert_eq!(
+            e(s.serve("mgr", &other, &no)),
+            "log 'rejectlog' is not published on this node"
+        );
+        assert!(e(s.serve("mgr", &pull(&["master"], None), &no)).contains("no journal in"));
+        journal(&dir, 1, 8, 1 << 20);
+        assert_eq!(
+            e(s.serve("mgr", &pull(&["mgr", "other"], None), &no)),
+            "the journal has none of the subscribers mgr, other"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn batches_stop_at_the_byte_budget_and_at_a_segment_end() {
+        let dir = scratch("budget");
+        // 3,000 records of 1 KiB: three batches' worth, in 1 MiB segments.
+        let j = journal(&dir, 3000, 1024, 1 << 20);
+        let s = server(&dir, 0, 0);
+        let no = AtomicBool::new(false);
+        let mut at = None;
+        let mut got = 0;
+        let mut batches = 0;
+        loop {
+            let b = s.serve("mgr", &pull(&["master"], at), &no);
+            let bytes: usize = b.records.iter().map(|r| r.payload.len()).sum();
+            assert!(bytes <= BATCH_BYTES, "{bytes} bytes in a batch");
+            let Some(last) = b.records.last() else { break };
+            // Records of a batch are in order and one segment.
+            assert!(b.records.iter().all(|r| r.id.log == last.id.log));
+            for r in &b.records {
+                assert_eq!(r.payload[..8], *format!("{got:08}").as_bytes());
+                got += 1;
+            }
+            at = Some(last.id);
+            batches += 1;
+            if !b.more {
+                break;
+            }
+        }
+        assert_eq!(got, 3000);
+        assert!(batches >= 6, "{batches} batches");
+        // The last batch is checkpointed by the next pull, which finds
+        // nothing; every segment before the last is gone.
+        let done = s.serve("mgr", &pull(&["master"], at), &no);
+        assert!(done.records.is_empty() && !done.more);
+        assert_eq!(j.checkpoint("master").unwrap(), j.last_written().unwrap());
+        assert!(!dir.join("00000000").exists() && !dir.join("00000001").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_idle_log_waits_the_idle_interval_and_a_new_segment_the_active_one() {
+        let dir = scratch("pace");
+        // Records of 100 KiB in 256 KiB segments: a new segment every two.
+        let j = journal(&dir, 6, 100 * 1024, 256 * 1024);
+        let s = server(&dir, 300, 600);
+        let no = AtomicBool::new(false);
+        let timed = |p: &LogPull| {
+            let start = Instant::now();
+            let b = s.serve("mgr", p, &no);
+            (b, start.elapsed())
+        };
+        let (first, _) = timed(&pull(&["master"], None));
+        assert_eq!(first.records[0].id.log, 0);
+        let (second, waited) = timed(&pull(&["master"], first.records.last().map(|r| r.id)));
+        assert_eq!(second.records[0].id.log, 1);
+        assert!(
+            waited >= Duration::from_millis(300),
+            "{waited:?}: moved on without a pause"
+        );
+        let mut at = second.records.last().map(|r| r.id);
+        while let (b, _) = timed(&pull(&["master"], at))
+            && let Some(last) = b.records.last()
+        {
+            at = Some(last.id);
+        }
+        assert_eq!(at, Some(j.last_written().unwrap()));
+        let (idle, waited) = timed(&pull(&["master"], at));
+        assert!(idle.records.is_empty() && idle.error.is_none());
+        assert!(
+            waited >= Duration::from_millis(600),
+            "{waited:?}: answered idle at once"
+        );
+        // Stopping cuts the wait short.
+        let stop = AtomicBool::new(true);
+        let start = Instant::now();
+        s.serve("mgr", &pull(&["master"], at), &stop);
+        assert!(start.elapsed() < Duration::from_millis(300));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

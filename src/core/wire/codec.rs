@@ -1130,6 +1130,31 @@ mod tests {
     }
 
     #[test]
+    fn log_batches_reject_lying_counts_and_lengths() {
+        let mut head = vec![PROTOCOL_VERSION, KIND_LOG_BATCH];
+        head.extend_from_slice(&7u64.to_le_bytes());
+        for name in ["mainlog", "master"] {
+            head.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            head.extend_from_slice(name.as_bytes());
+        }
+        let mut lying = head.clone();
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            err(&lying),
+            "log_batch.records: 4294967295 entries cannot fit in the 0 bytes left"
+        );
+        let mut long = head;
+        long.extend_from_slice(&1u32.to_le_bytes());
+        long.extend_from_slice(&[0; 12]);
+        long.extend_from_slice(&1000u32.to_le_bytes());
+        long.extend_from_slice(b"short");
+        assert_eq!(
+            err(&long),
+            "log_batch.records.payload: length 1000 exceeds the 5 bytes left"
+        );
+    }
+
+    #[test]
     fn cache_updates_reject_lying_counts_long_fields_and_bad_tags() {
         let mut head = vec![PROTOCOL_VERSION, KIND_CACHE_UPDATE];
         head.extend_from_slice(&1u32.to_le_bytes());
