@@ -1208,7 +1208,7 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
                     let _ = tx.send(batch);
                 }
             }
-            Message::Hello(_) | Message::Heartbeat(_) => {}
+            Message::Hello(_) | Message::Heartbeat(_) | Message::LogGroupLine(_) => {}
         }
     }
     let mut links = shared.links.lock();
