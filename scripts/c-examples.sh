@@ -23,10 +23,11 @@
 #      prove the .pc file works.
 # Steps 1-8 use the debug build (fast for CI); step 7 the release build that
 # install.sh makes.
-# Outputs go to target/c-examples/
+# Outputs go to target/c-examples/ (under CARGO_TARGET_DIR when set, where
+# cargo puts the library too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 
 step() { printf '\n== %s\n' "$*"; }
 die() {
@@ -36,7 +37,7 @@ die() {
 
 CC=${CC:-gcc}
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -g)
-out=$root/target/c-examples
+out=$target/c-examples
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/eccluster-c.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out/lib"
@@ -46,8 +47,8 @@ cargo build --lib --locked
 # Binaries record the SONAME (libeccluster.so.0), which cargo does not
 # create, so give the linker and the loader a directory that has it.
 major=$(sed -n 's/^#define ECC_VERSION_MAJOR \([0-9]*\)$/\1/p' include/eccluster.h)
-ln -sfn "$root/target/debug/libeccluster.so" "$out/lib/libeccluster.so"
-ln -sfn "$root/target/debug/libeccluster.so" "$out/lib/libeccluster.so.$major"
+ln -sfn "$target/debug/libeccluster.so" "$out/lib/libeccluster.so"
+ln -sfn "$target/debug/libeccluster.so" "$out/lib/libeccluster.so.$major"
 
 # A unique console socket per run, so parallel runs and a leftover node
 # cannot collide.
@@ -134,7 +135,7 @@ run_checked minimal-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
 
 step "minimal.c against the static library"
 "$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/minimal.c \
-  target/debug/libeccluster.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
+  "$target/debug/libeccluster.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
   -o "$out/minimal-static"
 [[ $(ldd "$out/minimal-static") != *libeccluster* ]] || die "minimal-static needs libeccluster.so"
 run_checked minimal-static "$out/minimal-static"
@@ -277,7 +278,7 @@ run_duravip duravip-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
   "$out/duravip"
 
 "$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/duravip.c \
-  target/debug/libeccluster.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
+  "$target/debug/libeccluster.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
   -o "$out/duravip-static"
 [[ $(ldd "$out/duravip-static") != *libeccluster* ]] || die "duravip-static needs libeccluster.so"
 run_duravip duravip-static "$out/duravip-static"
