@@ -333,7 +333,7 @@ impl Node {
         let opened = self
             .inner
             .log_writers
-            .open(destination, durability, |dir| self.inner.paniclog_tee(dir))?;
+            .open_with_tee(destination, durability, |dir| self.inner.paniclog_tee(dir))?;
         if let Some(torn) = opened.torn {
             eprintln!(
                 "eccluster: journal {}: {torn}",

@@ -89,9 +89,14 @@ pub struct LogWriters {
 impl LogWriters {
     /// The writer for `destination`, opening its journal (created with its
     /// subscribers if need be) unless this process has it open already;
-    /// `durability`, and the tee `tee` gives for the journal's directory,
-    /// apply when it is opened here.
-    pub fn open(
+    /// `durability` applies when it is opened here.
+    pub fn open(&self, destination: &str, durability: Durability) -> Result<Opened, String> {
+        self.open_with_tee(destination, durability, |_| None)
+    }
+
+    /// As [`LogWriters::open`], and the tee `tee` gives for the journal's
+    /// directory applies when it is opened here.
+    pub fn open_with_tee(
         &self,
         destination: &str,
         durability: Durability,
@@ -136,14 +141,10 @@ mod tests {
         let dir = scratch("open");
         let writers = LogWriters::default();
         let dest = format!("cluster://{}/mainlog=>master", dir.display());
-        let a = writers
-            .open(&dest, Durability::EveryRecord, |_| None)
-            .unwrap();
+        let a = writers.open(&dest, Durability::EveryRecord).unwrap();
         assert!(a.torn.is_none());
         let other = format!("jlog://{}/mainlog?subscribers=agg,master", dir.display());
-        let b = writers
-            .open(&other, Durability::EveryRecord, |_| None)
-            .unwrap();
+        let b = writers.open(&other, Durability::EveryRecord).unwrap();
         assert!(Arc::ptr_eq(&a.writer, &b.writer), "one writer per journal");
         let first = a.writer.append(b"one").unwrap();
         let second = b.writer.append(b"two").unwrap();
@@ -169,9 +170,7 @@ mod tests {
 
         // Once every handle is gone, the next open is a new writer.
         drop((a, b));
-        let c = writers
-            .open(&dest, Durability::EveryRecord, |_| None)
-            .unwrap();
+        let c = writers.open(&dest, Durability::EveryRecord).unwrap();
         assert_eq!(c.writer.append(b"three").unwrap().marker, 3);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -194,14 +193,16 @@ mod tests {
         };
         let panics = format!("cluster://{}/paniclog=>master", dir.display());
         let main = format!("cluster://{}/mainlog=>master", dir.display());
-        let p = writers.open(&panics, Durability::EveryRecord, tee).unwrap();
-        let m = writers.open(&main, Durability::EveryRecord, tee).unwrap();
+        let p = writers
+            .open_with_tee(&panics, Durability::EveryRecord, tee)
+            .unwrap();
+        let m = writers
+            .open_with_tee(&main, Durability::EveryRecord, tee)
+            .unwrap();
         p.writer.append(b"boom").unwrap();
         m.writer.append(b"delivered").unwrap();
         // A second open shares the writer, and its tee.
-        let again = writers
-            .open(&panics, Durability::EveryRecord, |_| None)
-            .unwrap();
+        let again = writers.open(&panics, Durability::EveryRecord).unwrap();
         again.writer.append(b"again").unwrap();
         let heard = heard.lock();
         let lines: Vec<&[u8]> = heard.iter().map(|(l, _)| l.as_slice()).collect();
@@ -221,11 +222,11 @@ mod tests {
     fn a_bad_destination_is_refused_by_what_is_wrong() {
         let writers = LogWriters::default();
         let e = writers
-            .open("ftp:///var/log/x", Durability::EveryRecord, |_| None)
+            .open("ftp:///var/log/x", Durability::EveryRecord)
             .unwrap_err();
         assert!(e.contains("ftp"), "{e}");
         let e = writers
-            .open("cluster://relative/x=>m", Durability::EveryRecord, |_| None)
+            .open("cluster://relative/x=>m", Durability::EveryRecord)
             .unwrap_err();
         assert!(!e.is_empty());
     }
