@@ -140,6 +140,24 @@ typedef void (*ecc_duravip_hook_fn)(void *userdata,
                                     const uint16_t *listener_ports,
                                     size_t port_count);
 
+// A log group hook: called for every paniclog line a peer broadcast on
+// this node's `log_group`, with the sending node's name, the log's key in
+// its `logs` dictionary (`"paniclog"`), when the sender appended the line
+// (microseconds since the epoch, by the sender's clock) and the line as
+// appended (`line_len` bytes, not NUL-terminated, cut at 64 KiB). The
+// pointers are valid only during the call.
+//
+// Runs on the thread that reads the sender's cluster link: lines from one
+// node come in order, lines from different nodes may come concurrently.
+// Keep it short (that link waits for it), and do not call
+// `ecc_node_stop` or `ecc_node_free` on this node from it.
+typedef void (*ecc_log_group_hook_fn)(void *userdata,
+                                      const char *sender,
+                                      const char *log,
+                                      uint64_t time_us,
+                                      const uint8_t *line,
+                                      size_t line_len);
+
 // Whose count a read wants: `ECC_SCOPE_LOCAL` or `ECC_SCOPE_GLOBAL` (an
 // integer, so that an unknown value is reported, not undefined).
 typedef uint32_t ecc_scope;
@@ -387,6 +405,16 @@ ecc_status ecc_node_register_membership_hook(ecc_node *node,
 // `node` is a live handle; `hook` a valid function; `userdata` usable on
 // the engine thread until the node is freed.
 ecc_status ecc_node_register_duravip_hook(ecc_node *node, ecc_duravip_hook_fn hook, void *userdata);
+
+// Registers a log group hook; may be called at any time. A node without a
+// `log_group` never calls it.
+//
+// # Safety
+// `node` is a live handle; `hook` a valid function; `userdata` usable on
+// the link threads until the node is freed.
+ecc_status ecc_node_register_log_group_hook(ecc_node *node,
+                                            ecc_log_group_hook_fn hook,
+                                            void *userdata);
 
 // Registers (or changes) a DuraVIP at run time, as the host owns its
 // bindings: `ip` (IPv4 or IPv6 text), the binding names on it (`names`,

@@ -18,15 +18,19 @@
 #   8. examples/c/journal.c (a logger appending durably to a cluster://
 #      journal, its positions and `cluster show logs`), plain, under ASan +
 #      UBSan and valgrind, output checked;
-#   9. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#   9. examples/c/log_group.c (a paniclog line one node's logger appends,
+#      broadcast on the log_group and heard by the other node's hook and
+#      console), plain, under ASan + UBSan and valgrind, output checked;
+#  10. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-8 use the debug build (fast for CI); step 7 the release build that
+# Steps 1-9 use the debug build (fast for CI); step 10 the release build that
 # install.sh makes.
-# Outputs go to target/c-examples/
+# Outputs go to target/c-examples/ (under CARGO_TARGET_DIR when set, where
+# cargo puts the library too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 
 step() { printf '\n== %s\n' "$*"; }
 die() {
@@ -36,7 +40,7 @@ die() {
 
 CC=${CC:-gcc}
 CFLAGS=(-std=c11 -Wall -Wextra -Werror -pedantic -g)
-out=$root/target/c-examples
+out=$target/c-examples
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/eccluster-c.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out/lib"
@@ -46,8 +50,8 @@ cargo build --lib --locked
 # Binaries record the SONAME (libeccluster.so.0), which cargo does not
 # create, so give the linker and the loader a directory that has it.
 major=$(sed -n 's/^#define ECC_VERSION_MAJOR \([0-9]*\)$/\1/p' include/eccluster.h)
-ln -sfn "$root/target/debug/libeccluster.so" "$out/lib/libeccluster.so"
-ln -sfn "$root/target/debug/libeccluster.so" "$out/lib/libeccluster.so.$major"
+ln -sfn "$target/debug/libeccluster.so" "$out/lib/libeccluster.so"
+ln -sfn "$target/debug/libeccluster.so" "$out/lib/libeccluster.so.$major"
 
 # A unique console socket per run, so parallel runs and a leftover node
 # cannot collide.
@@ -134,18 +138,18 @@ run_checked minimal-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
 
 step "minimal.c against the static library"
 "$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/minimal.c \
-  target/debug/libeccluster.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
+  "$target/debug/libeccluster.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
   -o "$out/minimal-static"
 [[ $(ldd "$out/minimal-static") != *libeccluster* ]] || die "minimal-static needs libeccluster.so"
 run_checked minimal-static "$out/minimal-static"
 
 step "membership.c: two nodes in one process and a membership hook"
-# Six loopback ports not in use (two each for membership.c, duravip.c and replication.c), derived from our pid so parallel runs differ
+# Eight loopback ports not in use (two each for membership.c, duravip.c, replication.c and log_group.c), derived from our pid so parallel runs differ
 # (a TCP connect that succeeds means the port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 6 ]; do
+while [ ${#ports[@]} -lt 8 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -277,7 +281,7 @@ run_duravip duravip-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
   "$out/duravip"
 
 "$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/duravip.c \
-  target/debug/libeccluster.a -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
+  "$target/debug/libeccluster.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
   -o "$out/duravip-static"
 [[ $(ldd "$out/duravip-static") != *libeccluster* ]] || die "duravip-static needs libeccluster.so"
 run_duravip duravip-static "$out/duravip-static"
@@ -382,6 +386,58 @@ ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:hal
 run_journal journal-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
   --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
   "$out/journal"
+
+step "log_group.c: a paniclog line broadcast on the log_group"
+log_group_expected=$(
+  cat <<'OUT'
+linked: g1, g2
+appended 00000000:00000001
+g2 hook: from g1, log paniclog, 46 bytes: 1700000000@g1: assertion failed: queue != NULL
+time: the sender's append time
+g2 cluster show log_group: Logger Group: panics
+g2 cluster show log_group: g1 paniclog: 1700000000@g1: assertion failed: queue != NULL
+g1 cluster show log_group: Logger Group: panics
+g1 heard 0 lines
+NULL hook: null argument: hook is NULL
+stopped
+OUT
+)
+
+# run_log_group NAME CMD...: runs CMD with the last two ports and a fresh
+# directory; requires exit 0, exactly the expected output, and the line in
+# g1's journal.
+run_log_group() {
+  local name=$1
+  shift
+  local dir=$tmp/log-group-$name
+  mkdir -p "$dir"
+  run_exact "$name" "$log_group_expected" "$@" "${ports[6]}" "${ports[7]}" "$dir"
+  grep -qF "1700000000@g1: assertion failed" "$dir/g1/paniclog.cluster/00000000" ||
+    die "$name: the line is not in g1's paniclog journal"
+  for n in g1 g2; do
+    [ ! -e "$dir/$n.sock" ] || die "$name: console socket of $n left behind after stop"
+  done
+  echo "$name: ok"
+}
+
+"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/log_group.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/log_group"
+run_log_group log_group "$out/log_group"
+sed 's/^/  /' "$out/log_group.out"
+
+"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+  -fno-sanitize-recover=all -Iinclude examples/c/log_group.c \
+  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/log_group-asan"
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_log_group log_group-asan "$out/log_group-asan"
+run_log_group log_group-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
+  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+  "$out/log_group"
+
+if "$out/log_group" "${ports[6]}" >/dev/null 2>"$out/log_group-usage.err"; then
+  die "log_group succeeded with one argument"
+fi
+grep -q '^usage: ' "$out/log_group-usage.err" || die "log_group: no usage message"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix

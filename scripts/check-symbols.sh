@@ -12,7 +12,7 @@ done
 cd "$(dirname "$0")/.."
 if [ ${#args[@]} -eq 0 ]; then
   cargo build --lib --locked
-  args=(target/debug/libeccluster.so)
+  args=("${CARGO_TARGET_DIR:-target}/debug/libeccluster.so")
 fi
 major=$(sed -n 's/^version = "\([0-9]*\)\..*"$/\1/p' Cargo.toml | head -n1)
 # Function declarations, not the mentions in comments.

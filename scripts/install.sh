@@ -28,7 +28,8 @@ major=${BASH_REMATCH[1]}
 
 cargo build --release --lib --locked
 
-so=target/release/libeccluster.so
+target=${CARGO_TARGET_DIR:-target}
+so=$target/release/libeccluster.so
 # The symlink names below must match what hosts record at link time.
 soname=$(readelf -d "$so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 if [ "$soname" != "libeccluster.so.$major" ]; then
@@ -41,7 +42,7 @@ install -d "$lib/pkgconfig" "$destdir$prefix/include"
 install -m 0755 "$so" "$lib/libeccluster.so.$version"
 ln -sfn "libeccluster.so.$version" "$lib/libeccluster.so.$major"
 ln -sfn "libeccluster.so.$major" "$lib/libeccluster.so"
-install -m 0644 target/release/libeccluster.a "$lib/libeccluster.a"
+install -m 0644 "$target/release/libeccluster.a" "$lib/libeccluster.a"
 install -m 0644 include/eccluster.h "$destdir$prefix/include/eccluster.h"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@VERSION@|$version|g" eccluster.pc.in \
   >"$lib/pkgconfig/eccluster.pc"

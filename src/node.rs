@@ -13,8 +13,8 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -31,7 +31,8 @@ use crate::core::wire::{LogBatch, LogPull};
 use crate::core::wire::{NodeType, PeerState, SelfInfo};
 use crate::io::control::{ControlServer, Exec};
 use crate::io::host;
-use crate::io::logwriter::{LogWriter, LogWriters};
+use crate::io::loggroup::LogGroup;
+use crate::io::logwriter::{LogWriter, LogWriters, Tee};
 use crate::io::neigh;
 use crate::io::plumb::{DryRunPlumber, NetlinkPlumber, Plumber};
 use crate::io::replication::{self, SharedObjects};
@@ -49,8 +50,13 @@ use crate::shared::outbound::Outbound;
 use crate::shared::throttle::ThrottleTable;
 use crate::shared::{Scope, SharedObject};
 
+pub use crate::core::logs::group::GroupLine;
+
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The key of the `logs` dictionary whose lines go out on the `log_group`.
+const PANICLOG: &str = "paniclog";
 
 /// An identity hook: given the value so far, returns a replacement or `None`
 /// to leave it. Runs on the thread that calls [`Node::start`] (or a getter
@@ -198,6 +204,12 @@ struct Inner {
     outbound: Outbound,
     /// The journals this process appends to.
     log_writers: LogWriters,
+    /// The lines received on the `log_group`, and their hooks.
+    log_group: Arc<LogGroup>,
+    /// The running runtime, for the paniclog's writer to broadcast on: a
+    /// cell of its own, so that an append never waits for a start or stop
+    /// to finish.
+    log_outlet: Arc<RwLock<Weak<Runtime>>>,
     /// A manager's answers to its last broadcasts: command, then node to answer.
     responses: Mutex<Vec<(String, Answers)>>,
     running: Mutex<Option<Running>>,
@@ -233,6 +245,8 @@ impl Node {
                 vip_hooks: Arc::default(),
                 outbound: outbound_of(&config, &shared_objects),
                 log_writers: LogWriters::default(),
+                log_group: Arc::new(LogGroup::new(config.cluster.log_group.clone())),
+                log_outlet: Arc::default(),
                 shared_objects,
                 responses: Mutex::new(Vec::new()),
                 running: Mutex::new(None),
@@ -306,12 +320,20 @@ impl Node {
     /// by every destination naming the same directory. Appends return once
     /// durable under `durability` (the first open of a journal decides it).
     /// A torn record a crash left is cut, and said on standard error.
+    ///
+    /// With a `log_group`, every line appended to the journal the `logs`
+    /// dictionary publishes as `paniclog` is also sent to the peers while
+    /// the node runs (see [`Node::register_log_group_hook`]); the append
+    /// never fails because of that.
     pub fn open_log(
         &self,
         destination: &str,
         durability: Durability,
     ) -> Result<Arc<LogWriter>, String> {
-        let opened = self.inner.log_writers.open(destination, durability)?;
+        let opened = self
+            .inner
+            .log_writers
+            .open_with_tee(destination, durability, |dir| self.inner.paniclog_tee(dir))?;
         if let Some(torn) = opened.torn {
             eprintln!(
                 "eccluster: journal {}: {torn}",
@@ -423,6 +445,7 @@ impl Node {
                 return Err(NodeError::Config(e));
             }
         };
+        *self.inner.log_outlet.write() = Arc::downgrade(&runtime);
         *running = Some(Running {
             identity,
             control,
@@ -459,6 +482,15 @@ impl Node {
         self.inner.vip_hooks.write().push(Arc::from(hook));
     }
 
+    /// Adds a log group hook: it runs for every paniclog line a peer
+    /// broadcast on this node's `log_group` (none without one), on the
+    /// thread reading that peer's cluster link, so lines from one peer come
+    /// in order and lines from different peers may come concurrently. Keep
+    /// it short: that link waits for it. May be registered at any time.
+    pub fn register_log_group_hook(&self, hook: Box<dyn Fn(&GroupLine) + Send + Sync>) {
+        self.inner.log_group.add_hook(Arc::from(hook));
+    }
+
     /// Adds a membership hook: it runs on the engine thread after every view
     /// change. May be registered at any time.
     pub fn register_membership_hook(&self, hook: Box<dyn Fn(&ViewChange) + Send + Sync>) {
@@ -477,6 +509,7 @@ impl Node {
     /// Stops the runtime; stopping a stopped node does nothing.
     pub fn stop(&self) {
         let running = self.inner.running.lock().take();
+        *self.inner.log_outlet.write() = Weak::new();
         if let Some(r) = running {
             r.stop();
         }
@@ -518,6 +551,27 @@ impl Running {
 }
 
 impl Inner {
+    /// The tee of the journal in `dir` when it is the published paniclog
+    /// and the node has a `log_group`: it sends each line on the running
+    /// runtime, if any.
+    fn paniclog_tee(&self, dir: &Path) -> Option<Tee> {
+        self.config.cluster.log_group.as_ref()?;
+        self.config
+            .cluster
+            .logs
+            .iter()
+            .find(|(name, published)| name == PANICLOG && same_dir(published, dir))?;
+        let outlet = Arc::clone(&self.log_outlet);
+        Some(Arc::new(move |line: &[u8], at: Duration| {
+            // Out of the cell first: the send may wait on a slow peer.
+            let runtime = outlet.read().upgrade();
+            if let Some(runtime) = runtime {
+                let time_us = u64::try_from(at.as_micros()).unwrap_or(u64::MAX);
+                runtime.broadcast_log_line(PANICLOG, time_us, line);
+            }
+        }))
+    }
+
     /// On a manager whose configuration has a `Logs` scope, starts pulling
     /// the nodes' journals.
     fn start_aggregator(
@@ -637,6 +691,7 @@ impl Inner {
                 Duration::from_secs(u64::from(cluster.log_active_interval)),
                 Duration::from_secs(u64::from(cluster.log_idle_interval)),
             )),
+            log_group: Arc::clone(&self.log_group),
         };
         Runtime::start(rc).map_err(|source| NodeError::Io {
             what: format!("cluster port {bind}"),
@@ -781,7 +836,7 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 15] = [
+    let node_commands: [Builtin; 16] = [
         (
             "cluster show logs",
             "",
@@ -795,6 +850,19 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
                     .map(|(name, dir)| journal_block(name, dir))
                     .collect();
                 Ok(reports::show_logs(&logs, mode))
+            },
+        ),
+        (
+            "cluster show log_group",
+            "",
+            "List the last paniclog lines peers broadcast on this node's log_group: time, node, log, line.",
+            |inner, _, mode, _| {
+                let group = inner.log_group.group();
+                Ok(reports::log_group(
+                    group.as_deref(),
+                    &inner.log_group.lines(),
+                    mode,
+                ))
             },
         ),
         (
@@ -1207,6 +1275,16 @@ fn journal_block(name: &str, dir: &std::path::Path) -> reports::LogBlock {
         bytes,
         subscribers,
     }
+}
+
+/// Whether two paths name one directory: as written, or once resolved (a
+/// destination may spell the published path differently).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 /// What names this node's cache writes, to break ties between writes of

@@ -358,7 +358,7 @@ pub type ecc_membership_hook_fn = Option<
     ),
 >;
 
-/// The shared part of registering an engine-thread hook: a live node and a
+/// The shared part of registering a hook run on the node's threads: a live node and a
 /// non-NULL function, then `register` with the host's userdata.
 fn register_engine_hook<F>(
     node: *mut ecc_node,
@@ -471,6 +471,70 @@ pub unsafe extern "C" fn ecc_node_register_duravip_hook(
                     );
                 }
             });
+        }));
+    })
+}
+
+/// A log group hook: called for every paniclog line a peer broadcast on
+/// this node's `log_group`, with the sending node's name, the log's key in
+/// its `logs` dictionary (`"paniclog"`), when the sender appended the line
+/// (microseconds since the epoch, by the sender's clock) and the line as
+/// appended (`line_len` bytes, not NUL-terminated, cut at 64 KiB). The
+/// pointers are valid only during the call.
+///
+/// Runs on the thread that reads the sender's cluster link: lines from one
+/// node come in order, lines from different nodes may come concurrently.
+/// Keep it short (that link waits for it), and do not call
+/// `ecc_node_stop` or `ecc_node_free` on this node from it.
+pub type ecc_log_group_hook_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        sender: *const c_char,
+        log: *const c_char,
+        time_us: u64,
+        line: *const u8,
+        line_len: usize,
+    ),
+>;
+
+/// Registers a log group hook; may be called at any time. A node without a
+/// `log_group` never calls it.
+///
+/// # Safety
+/// `node` is a live handle; `hook` a valid function; `userdata` usable on
+/// the link threads until the node is freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ecc_node_register_log_group_hook(
+    node: *mut ecc_node,
+    hook: ecc_log_group_hook_fn,
+    userdata: *mut c_void,
+) -> ecc_status {
+    register_engine_hook(node, hook, userdata, |node, hook, userdata| {
+        node.register_log_group_hook(Box::new(move |line| {
+            // Names are configured node names and log keys: a NUL in one
+            // comes from a broken peer, and C could not read it anyway.
+            let (Ok(sender), Ok(log)) = (
+                std::ffi::CString::new(line.sender.as_str()),
+                std::ffi::CString::new(line.log.as_str()),
+            ) else {
+                return;
+            };
+            let time_us = line
+                .time
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+            // SAFETY: every pointer outlives the call; the host's function
+            // is called as its type declares.
+            unsafe {
+                hook(
+                    userdata.get(),
+                    sender.as_ptr(),
+                    log.as_ptr(),
+                    time_us,
+                    line.line.as_ptr(),
+                    line.line.len(),
+                );
+            }
         }));
     })
 }

@@ -9,10 +9,14 @@
 //! before a reader first subscribes is lost to it. A torn record left by a
 //! crash is cut when the journal is opened, and said in the returned
 //! [`Opened::torn`] for the caller to log.
+//!
+//! A writer may also have a [`Tee`]: the paniclog's, when the node has a
+//! `log_group`, broadcasts each line once it is durable.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -20,11 +24,25 @@ use crate::core::logs::destination::Destination;
 use crate::journal::format::LogId;
 use crate::journal::{Appender, Durability, Journal, Start, TornTail};
 
+/// Where a writer also gives each line it appended, with the time it
+/// stamped the record with (since the epoch). It must not fail the append,
+/// so it returns nothing.
+pub type Tee = Arc<dyn Fn(&[u8], Duration) + Send + Sync>;
+
 /// A journal opened for appending; see the module docs.
-#[derive(Debug)]
 pub struct LogWriter {
     dir: PathBuf,
     appender: Appender,
+    tee: Option<Tee>,
+}
+
+impl std::fmt::Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter")
+            .field("dir", &self.dir)
+            .field("tee", &self.tee.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogWriter {
@@ -36,9 +54,16 @@ impl LogWriter {
             .unwrap_or_default();
         // jlog's timestamps are u32 seconds (they wrap in 2106).
         let secs = u32::try_from(now.as_secs()).unwrap_or(u32::MAX);
-        self.appender
+        let id = self
+            .appender
             .append(secs, now.subsec_micros(), line)
-            .map_err(|e| format!("{}: {e}", self.dir.display()))
+            .map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        // Only once durable: a listener never hears of a line the journal
+        // could still lose.
+        if let Some(tee) = &self.tee {
+            tee(line, now);
+        }
+        Ok(id)
     }
 
     /// The journal's directory.
@@ -66,6 +91,17 @@ impl LogWriters {
     /// subscribers if need be) unless this process has it open already;
     /// `durability` applies when it is opened here.
     pub fn open(&self, destination: &str, durability: Durability) -> Result<Opened, String> {
+        self.open_with_tee(destination, durability, |_| None)
+    }
+
+    /// As [`LogWriters::open`], and the tee `tee` gives for the journal's
+    /// directory applies when it is opened here.
+    pub fn open_with_tee(
+        &self,
+        destination: &str,
+        durability: Durability,
+        tee: impl FnOnce(&Path) -> Option<Tee>,
+    ) -> Result<Opened, String> {
         let dest = Destination::parse(destination).map_err(|e| e.to_string())?;
         let dir = PathBuf::from(&dest.path);
         let mut open = self.open.lock();
@@ -80,6 +116,7 @@ impl LogWriters {
         }
         let (appender, torn) = Appender::open(&journal, durability).map_err(|e| e.to_string())?;
         let writer = Arc::new(LogWriter {
+            tee: tee(&dir),
             dir: dir.clone(),
             appender,
         });
@@ -135,6 +172,49 @@ mod tests {
         drop((a, b));
         let c = writers.open(&dest, Durability::EveryRecord).unwrap();
         assert_eq!(c.writer.append(b"three").unwrap().marker, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_tee_hears_durable_lines_of_its_journal_only() {
+        let dir = scratch("tee");
+        let writers = LogWriters::default();
+        type Heard = Vec<(Vec<u8>, Duration)>;
+        let heard: Arc<Mutex<Heard>> = Arc::default();
+        let sink = Arc::clone(&heard);
+        let tee = |journal: &Path| -> Option<Tee> {
+            (journal.file_name()? == "paniclog").then(|| {
+                let sink = Arc::clone(&sink);
+                let tee: Tee = Arc::new(move |line: &[u8], at: Duration| {
+                    sink.lock().push((line.to_vec(), at));
+                });
+                tee
+            })
+        };
+        let panics = format!("cluster://{}/paniclog=>master", dir.display());
+        let main = format!("cluster://{}/mainlog=>master", dir.display());
+        let p = writers
+            .open_with_tee(&panics, Durability::EveryRecord, tee)
+            .unwrap();
+        let m = writers
+            .open_with_tee(&main, Durability::EveryRecord, tee)
+            .unwrap();
+        p.writer.append(b"boom").unwrap();
+        m.writer.append(b"delivered").unwrap();
+        // A second open shares the writer, and its tee.
+        let again = writers.open(&panics, Durability::EveryRecord).unwrap();
+        again.writer.append(b"again").unwrap();
+        let heard = heard.lock();
+        let lines: Vec<&[u8]> = heard.iter().map(|(l, _)| l.as_slice()).collect();
+        assert_eq!(lines, [b"boom".as_slice(), b"again"]);
+        // The time is the record's stamp.
+        let journal = Journal::open(&dir.join("paniclog")).unwrap();
+        let (from, to) = journal.read_interval("master").unwrap().unwrap();
+        let first = &journal.read_range(from, to).unwrap()[0];
+        assert_eq!(
+            (u64::from(first.tv_sec), first.tv_usec),
+            (heard[0].1.as_secs(), heard[0].1.subsec_micros())
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

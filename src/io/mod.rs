@@ -8,6 +8,7 @@ pub mod clock;
 pub mod control;
 pub mod host;
 pub mod logfiles;
+pub mod loggroup;
 pub mod logwriter;
 pub mod neigh;
 mod netlink;

@@ -33,11 +33,14 @@ use crate::core::console::Caller;
 use crate::core::duravip::DuraVip;
 use crate::core::membership::{Event, Membership, MembershipConfig, Output};
 use crate::core::wire::DuraVipTable;
-use crate::core::wire::{CacheUpdate, LogBatch, LogPull, NodeType, ReplicaUpdate};
+use crate::core::wire::{
+    CacheUpdate, LogBatch, LogGroupLine, LogPull, MAX_LOG_GROUP_LINE, NodeType, ReplicaUpdate,
+};
 use crate::core::wire::{
     ConsoleRequest, ConsoleResponse, Hello, MAX_DATAGRAM, MAX_FRAME, Message, Reject,
     RejectCounters, ReplayGuard, SelfInfo, decode_message, encode_message,
 };
+use crate::io::loggroup::LogGroup;
 use crate::io::replication::{Audience, ReplicationDriver, Rows, SharedObjects};
 use crate::io::seal::{Envelope, Key, Sealer};
 use crate::io::vip::{VipDriver, VipSetup};
@@ -72,6 +75,8 @@ pub struct RuntimeConfig {
     pub replicate: Vec<Replicate>,
     /// Answers managers' pulls of this node's published journals.
     pub log_server: Arc<LogServer>,
+    /// Keeps the lines peers broadcast on this node's `log_group`.
+    pub log_group: Arc<LogGroup>,
 }
 
 /// What the console reads: the membership table and the transport's counters.
@@ -152,6 +157,7 @@ struct Shared {
     log_server: Arc<LogServer>,
     /// A manager's log pulls waiting for their batch, by job.
     log_pulls: Mutex<HashMap<u64, Sender<LogBatch>>>,
+    log_group: Arc<LogGroup>,
 }
 
 impl Shared {
@@ -300,6 +306,7 @@ impl Runtime {
             console: Arc::clone(&cfg.console),
             log_server: Arc::clone(&cfg.log_server),
             log_pulls: Mutex::new(HashMap::new()),
+            log_group: Arc::clone(&cfg.log_group),
         });
         let mut threads = Vec::new();
         let vip_configured;
@@ -545,6 +552,22 @@ impl Runtime {
         };
         self.shared.log_pulls.lock().remove(&job);
         result
+    }
+
+    /// Sends a line just appended to the log `log` to every peer, on this
+    /// node's `log_group` (nothing without one). Best effort: a peer whose
+    /// link is down misses it, and a line beyond the wire's cap is cut.
+    pub fn broadcast_log_line(&self, log: &str, time_us: u64, line: &[u8]) {
+        let Some(group) = self.shared.log_group.group() else {
+            return;
+        };
+        let line = &line[..line.len().min(MAX_LOG_GROUP_LINE)];
+        self.shared.broadcast(&Message::LogGroupLine(LogGroupLine {
+            group,
+            log: log.to_string(),
+            time_us,
+            line: line.to_vec(),
+        }));
     }
 
     /// Whether `node` is alive in this node's view.
@@ -1208,6 +1231,7 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
                     let _ = tx.send(batch);
                 }
             }
+            Message::LogGroupLine(line) => shared.log_group.receive(&peer, line),
             Message::Hello(_) | Message::Heartbeat(_) => {}
         }
     }

@@ -129,6 +129,43 @@ mod tests {
     }
 
     #[test]
+    fn log_group_lists_time_sender_log_and_a_printable_line() {
+        use crate::core::logs::group::GroupLine;
+        use std::time::{Duration, UNIX_EPOCH};
+        let lines = [
+            GroupLine {
+                sender: "n1".into(),
+                log: "paniclog".into(),
+                time: UNIX_EPOCH + Duration::from_micros(1_700_000_000_500_000),
+                line: b"1700000000@n1: assertion failed\n".to_vec(),
+            },
+            GroupLine {
+                sender: "n<2>".into(),
+                log: "paniclog".into(),
+                time: UNIX_EPOCH + Duration::from_secs(1_700_000_061),
+                line: b"bad \xff\nforged\x1b".to_vec(),
+            },
+        ];
+        assert_eq!(
+            log_group(Some("panics"), &lines, Mode::Text),
+            "Logger Group: panics\n\
+             2023-11-14T22:13:20Z n1 paniclog: 1700000000@n1: assertion failed\n\
+             2023-11-14T22:14:21Z n<2> paniclog: bad \u{fffd}\\nforged\\u{1b}\n"
+        );
+        assert_eq!(
+            log_group(Some("a&b"), &lines[1..], Mode::Xml),
+            "<log_group name=\"a&amp;b\">\n  \
+             <line time=\"2023-11-14T22:14:21Z\" node=\"n&lt;2&gt;\" log=\"paniclog\">bad \u{fffd}\\nforged\\u{1b}</line>\n\
+             </log_group>\n"
+        );
+        assert_eq!(log_group(None, &[], Mode::Text), "Logger Group: none\n");
+        assert_eq!(
+            log_group(None, &[], Mode::Xml),
+            "<log_group>\n</log_group>\n"
+        );
+    }
+
+    #[test]
     fn xml_forms_escape_their_text() {
         let mut v = view();
         v.cluster_group = "a<b".into();
@@ -782,6 +819,86 @@ pub fn arp_show(lines: &[ArpLine], mode: Mode) -> String {
                 ));
             }
             out.push_str("</arp>\n");
+        }
+    }
+    out
+}
+
+/// `cluster show log_group` (ours: the reference left listening to
+/// `spuser`): the group, as `cluster info` names it, then the paniclog
+/// lines peers broadcast on it, oldest first, each with its time (UTC, by
+/// the sender's clock), sender and log.
+/// ```text
+/// Logger Group: panics
+/// 2023-11-14T22:13:20Z n1 paniclog: 1700000000@n1: assertion failed
+/// ```
+pub fn log_group(
+    group: Option<&str>,
+    lines: &[crate::core::logs::group::GroupLine],
+    mode: Mode,
+) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            out.push_str(&format!(
+                "Logger Group: {}
+",
+                group.unwrap_or("none")
+            ));
+            for l in lines {
+                out.push_str(&format!(
+                    "{} {} {}: {}
+",
+                    utc_stamp(l.time),
+                    l.sender,
+                    l.log,
+                    printable(&l.line)
+                ));
+            }
+        }
+        Mode::Xml => {
+            match group {
+                Some(g) => out.push_str(&format!("<log_group name=\"{}\">\n", xml_escape(g))),
+                None => out.push_str("<log_group>\n"),
+            }
+            for l in lines {
+                out.push_str(&format!(
+                    "  <line time=\"{}\" node=\"{}\" log=\"{}\">{}</line>\n",
+                    utc_stamp(l.time),
+                    xml_escape(&l.sender),
+                    xml_escape(&l.log),
+                    xml_escape(&printable(&l.line))
+                ));
+            }
+            out.push_str("</log_group>\n");
+        }
+    }
+    out
+}
+
+/// `2023-11-14T22:13:20Z`; a time before the epoch shows as the epoch.
+fn utc_stamp(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let t = crate::core::logs::template::BrokenTime::utc(secs);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
+/// A journal line as one console line: its line end dropped, invalid UTF-8
+/// replaced, and control characters escaped, so that a line cannot forge
+/// the lines after it (nor break the XML, which forbids most of them).
+fn printable(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim_end_matches(['\n', '\r']).chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
     }
     out

@@ -10,6 +10,7 @@
 //! a clock or a filesystem; `io::logfiles` does the writing.
 
 pub mod destination;
+pub mod group;
 pub mod template;
 
 use std::time::Duration;

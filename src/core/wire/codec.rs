@@ -6,7 +6,7 @@
 //! byte 0   PROTOCOL_VERSION
 //! byte 1   kind: 1 Heartbeat, 2 Hello, 3 ConsoleRequest, 4 ConsoleResponse,
 //!          5 DuraVipTable, 6 ReplicaUpdate, 7 CacheUpdate, 8 SnapshotRequest
-//!          (no fields)
+//!          (no fields), 9 LogPull, 10 LogBatch, 11 LogGroupLine
 //! then     the message's fields, in declaration order
 //! ```
 //!
@@ -54,8 +54,8 @@ use crate::core::duravip::{Claim, Handoff, Service, Table};
 
 use super::{
     CacheUpdate, ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, LogBatch,
-    LogLine, LogPull, MAX_FRAME, MAX_NAME, Message, NodeType, Opinion, PROTOCOL_VERSION, PeerState,
-    ReplicaUpdate, SelfInfo, SnapshotPart,
+    LogGroupLine, LogLine, LogPull, MAX_FRAME, MAX_LOG_GROUP_LINE, MAX_NAME, Message, NodeType,
+    Opinion, PROTOCOL_VERSION, PeerState, ReplicaUpdate, SelfInfo, SnapshotPart,
 };
 use crate::core::replicate::Entry;
 use crate::core::replicate::cache::{CacheEntry, MAX_CACHE_KEY, MAX_CACHE_VALUE};
@@ -71,6 +71,7 @@ const KIND_CACHE_UPDATE: u8 = 7;
 const KIND_SNAPSHOT_REQUEST: u8 = 8;
 const KIND_LOG_PULL: u8 = 9;
 const KIND_LOG_BATCH: u8 = 10;
+const KIND_LOG_GROUP_LINE: u8 = 11;
 
 /// Why bytes are not a message: the field at fault and what was wrong,
 /// e.g. `heartbeat.sender.name: length 300 exceeds 255`.
@@ -250,6 +251,14 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
                 }
             }
         }
+        Message::LogGroupLine(l) => {
+            w.push(KIND_LOG_GROUP_LINE);
+            put_str(&mut w, &l.group);
+            put_str(&mut w, &l.log);
+            put_u64(&mut w, l.time_us);
+            put_u32(&mut w, len32(l.line.len()));
+            w.extend_from_slice(&l.line);
+        }
         Message::ConsoleResponse(r) => {
             w.push(KIND_CONSOLE_RESPONSE);
             put_u64(&mut w, r.id);
@@ -292,6 +301,10 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
         KIND_SNAPSHOT_REQUEST => (Message::SnapshotRequest, "snapshot_request"),
         KIND_LOG_PULL => (Message::LogPull(log_pull(&mut r)?), "log_pull"),
         KIND_LOG_BATCH => (Message::LogBatch(log_batch(&mut r)?), "log_batch"),
+        KIND_LOG_GROUP_LINE => (
+            Message::LogGroupLine(log_group_line(&mut r)?),
+            "log_group_line",
+        ),
         other => return Err(DecodeError(format!("kind: unknown message kind {other}"))),
     };
     if !r.rest.is_empty() {
@@ -549,6 +562,15 @@ fn log_batch(r: &mut Reader<'_>) -> Result<LogBatch, DecodeError> {
         records,
         more,
         error,
+    })
+}
+
+fn log_group_line(r: &mut Reader<'_>) -> Result<LogGroupLine, DecodeError> {
+    Ok(LogGroupLine {
+        group: r.string("log_group_line.group", MAX_NAME)?,
+        log: r.string("log_group_line.log", MAX_NAME)?,
+        time_us: r.u64("log_group_line.time_us")?,
+        line: r.bytes("log_group_line.line", MAX_LOG_GROUP_LINE)?,
     })
 }
 
@@ -1025,6 +1047,18 @@ mod tests {
                 more: false,
                 error: Some("no subscriber".into()),
             }),
+            Message::LogGroupLine(LogGroupLine {
+                group: "panics".into(),
+                log: "paniclog".into(),
+                time_us: 1_700_000_000_123_456,
+                line: b"1700000000@n1: assertion failed \xff\n".to_vec(),
+            }),
+            Message::LogGroupLine(LogGroupLine {
+                group: max_name.clone(),
+                log: String::new(),
+                time_us: u64::MAX,
+                line: vec![0; MAX_LOG_GROUP_LINE],
+            }),
         ]
     }
 
@@ -1095,8 +1129,8 @@ mod tests {
         );
         assert_eq!(err(&[PROTOCOL_VERSION, 0]), "kind: unknown message kind 0");
         assert_eq!(
-            err(&[PROTOCOL_VERSION, 11]),
-            "kind: unknown message kind 11"
+            err(&[PROTOCOL_VERSION, 12]),
+            "kind: unknown message kind 12"
         );
         assert_eq!(
             err(&[PROTOCOL_VERSION, 8, 0]),
@@ -1249,6 +1283,35 @@ mod tests {
             err(&long),
             "duravip_table.handoffs.to: length 300 exceeds 255"
         );
+    }
+
+    #[test]
+    fn log_group_lines_reject_lying_lengths() {
+        let mut head = vec![PROTOCOL_VERSION, KIND_LOG_GROUP_LINE];
+        head.extend_from_slice(&1u32.to_le_bytes());
+        head.push(b'g');
+        head.extend_from_slice(&8u32.to_le_bytes());
+        head.extend_from_slice(b"paniclog");
+        head.extend_from_slice(&[0; 8]);
+        let line = |len: u32, bytes: &[u8]| {
+            let mut b = head.clone();
+            b.extend_from_slice(&len.to_le_bytes());
+            b.extend_from_slice(bytes);
+            b
+        };
+        assert_eq!(
+            err(&line(u32::MAX, b"boom")),
+            "log_group_line.line: length 4294967295 exceeds 65536"
+        );
+        assert_eq!(
+            err(&line(10, b"boom")),
+            "log_group_line.line: length 10 exceeds the 4 bytes left"
+        );
+        assert!(decode_message(&line(4, b"boom")).is_ok());
+        let mut group = vec![PROTOCOL_VERSION, KIND_LOG_GROUP_LINE];
+        group.extend_from_slice(&300u32.to_le_bytes());
+        group.extend_from_slice(&[b'g'; 300]);
+        assert_eq!(err(&group), "log_group_line.group: length 300 exceeds 255");
     }
 
     #[test]
@@ -1406,6 +1469,12 @@ mod tests {
                     expires_ms: 0,
                 },
             ],
+        })));
+        valid.push(encode_message(&Message::LogGroupLine(LogGroupLine {
+            group: "panics".into(),
+            log: "paniclog".into(),
+            time_us: 7,
+            line: b"boom".to_vec(),
         })));
         for round in 0..20_000 {
             let mut bytes = if round % 2 == 0 {

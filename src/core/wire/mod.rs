@@ -31,6 +31,10 @@ pub const PROTOCOL_VERSION: u8 = 5;
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame we send or accept.
 pub const MAX_FRAME: usize = 1 << 20;
+/// Longest line a [`LogGroupLine`] carries: a paniclog line is a sentence,
+/// and a broadcast that every peer must read should stay small. A sender
+/// cuts a longer one (crate-private: cbindgen would export a `pub` one).
+pub(crate) const MAX_LOG_GROUP_LINE: usize = 64 * 1024;
 /// Longest node name, subcluster, version or cluster group, in bytes: names
 /// travel in every heartbeat and envelope header (behind a one-byte length).
 pub const MAX_NAME: usize = 255;
@@ -221,6 +225,23 @@ pub struct LogBatch {
     pub error: Option<String>,
 }
 
+/// A line a node appended to its paniclog, broadcast on its `log_group`
+/// (the reference sent these over Spread for `spuser` and other listeners
+/// to hear). Fire and forget: nothing acknowledges it, and a node in
+/// another group, or in none, drops it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogGroupLine {
+    /// The sender's `log_group`.
+    pub group: String,
+    /// The log's key in the sender's `logs` dictionary (`paniclog`).
+    pub log: String,
+    /// When the sender appended it: microseconds since the epoch, as the
+    /// journal stamped the record.
+    pub time_us: u64,
+    /// At most [`MAX_LOG_GROUP_LINE`] bytes.
+    pub line: Vec<u8>,
+}
+
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -238,4 +259,5 @@ pub enum Message {
     SnapshotRequest,
     LogPull(LogPull),
     LogBatch(LogBatch),
+    LogGroupLine(LogGroupLine),
 }
