@@ -37,6 +37,9 @@ pub struct ControlServer {
     path: PathBuf,
     stopping: Arc<AtomicBool>,
     clients: Clients,
+    /// The listening socket, shut down to wake the accept when the socket
+    /// file is gone (its directory removed) and cannot be connected to.
+    listener: UnixListener,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -57,6 +60,7 @@ impl ControlServer {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         let stopping = Arc::new(AtomicBool::new(false));
         let clients: Clients = Arc::default();
+        let waker = listener.try_clone()?;
         let thread = {
             let stopping = Arc::clone(&stopping);
             let clients = Arc::clone(&clients);
@@ -68,6 +72,7 @@ impl ControlServer {
             path: path.to_path_buf(),
             stopping,
             clients,
+            listener: waker,
             thread: Some(thread),
         })
     }
@@ -87,8 +92,12 @@ impl ControlServer {
             return;
         };
         self.stopping.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; if the connect fails the listener is gone already.
-        let _ = UnixStream::connect(&self.path);
+        // Wake the blocking accept: a connection normally, and when the
+        // file is gone, a shutdown of the listening socket (accept then
+        // fails, and the loop sees `stopping`).
+        if UnixStream::connect(&self.path).is_err() {
+            let _ = socket2::SockRef::from(&self.listener).shutdown(std::net::Shutdown::Both);
+        }
         let _ = thread.join();
         for (_, c) in self.clients.lock().drain() {
             let _ = c.shutdown(std::net::Shutdown::Both);
@@ -247,6 +256,16 @@ mod tests {
             client.exec("hello").is_err(),
             "the connection is closed on stop"
         );
+    }
+
+    #[test]
+    fn stops_when_its_socket_file_was_removed() {
+        let path = temp_socket("removed");
+        let exec: Exec = Arc::new(|_| Ok(String::new()));
+        let server = ControlServer::start(&path, 0o600, exec).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // Before the fix this join never returned.
+        server.stop();
     }
 
     #[test]
