@@ -457,30 +457,58 @@ impl Journal {
             .map_err(|e| io_err(&seg_path, "cannot stat", e))?
             .len();
         let before = offsets.len();
-        // Re-check the last indexed record, then scan on from its end:
-        // only what is new is read, not the whole segment again.
-        let mut at = offsets.pop().unwrap_or(0);
-        let from = at.min(size);
-        let mut tail = vec![0u8; usize::try_from(size - from).unwrap_or(usize::MAX)];
-        seg.read_exact_at(&mut tail, from)
-            .map_err(|e| io_err(&seg_path, "cannot read", e))?;
-        let scan = scan(&tail, at - from);
-        offsets.extend(scan.offsets.iter().map(|o| o + from));
-        at = scan.end + from;
+        // Re-check the last two indexed records, then scan on from the end
+        // of the last: only what is new is read, not the whole segment.
+        let recheck = offsets.split_off(before.saturating_sub(2));
+        let scan_from = |from: u64| -> Result<Scan> {
+            let mut tail =
+                vec![0u8; usize::try_from(size.saturating_sub(from)).unwrap_or(usize::MAX)];
+            seg.read_exact_at(&mut tail, from.min(size))
+                .map_err(|e| io_err(&seg_path, "cannot read", e))?;
+            let found = scan(&tail, 0);
+            Ok(Scan {
+                offsets: found.offsets.iter().map(|o| o + from).collect(),
+                end: found.end + from,
+            })
+        };
+        let mut found = scan_from(recheck.first().copied().unwrap_or(0))?;
+        // Nothing syncs an index: after a power cut it can name records
+        // the segment lost, and the segment may since have grown again
+        // with bytes the crash left. What the index holds before the
+        // re-checked records is trusted only while the first of them is
+        // still whole and ends where the index says the next begins; else
+        // the segment is scanned again from the start.
+        let agrees = recheck.first().is_none_or(|&first| {
+            let end_of_first = found.offsets.get(1).copied().unwrap_or(found.end);
+            found.offsets.first() == Some(&first)
+                && recheck.get(1).is_none_or(|&next| end_of_first == next)
+        });
+        let mut rebuilt = false;
+        if !agrees {
+            offsets.clear();
+            found = scan_from(0)?;
+            rebuilt = true;
+        }
+        offsets.extend(found.offsets);
+        let at = found.end;
         let storage_log = self.meta()?.storage_log;
         // The writer writes a segment's last records before it moves
         // storage_log on: the segment is finished only if it has not grown
         // since we read it (jlog's recheck in ___jlog_resync_index).
         let unchanged = || fs::metadata(&seg_path).is_ok_and(|m| m.len() == size);
         let close = log < storage_log && at == size && unchanged();
-        if let Some(f) = idx.as_ref().filter(|_| offsets.len() != before || close) {
+        if let Some(f) = idx
+            .as_ref()
+            .filter(|_| rebuilt || offsets.len() != before || close)
+        {
             let mut new: Vec<u8> = offsets.iter().flat_map(|o| o.to_ne_bytes()).collect();
             if close {
                 new.extend_from_slice(&0u64.to_ne_bytes());
             }
-            // Written over the old index, which it extends, and only then
-            // cut to length, so that a reader reading without the lock (as
-            // libjlog's do first) never sees it shorter than it was.
+            // Written over the old index, which it extends (unless it was
+            // stale), and only then cut to length, so that a reader reading
+            // without the lock (as libjlog's do first) never sees it
+            // shorter than it was.
             let _ = f
                 .write_all_at(&new, 0)
                 .and_then(|()| f.set_len(new.len() as u64));
