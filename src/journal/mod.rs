@@ -670,14 +670,24 @@ impl Writer {
         // Under the segment's lock no writer is part way through a record:
         // what does not parse is a crash's leftover.
         let found = scan(&data, 0);
+        // An index naming records the segment no longer has (a power cut
+        // took them) would have readers take what is appended next for
+        // them: it is rebuilt. Readers re-check only its last records, and
+        // what is appended from here on may put records where it says
+        // they are. One naming only records found here stays.
+        let idx_path = journal.path(&format!("{}.idx", segment_name(meta.storage_log)));
+        let stale = fs::read(&idx_path).is_ok_and(|bytes| {
+            let (offsets, closed) = decode_index(&bytes);
+            closed || !found.offsets.starts_with(&offsets)
+        });
+        if stale {
+            let _ = fs::remove_file(&idx_path);
+        }
         let mut torn = None;
         if found.end < data.len() as u64 {
             file.set_len(found.end)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| io_err(&path, "cannot cut a torn record", e))?;
-            // The index may name the cut record's offset: rebuild it.
-            let _ =
-                fs::remove_file(journal.path(&format!("{}.idx", segment_name(meta.storage_log))));
             torn = Some(TornTail {
                 segment: meta.storage_log,
                 at: found.end,

@@ -318,3 +318,29 @@ fn an_index_naming_records_a_power_cut_took_is_not_trusted() {
     assert!(j.read(id(0, 2)).is_err());
     assert_eq!(j.read(id(0, 1)).unwrap().payload, [b'x'; 48]);
 }
+
+#[test]
+fn a_writer_rebuilds_an_index_naming_records_a_power_cut_took() {
+    // Records 2 to 5 lost whole: nothing is torn. The record appended next
+    // lands at 64 and carries, in its payload, whole records where the
+    // stale index says records 4 and 5 are: a reader trusting that index
+    // would serve them.
+    let dir = Scratch::new("stale-writer");
+    let j = indexed_then_cut(&dir.0, 64);
+    let (mut w, torn) = Writer::open(&j).unwrap();
+    assert_eq!(torn, None);
+    let fake = Header {
+        tv_sec: 99,
+        tv_usec: 99,
+        mlen: 48,
+    }
+    .encode();
+    let mut payload = vec![b'y'; 300];
+    for at in (48..payload.len() - HEADER_LEN).step_by(64) {
+        payload[at..at + HEADER_LEN].copy_from_slice(&fake);
+    }
+    assert_eq!(w.append(5, 0, &payload).unwrap(), id(0, 2));
+    assert_eq!(j.records_in(0).unwrap(), 2);
+    assert_eq!(j.read(id(0, 2)).unwrap().payload, payload);
+    assert!(j.read(id(0, 3)).is_err());
+}
