@@ -11,9 +11,13 @@
 //! a record cut short by a crash at the end of the current segment (a
 //! header without its whole payload, or bytes that are not a header) is
 //! cut off and reported ([`TornTail`]), never served. Readers already stop
-//! before an incomplete record, as jlog's do. Durability of appends is the
-//! writer's [`Writer::sync`], or an [`Appender`]'s group commit, which
-//! acknowledges an append only once it is durable.
+//! before an incomplete record, as jlog's do. A power cut can also take
+//! whole records that readers had seen: an index naming them is not
+//! trusted, and a checkpoint past the last record left is pulled back when
+//! a writer opens, so that the records which take those ids again reach
+//! its subscriber. Durability of appends is the writer's [`Writer::sync`],
+//! or an [`Appender`]'s group commit, which acknowledges an append only
+//! once it is durable.
 //!
 //! Writers and readers in other processes, ours or libjlog's, coordinate
 //! through jlog's file locks ([`lock`] says which and when); the metastore,
@@ -209,17 +213,7 @@ impl Journal {
             }
         })?;
         let _locked = lock_to_read(&file, writable, &path)?;
-        let mut bytes = Vec::new();
-        (&file)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_err(&path, "cannot read", e))?;
-        LogId::decode(&bytes).ok_or_else(|| {
-            JournalError(format!(
-                "{}: a checkpoint is 8 bytes, not {}",
-                path.display(),
-                bytes.len()
-            ))
-        })
+        read_checkpoint(&file, &path)
     }
 
     /// `name` has consumed everything up to `id`; durable when this
@@ -229,6 +223,44 @@ impl Journal {
         let path = self.path(&checkpoint_name(name));
         let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
         write_checkpoint(&file, &path, id)
+    }
+
+    /// Pulls every checkpoint past the last of segment `log`'s `records`
+    /// back to it. Readers see records before they are durable: after a
+    /// power cut a checkpoint can name records the segment lost, whose ids
+    /// the next appends take again, and its reader would skip those. The
+    /// caller, a writer opening, holds the segment's lock, so that no
+    /// record is appended meanwhile. A checkpoint that does not read is
+    /// left for its reader to find.
+    fn pull_back_checkpoints(&self, log: u32, records: u32) -> Result<()> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, "cannot list", e))?;
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            if file_name.to_str().and_then(subscriber_of).is_none() {
+                continue;
+            }
+            let path = entry.path();
+            // Gone since it was listed (its subscriber removed), or not
+            // ours to write: left alone.
+            let Ok(file) = open_rw(&path, false) else {
+                continue;
+            };
+            let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
+            match read_checkpoint(&file, &path) {
+                Ok(id) if id.log == log && id.marker > records => {
+                    write_checkpoint(
+                        &file,
+                        &path,
+                        LogId {
+                            log,
+                            marker: records,
+                        },
+                    )?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn open_checkpoint(&self, name: &str) -> Result<File> {
@@ -599,6 +631,22 @@ fn read_meta(file: &File, path: &Path) -> Result<Meta> {
     Meta::decode(&bytes).map_err(|e| JournalError(format!("{}: {e}", path.display())))
 }
 
+/// A checkpoint's contents; the caller holds its lock.
+fn read_checkpoint(file: &File, path: &Path) -> Result<LogId> {
+    let mut bytes = Vec::new();
+    let mut reader = file;
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_err(path, "cannot read", e))?;
+    LogId::decode(&bytes).ok_or_else(|| {
+        JournalError(format!(
+            "{}: a checkpoint is 8 bytes, not {}",
+            path.display(),
+            bytes.len()
+        ))
+    })
+}
+
 /// Writes a checkpoint in place and makes it durable; the caller holds its
 /// lock. Eight bytes at offset 0 lie in one sector: a crash leaves the old
 /// checkpoint or the new.
@@ -696,6 +744,7 @@ impl Writer {
         }
         let records = u32::try_from(found.offsets.len())
             .map_err(|_| JournalError(format!("{}: too many records", path.display())))?;
+        journal.pull_back_checkpoints(meta.storage_log, records)?;
         drop(_locked);
         Ok((
             Writer {

@@ -344,3 +344,33 @@ fn a_writer_rebuilds_an_index_naming_records_a_power_cut_took() {
     assert_eq!(j.read(id(0, 2)).unwrap().payload, payload);
     assert!(j.read(id(0, 3)).is_err());
 }
+
+#[test]
+fn a_checkpoint_past_what_a_power_cut_left_is_pulled_back() {
+    let dir = Scratch::new("pull-back");
+    let j = Journal::create(&dir.0, None).unwrap();
+    j.add_subscriber("r", Start::Begin).unwrap();
+    j.add_subscriber("late", Start::Begin).unwrap();
+    let (mut w, _) = Writer::open(&j).unwrap();
+    w.append(0, 0, b"synced").unwrap();
+    w.sync().unwrap();
+    w.append(1, 0, b"lost").unwrap();
+    w.append(2, 0, b"lost too").unwrap();
+    // "r" reads and consumes records that are not durable yet.
+    assert_eq!(drain(&j, "r").len(), 3);
+    drop(w);
+    // The power cut takes them; a writer opening gives their ids to new
+    // records, which "r" must still read.
+    let seg = OpenOptions::new()
+        .write(true)
+        .open(dir.0.join("00000000"))
+        .unwrap();
+    seg.set_len((HEADER_LEN + 6) as u64).unwrap();
+    let (mut w, torn) = Writer::open(&j).unwrap();
+    assert_eq!(torn, None);
+    assert_eq!(j.checkpoint("r").unwrap(), id(0, 1));
+    assert_eq!(j.checkpoint("late").unwrap(), id(0, 0), "left alone");
+    assert_eq!(w.append(3, 0, b"new").unwrap(), id(0, 2));
+    let payloads: Vec<Vec<u8>> = drain(&j, "r").into_iter().map(|r| r.payload).collect();
+    assert_eq!(payloads, [b"new".to_vec()]);
+}
