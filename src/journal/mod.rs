@@ -27,6 +27,10 @@ pub mod aggregator;
 pub mod appender;
 pub mod format;
 mod lock;
+// The model-based checker, public for tests/journal_model.rs and the fuzz
+// target; not API.
+#[doc(hidden)]
+pub mod model;
 pub mod server;
 
 pub use appender::{Appender, Durability};
