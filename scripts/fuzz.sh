@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the configuration readers and the wire decoder
-# on stable Rust.
+# Coverage-guided fuzzing of the configuration readers, the wire decoder and
+# the journal (against its model) on stable Rust.
 #
-#   scripts/fuzz.sh [SECONDS]      (default 40: the three targets take 2 min)
+#   scripts/fuzz.sh [SECONDS]      (default 40: the four targets take 3 min)
 #
-# Runs every target in fuzz/ (ecelerity_config, toml_config, wire_decode) one
-# after the other, EACH for SECONDS, with libFuzzer via the pinned cargo-fuzz. No nightly
-# is needed: `--sanitizer none` makes cargo-fuzz pass only stable flags
-# (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-*, --cfg fuzzing,
-# -Cdebug-assertions), and libfuzzer-sys builds libFuzzer itself with the
-# system C++ compiler. Debug assertions are on so that integer overflow panics
+# Runs every target in fuzz/ (ecelerity_config, toml_config, wire_decode,
+# journal_model) one after the other, EACH for SECONDS, with libFuzzer via
+# the pinned cargo-fuzz. No nightly is needed: `--sanitizer none` makes
+# cargo-fuzz pass only stable flags (-Cpasses=sancov-module,
+# -Cllvm-args=-sanitizer-coverage-*, --cfg fuzzing, -Cdebug-assertions), and
+# libfuzzer-sys builds libFuzzer itself with the system C++ compiler. Debug assertions are on so that integer overflow panics
 # as it does under `cargo test`.
 #
 # fuzz/config.dict gives the config targets the syntax and option names to
 # splice in. Their seeds come from examples/config/; wire_decode's are a few
-# valid messages and an envelope, written below. Seeds go into
-# fuzz/corpus/<target>/ (not committed) on every run; what libFuzzer adds
-# there is kept between runs.
+# valid messages and an envelope, written below; journal_model's are random
+# bytes, as any input is a sequence of operations (src/journal/model.rs).
+# Seeds go into fuzz/corpus/<target>/ (not committed) on every run; what
+# libFuzzer adds there is kept between runs.
 # Exits non-zero if any target crashes, panics or times out, and prints the
 # path of the input that did it (under fuzz/artifacts/<target>/).
 set -euo pipefail
@@ -27,7 +28,7 @@ case "$SECONDS_PER_TARGET" in
   '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
 esac
 CARGO_FUZZ_VERSION=0.13.1
-TARGETS=(ecelerity_config toml_config wire_decode)
+TARGETS=(ecelerity_config toml_config wire_decode journal_model)
 # Flags for both `build` and `run`, so `run` reuses the build.
 BUILD_FLAGS=(--sanitizer none --release --debug-assertions)
 
@@ -80,6 +81,8 @@ for target in "${TARGETS[@]}"; do
     ecelerity_config) cp ../examples/config/*.conf "$corpus"/; dict=(-dict=config.dict) ;;
     toml_config) cp ../examples/config/*.toml "$corpus"/; dict=(-dict=config.dict) ;;
     wire_decode) wire_seeds "$corpus" ;;
+    # Fixed names, so that each run replaces them rather than adding more.
+    journal_model) for i in 1 2 3 4; do head -c 1200 /dev/urandom >"$corpus/random-$i"; done ;;
   esac
   log=$artifacts/last-run.log
   set +e

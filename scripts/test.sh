@@ -56,7 +56,7 @@ echo "no Lua code yet"
 step "benchmarks (smoke: each runs once)"
 cargo bench --quiet --bench '*' -- --test
 
-step "fuzz the configuration readers and the wire decoder (bounded)"
+step "fuzz the configuration readers, the wire decoder and the journal (bounded)"
 scripts/fuzz.sh "${ECC_FUZZ_SECONDS:-40}"
 
 step "all checks passed"

@@ -11,9 +11,13 @@
 //! a record cut short by a crash at the end of the current segment (a
 //! header without its whole payload, or bytes that are not a header) is
 //! cut off and reported ([`TornTail`]), never served. Readers already stop
-//! before an incomplete record, as jlog's do. Durability of appends is the
-//! writer's [`Writer::sync`], or an [`Appender`]'s group commit, which
-//! acknowledges an append only once it is durable.
+//! before an incomplete record, as jlog's do. A power cut can also take
+//! whole records that readers had seen: an index naming them is not
+//! trusted, and a checkpoint past the last record left is pulled back when
+//! a writer opens, so that the records which take those ids again reach
+//! its subscriber. Durability of appends is the writer's [`Writer::sync`],
+//! or an [`Appender`]'s group commit, which acknowledges an append only
+//! once it is durable.
 //!
 //! Writers and readers in other processes, ours or libjlog's, coordinate
 //! through jlog's file locks ([`lock`] says which and when); the metastore,
@@ -23,6 +27,10 @@ pub mod aggregator;
 pub mod appender;
 pub mod format;
 mod lock;
+// The model-based checker, public for tests/journal_model.rs and the fuzz
+// target; not API.
+#[doc(hidden)]
+pub mod model;
 pub mod server;
 
 pub use appender::{Appender, Durability};
@@ -209,17 +217,7 @@ impl Journal {
             }
         })?;
         let _locked = lock_to_read(&file, writable, &path)?;
-        let mut bytes = Vec::new();
-        (&file)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_err(&path, "cannot read", e))?;
-        LogId::decode(&bytes).ok_or_else(|| {
-            JournalError(format!(
-                "{}: a checkpoint is 8 bytes, not {}",
-                path.display(),
-                bytes.len()
-            ))
-        })
+        read_checkpoint(&file, &path)
     }
 
     /// `name` has consumed everything up to `id`; durable when this
@@ -229,6 +227,44 @@ impl Journal {
         let path = self.path(&checkpoint_name(name));
         let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
         write_checkpoint(&file, &path, id)
+    }
+
+    /// Pulls every checkpoint past the last of segment `log`'s `records`
+    /// back to it. Readers see records before they are durable: after a
+    /// power cut a checkpoint can name records the segment lost, whose ids
+    /// the next appends take again, and its reader would skip those. The
+    /// caller, a writer opening, holds the segment's lock, so that no
+    /// record is appended meanwhile. A checkpoint that does not read is
+    /// left for its reader to find.
+    fn pull_back_checkpoints(&self, log: u32, records: u32) -> Result<()> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| io_err(&self.dir, "cannot list", e))?;
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            if file_name.to_str().and_then(subscriber_of).is_none() {
+                continue;
+            }
+            let path = entry.path();
+            // Gone since it was listed (its subscriber removed), or not
+            // ours to write: left alone.
+            let Ok(file) = open_rw(&path, false) else {
+                continue;
+            };
+            let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
+            match read_checkpoint(&file, &path) {
+                Ok(id) if id.log == log && id.marker > records => {
+                    write_checkpoint(
+                        &file,
+                        &path,
+                        LogId {
+                            log,
+                            marker: records,
+                        },
+                    )?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn open_checkpoint(&self, name: &str) -> Result<File> {
@@ -457,30 +493,58 @@ impl Journal {
             .map_err(|e| io_err(&seg_path, "cannot stat", e))?
             .len();
         let before = offsets.len();
-        // Re-check the last indexed record, then scan on from its end:
-        // only what is new is read, not the whole segment again.
-        let mut at = offsets.pop().unwrap_or(0);
-        let from = at.min(size);
-        let mut tail = vec![0u8; usize::try_from(size - from).unwrap_or(usize::MAX)];
-        seg.read_exact_at(&mut tail, from)
-            .map_err(|e| io_err(&seg_path, "cannot read", e))?;
-        let scan = scan(&tail, at - from);
-        offsets.extend(scan.offsets.iter().map(|o| o + from));
-        at = scan.end + from;
+        // Re-check the last two indexed records, then scan on from the end
+        // of the last: only what is new is read, not the whole segment.
+        let recheck = offsets.split_off(before.saturating_sub(2));
+        let scan_from = |from: u64| -> Result<Scan> {
+            let mut tail =
+                vec![0u8; usize::try_from(size.saturating_sub(from)).unwrap_or(usize::MAX)];
+            seg.read_exact_at(&mut tail, from.min(size))
+                .map_err(|e| io_err(&seg_path, "cannot read", e))?;
+            let found = scan(&tail, 0);
+            Ok(Scan {
+                offsets: found.offsets.iter().map(|o| o + from).collect(),
+                end: found.end + from,
+            })
+        };
+        let mut found = scan_from(recheck.first().copied().unwrap_or(0))?;
+        // Nothing syncs an index: after a power cut it can name records
+        // the segment lost, and the segment may since have grown again
+        // with bytes the crash left. What the index holds before the
+        // re-checked records is trusted only while the first of them is
+        // still whole and ends where the index says the next begins; else
+        // the segment is scanned again from the start.
+        let agrees = recheck.first().is_none_or(|&first| {
+            let end_of_first = found.offsets.get(1).copied().unwrap_or(found.end);
+            found.offsets.first() == Some(&first)
+                && recheck.get(1).is_none_or(|&next| end_of_first == next)
+        });
+        let mut rebuilt = false;
+        if !agrees {
+            offsets.clear();
+            found = scan_from(0)?;
+            rebuilt = true;
+        }
+        offsets.extend(found.offsets);
+        let at = found.end;
         let storage_log = self.meta()?.storage_log;
         // The writer writes a segment's last records before it moves
         // storage_log on: the segment is finished only if it has not grown
         // since we read it (jlog's recheck in ___jlog_resync_index).
         let unchanged = || fs::metadata(&seg_path).is_ok_and(|m| m.len() == size);
         let close = log < storage_log && at == size && unchanged();
-        if let Some(f) = idx.as_ref().filter(|_| offsets.len() != before || close) {
+        if let Some(f) = idx
+            .as_ref()
+            .filter(|_| rebuilt || offsets.len() != before || close)
+        {
             let mut new: Vec<u8> = offsets.iter().flat_map(|o| o.to_ne_bytes()).collect();
             if close {
                 new.extend_from_slice(&0u64.to_ne_bytes());
             }
-            // Written over the old index, which it extends, and only then
-            // cut to length, so that a reader reading without the lock (as
-            // libjlog's do first) never sees it shorter than it was.
+            // Written over the old index, which it extends (unless it was
+            // stale), and only then cut to length, so that a reader reading
+            // without the lock (as libjlog's do first) never sees it
+            // shorter than it was.
             let _ = f
                 .write_all_at(&new, 0)
                 .and_then(|()| f.set_len(new.len() as u64));
@@ -571,6 +635,22 @@ fn read_meta(file: &File, path: &Path) -> Result<Meta> {
     Meta::decode(&bytes).map_err(|e| JournalError(format!("{}: {e}", path.display())))
 }
 
+/// A checkpoint's contents; the caller holds its lock.
+fn read_checkpoint(file: &File, path: &Path) -> Result<LogId> {
+    let mut bytes = Vec::new();
+    let mut reader = file;
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_err(path, "cannot read", e))?;
+    LogId::decode(&bytes).ok_or_else(|| {
+        JournalError(format!(
+            "{}: a checkpoint is 8 bytes, not {}",
+            path.display(),
+            bytes.len()
+        ))
+    })
+}
+
 /// Writes a checkpoint in place and makes it durable; the caller holds its
 /// lock. Eight bytes at offset 0 lie in one sector: a crash leaves the old
 /// checkpoint or the new.
@@ -642,14 +722,24 @@ impl Writer {
         // Under the segment's lock no writer is part way through a record:
         // what does not parse is a crash's leftover.
         let found = scan(&data, 0);
+        // An index naming records the segment no longer has (a power cut
+        // took them) would have readers take what is appended next for
+        // them: it is rebuilt. Readers re-check only its last records, and
+        // what is appended from here on may put records where it says
+        // they are. One naming only records found here stays.
+        let idx_path = journal.path(&format!("{}.idx", segment_name(meta.storage_log)));
+        let stale = fs::read(&idx_path).is_ok_and(|bytes| {
+            let (offsets, closed) = decode_index(&bytes);
+            closed || !found.offsets.starts_with(&offsets)
+        });
+        if stale {
+            let _ = fs::remove_file(&idx_path);
+        }
         let mut torn = None;
         if found.end < data.len() as u64 {
             file.set_len(found.end)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| io_err(&path, "cannot cut a torn record", e))?;
-            // The index may name the cut record's offset: rebuild it.
-            let _ =
-                fs::remove_file(journal.path(&format!("{}.idx", segment_name(meta.storage_log))));
             torn = Some(TornTail {
                 segment: meta.storage_log,
                 at: found.end,
@@ -658,6 +748,7 @@ impl Writer {
         }
         let records = u32::try_from(found.offsets.len())
             .map_err(|_| JournalError(format!("{}: too many records", path.display())))?;
+        journal.pull_back_checkpoints(meta.storage_log, records)?;
         drop(_locked);
         Ok((
             Writer {

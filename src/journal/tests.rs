@@ -276,3 +276,101 @@ fn a_range_reads_as_its_records_one_by_one() {
     assert!(j.read_range(id(0, 1), id(1, 1)).is_err());
     assert!(j.read_range(id(0, 1), id(0, 999)).is_err());
 }
+
+/// Five records of 64 bytes each at 0, 64, ... 256, indexed by a reader,
+/// none synced; the segment is then cut at `at` as a power cut would
+/// leave it, the index as the reader wrote it.
+fn indexed_then_cut(dir: &Path, at: u64) -> Journal {
+    let j = Journal::create(dir, None).unwrap();
+    let (mut w, _) = Writer::open(&j).unwrap();
+    for i in 0..5u32 {
+        w.append(i, 0, &[b'x'; 48]).unwrap();
+    }
+    assert_eq!(j.records_in(0).unwrap(), 5);
+    drop(w);
+    let seg = OpenOptions::new()
+        .write(true)
+        .open(dir.join("00000000"))
+        .unwrap();
+    seg.set_len(at).unwrap();
+    j
+}
+
+#[test]
+fn an_index_naming_records_a_power_cut_took_is_not_trusted() {
+    // Cut inside the fourth record: the index names it and the fifth.
+    let dir = Scratch::new("stale-cut");
+    let j = indexed_then_cut(&dir.0, 3 * 64 + 20);
+    assert_eq!(j.records_in(0).unwrap(), 3);
+    assert!(j.read(id(0, 4)).is_err());
+
+    // Cut after the first record, then zeros where the file system lost a
+    // block's data but kept its size: the index's last records fall in
+    // the zeros, the second before them.
+    let dir = Scratch::new("stale-zeros");
+    let j = indexed_then_cut(&dir.0, 64);
+    let mut seg = OpenOptions::new()
+        .append(true)
+        .open(dir.0.join("00000000"))
+        .unwrap();
+    seg.write_all(&[0; 300]).unwrap();
+    assert_eq!(j.records_in(0).unwrap(), 1);
+    assert!(j.read(id(0, 2)).is_err());
+    assert_eq!(j.read(id(0, 1)).unwrap().payload, [b'x'; 48]);
+}
+
+#[test]
+fn a_writer_rebuilds_an_index_naming_records_a_power_cut_took() {
+    // Records 2 to 5 lost whole: nothing is torn. The record appended next
+    // lands at 64 and carries, in its payload, whole records where the
+    // stale index says records 4 and 5 are: a reader trusting that index
+    // would serve them.
+    let dir = Scratch::new("stale-writer");
+    let j = indexed_then_cut(&dir.0, 64);
+    let (mut w, torn) = Writer::open(&j).unwrap();
+    assert_eq!(torn, None);
+    let fake = Header {
+        tv_sec: 99,
+        tv_usec: 99,
+        mlen: 48,
+    }
+    .encode();
+    let mut payload = vec![b'y'; 300];
+    for at in (48..payload.len() - HEADER_LEN).step_by(64) {
+        payload[at..at + HEADER_LEN].copy_from_slice(&fake);
+    }
+    assert_eq!(w.append(5, 0, &payload).unwrap(), id(0, 2));
+    assert_eq!(j.records_in(0).unwrap(), 2);
+    assert_eq!(j.read(id(0, 2)).unwrap().payload, payload);
+    assert!(j.read(id(0, 3)).is_err());
+}
+
+#[test]
+fn a_checkpoint_past_what_a_power_cut_left_is_pulled_back() {
+    let dir = Scratch::new("pull-back");
+    let j = Journal::create(&dir.0, None).unwrap();
+    j.add_subscriber("r", Start::Begin).unwrap();
+    j.add_subscriber("late", Start::Begin).unwrap();
+    let (mut w, _) = Writer::open(&j).unwrap();
+    w.append(0, 0, b"synced").unwrap();
+    w.sync().unwrap();
+    w.append(1, 0, b"lost").unwrap();
+    w.append(2, 0, b"lost too").unwrap();
+    // "r" reads and consumes records that are not durable yet.
+    assert_eq!(drain(&j, "r").len(), 3);
+    drop(w);
+    // The power cut takes them; a writer opening gives their ids to new
+    // records, which "r" must still read.
+    let seg = OpenOptions::new()
+        .write(true)
+        .open(dir.0.join("00000000"))
+        .unwrap();
+    seg.set_len((HEADER_LEN + 6) as u64).unwrap();
+    let (mut w, torn) = Writer::open(&j).unwrap();
+    assert_eq!(torn, None);
+    assert_eq!(j.checkpoint("r").unwrap(), id(0, 1));
+    assert_eq!(j.checkpoint("late").unwrap(), id(0, 0), "left alone");
+    assert_eq!(w.append(3, 0, b"new").unwrap(), id(0, 2));
+    let payloads: Vec<Vec<u8>> = drain(&j, "r").into_iter().map(|r| r.payload).collect();
+    assert_eq!(payloads, [b"new".to_vec()]);
+}
