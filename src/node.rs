@@ -158,8 +158,8 @@ impl aggregator::Cluster for RuntimeCluster {
             .collect()
     }
 
-    fn is_alive(&self, node: &str) -> bool {
-        self.runtime.is_alive(node)
+    fn alive_generation(&self, node: &str) -> Option<u64> {
+        self.runtime.alive_generation(node)
     }
 
     fn pull(

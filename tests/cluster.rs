@@ -1377,8 +1377,12 @@ fn a_manager_pulls_every_nodes_journal_and_loses_nothing() {
             .all(|n| file_lines(&output(n)).len() >= total(n) as usize)
     });
     for n in &names[1..] {
-        let repeated = check_aggregated(&output(n), n, total(n), 1);
-        eprintln!("{n}: {repeated} lines repeated after the manager's restart");
+        // The manager's restart may repeat a batch of each node; n2's own
+        // restart one more of n2 (the aggregator then trusts n2's
+        // checkpoint file over its own).
+        let restarts = if *n == "n2" { 2 } else { 1 };
+        let repeated = check_aggregated(&output(n), n, total(n), restarts);
+        eprintln!("{n}: {repeated} lines repeated after the restarts");
     }
     // Every subscriber has read everything, and consumed segments are gone.
     wait_until("the checkpoints caught up", || {

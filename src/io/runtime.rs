@@ -570,9 +570,9 @@ impl Runtime {
         }));
     }
 
-    /// Whether `node` is alive in this node's view.
-    pub fn is_alive(&self, node: &str) -> bool {
-        self.shared.peer_alive(node)
+    /// `node`'s generation while it is alive in this node's view.
+    pub fn alive_generation(&self, node: &str) -> Option<u64> {
+        self.shared.alive_generation(node)
     }
 
     /// Stops every thread and closes the sockets; later calls do nothing.

@@ -40,7 +40,8 @@ use crate::io::logfiles::LogFiles;
 pub trait Cluster: Send + Sync {
     /// The MTA nodes seen so far, alive or not, with their subclusters.
     fn mta_nodes(&self) -> Vec<(String, String)>;
-    fn is_alive(&self, node: &str) -> bool;
+    /// `node`'s generation while it is alive (a restart makes a new one).
+    fn alive_generation(&self, node: &str) -> Option<u64>;
     /// Sends `pull` to `node` and waits for its batch, at most `timeout`,
     /// giving up early when `cancelled` says so.
     fn pull(
@@ -75,6 +76,8 @@ struct Stream {
     node: String,
     log: String,
     status: Mutex<StreamStatus>,
+    /// The node's generation when the checkpoint was taken.
+    generation: Mutex<Option<u64>>,
     subscribers: Vec<String>,
     subcluster: Mutex<String>,
 }
@@ -277,6 +280,7 @@ fn scan(state: &Arc<State>) {
                         ..StreamStatus::default()
                     }),
                     subscribers: subscribers.clone(),
+                    generation: Mutex::new(None),
                     subcluster: Mutex::new(subcluster.clone()),
                 });
                 streams.insert(key, Arc::clone(&stream));
@@ -296,10 +300,19 @@ fn scan(state: &Arc<State>) {
 fn run_stream(state: &Arc<State>, stream: &Arc<Stream>) {
     let node = &stream.node;
     while !state.stopping() {
-        if !state.cluster.is_alive(node) {
+        let Some(generation) = state.cluster.alive_generation(node) else {
             stream.status.lock().state = "node down".into();
             state.pause(SCAN_INTERVAL);
             continue;
+        };
+        // A node that restarted may have lost records it had served but
+        // not synced (a power cut), and will append new ones under the
+        // same ids: its own checkpoint file, pulled back to what survived,
+        // is then the truth, and ours must not push it forward again. The
+        // price is one batch served twice when the restart was a plain
+        // crash that lost nothing.
+        if stream.generation.lock().replace(generation) != Some(generation) {
+            stream.status.lock().checkpoint = None;
         }
         let job = Arc::new(Job {
             id: state.next_job.fetch_add(1, Ordering::SeqCst),
