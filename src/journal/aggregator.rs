@@ -451,3 +451,169 @@ fn append(files: &mut LogFiles, path: &std::path::Path, lines: &[&[u8]]) -> Resu
         .append_lines(path, lines)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::LogManager;
+    use crate::journal::server::LogServer;
+    use crate::journal::{Journal, Start, Writer};
+    use std::path::Path;
+
+    /// Nodes whose log servers are called directly, each with a journal
+    /// in `dir/<node>`; a pull can be held back to abort the job under it.
+    struct Direct {
+        nodes: Vec<(String, LogServer)>,
+        hold: AtomicBool,
+        pulls: Mutex<Vec<(String, Vec<String>)>>,
+    }
+
+    impl Cluster for Direct {
+        fn mta_nodes(&self) -> Vec<(String, String)> {
+            self.nodes
+                .iter()
+                .map(|(n, _)| (n.clone(), "default".into()))
+                .collect()
+        }
+
+        fn alive_generation(&self, _: &str) -> Option<u64> {
+            Some(1)
+        }
+
+        fn pull(
+            &self,
+            node: &str,
+            pull: LogPull,
+            _: Duration,
+            cancelled: &dyn Fn() -> bool,
+        ) -> Result<LogBatch, String> {
+            self.pulls
+                .lock()
+                .push((node.to_string(), pull.subscribers.clone()));
+            while self.hold.load(Ordering::SeqCst) {
+                if cancelled() {
+                    return Err("cancelled".into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let (_, server) = self.nodes.iter().find(|(n, _)| n == node).unwrap();
+            Ok(server.serve("mgr", &pull, &AtomicBool::new(false)))
+        }
+    }
+
+    fn journal_with(dir: &Path, subscriber: &str, lines: std::ops::Range<u32>) {
+        let j = Journal::create(dir, None).unwrap();
+        j.add_subscriber(subscriber, Start::Begin).unwrap();
+        let (mut w, _) = Writer::open(&j).unwrap();
+        for i in lines {
+            w.append(0, 0, format!("line {i}").as_bytes()).unwrap();
+        }
+        w.sync().unwrap();
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    fn wait(what: &str, mut cond: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn subscriber_lists_choose_what_is_pulled_and_an_abort_loses_and_repeats_nothing() {
+        let dir = std::env::temp_dir().join(format!("ecc-aggregator-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // n1 has only "other"; n2 is configured to pull nothing; n3 takes
+        // the default list (mgr, master).
+        journal_with(&dir.join("n1"), "other", 0..10);
+        journal_with(&dir.join("n2"), "master", 0..10);
+        journal_with(&dir.join("n3"), "master", 0..10);
+        let server = |n: &str| {
+            let published = vec![("mainlog".to_string(), dir.join(n))];
+            (
+                n.to_string(),
+                LogServer::new(published, Duration::ZERO, Duration::from_millis(50)),
+            )
+        };
+        let cluster = Arc::new(Direct {
+            nodes: vec![server("n1"), server("n2"), server("n3")],
+            hold: AtomicBool::new(false),
+            pulls: Mutex::new(Vec::new()),
+        });
+        let scope = ManagerLogs {
+            logfile: format!("{}/out/%{{n}}", dir.display()),
+            file_mode: 0o640,
+            dir_mode: 0o755,
+            max_open: 2,
+            max_idle: 300,
+            control_cache: None,
+            managers: vec![
+                LogManager {
+                    name: "elsewhere".into(),
+                    nodes: vec![("n3".into(), Vec::new())],
+                },
+                LogManager {
+                    name: "mgr".into(),
+                    nodes: vec![
+                        ("n1".into(), vec!["other".into()]),
+                        ("n2".into(), Vec::new()),
+                    ],
+                },
+            ],
+        };
+        let settings = Settings {
+            me: "mgr".into(),
+            logs: vec!["mainlog".into()],
+            scope,
+            idle_interval: Duration::from_millis(50),
+            active_interval: Duration::ZERO,
+        };
+        let aggregator =
+            Aggregator::start(settings, Arc::clone(&cluster) as Arc<dyn Cluster>).unwrap();
+        let out = |n: &str| dir.join("out").join(n);
+        let ten: Vec<String> = (0..10).map(|i| format!("line {i}")).collect();
+        wait("n1 and n3", || {
+            lines(&out("n1")).len() == 10 && lines(&out("n3")).len() == 10
+        });
+        assert_eq!(lines(&out("n1")), ten);
+        assert_eq!(lines(&out("n3")), ten);
+        assert!(!out("n2").exists(), "n2 has Subscriber = () and was pulled");
+        let asked: Vec<(String, Vec<String>)> = cluster.pulls.lock().clone();
+        assert!(asked.iter().all(|(n, _)| n != "n2"));
+        assert!(asked.contains(&("n1".into(), vec!["other".into()])));
+        assert!(asked.contains(&("n3".into(), vec!["mgr".into(), "master".into()])));
+
+        // A job held in its pull is aborted; the lines that come meanwhile
+        // arrive through the next job, once.
+        cluster.hold.store(true, Ordering::SeqCst);
+        let job = aggregator
+            .jobs()
+            .into_iter()
+            .find(|j| j.node == "n3")
+            .expect("a job for n3");
+        journal_with(&dir.join("n3"), "master", 10..20);
+        aggregator.abort(job.id).unwrap();
+        assert!(aggregator.abort(u64::MAX).is_err());
+        wait("the aborted job to end", || {
+            aggregator.jobs().iter().all(|j| j.id != job.id)
+        });
+        cluster.hold.store(false, Ordering::SeqCst);
+        wait("n3's new lines", || lines(&out("n3")).len() >= 20);
+        let twenty: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+        assert_eq!(lines(&out("n3")), twenty);
+        let n3 = aggregator
+            .streams()
+            .into_iter()
+            .find(|s| s.node == "n3")
+            .unwrap();
+        assert_eq!(n3.lines, 20);
+        aggregator.stop();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
