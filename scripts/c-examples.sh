@@ -143,6 +143,34 @@ step "minimal.c against the static library"
 [[ $(ldd "$out/minimal-static") != *libeccluster* ]] || die "minimal-static needs libeccluster.so"
 run_checked minimal-static "$out/minimal-static"
 
+# build_example NAME: examples/c/NAME.c against the shared library, plain
+# (-O2) as $out/NAME and with ASan+UBSan as $out/NAME-asan.
+build_example() {
+  local name=$1
+  "$CC" "${CFLAGS[@]}" -O2 -Iinclude "examples/c/$name.c" \
+    -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/$name"
+  "$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+    -fno-sanitize-recover=all -Iinclude "examples/c/$name.c" \
+    -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/$name-asan"
+  [[ $(nm -u "$out/$name-asan") == *__asan_init* ]] || die "$name-asan is not instrumented"
+}
+
+# run_three_ways NAME RUNNER: builds examples/c/NAME.c and runs it through
+# RUNNER (a run_* function taking a label and a command) plain, with
+# ASan+UBSan, and under valgrind, where errors and definite or indirect
+# leaks fail, as for minimal.c.
+run_three_ways() {
+  local name=$1 runner=$2
+  build_example "$name"
+  "$runner" "$name" "$out/$name"
+  sed 's/^/  /' "$out/$name.out"
+  ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "$runner" "$name-asan" "$out/$name-asan"
+  "$runner" "$name-valgrind" valgrind -q --error-exitcode=1 --leak-check=full \
+    --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+    "$out/$name"
+}
+
 step "membership.c: two nodes in one process and a membership hook"
 # Eight loopback ports not in use (two each for membership.c, duravip.c, replication.c and log_group.c), derived from our pid so parallel runs differ
 # (a TCP connect that succeeds means the port is taken).
@@ -201,15 +229,9 @@ run_membership() {
   echo "$name: ok ($(grep -c '^view ' "$log") views)"
 }
 
-"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/membership.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/membership"
+build_example membership
 run_membership membership "$out/membership"
 sed 's/^/  /' "$out/membership.out"
-
-"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-  -fno-sanitize-recover=all -Iinclude examples/c/membership.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/membership-asan"
-[[ $(nm -u "$out/membership-asan") == *__asan_init* ]] || die "membership-asan is not instrumented"
 ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   run_membership membership-asan "$out/membership-asan"
 
@@ -263,22 +285,7 @@ run_duravip() {
   echo "$name: ok"
 }
 
-"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/duravip.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/duravip"
-run_duravip duravip "$out/duravip"
-sed 's/^/  /' "$out/duravip.out"
-
-"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-  -fno-sanitize-recover=all -Iinclude examples/c/duravip.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/duravip-asan"
-[[ $(nm -u "$out/duravip-asan") == *__asan_init* ]] || die "duravip-asan is not instrumented"
-ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_duravip duravip-asan "$out/duravip-asan"
-
-# As for minimal.c: errors and definite/indirect leaks fail.
-run_duravip duravip-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
-  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
-  "$out/duravip"
+run_three_ways duravip run_duravip
 
 "$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/duravip.c \
   "$target/debug/libeccluster.a" -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
@@ -332,19 +339,7 @@ run_replication() {
   echo "$name: ok"
 }
 
-"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/replication.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/replication"
-run_replication replication "$out/replication"
-sed 's/^/  /' "$out/replication.out"
-
-"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-  -fno-sanitize-recover=all -Iinclude examples/c/replication.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/replication-asan"
-ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_replication replication-asan "$out/replication-asan"
-run_replication replication-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
-  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
-  "$out/replication"
+run_three_ways replication run_replication
 
 step "journal.c: a logger appending to a cluster journal"
 journal_expected=$(
@@ -373,19 +368,7 @@ run_journal() {
   echo "$name: ok"
 }
 
-"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/journal.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/journal"
-run_journal journal "$out/journal"
-sed 's/^/  /' "$out/journal.out"
-
-"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-  -fno-sanitize-recover=all -Iinclude examples/c/journal.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/journal-asan"
-ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_journal journal-asan "$out/journal-asan"
-run_journal journal-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
-  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
-  "$out/journal"
+run_three_ways journal run_journal
 
 step "log_group.c: a paniclog line broadcast on the log_group"
 log_group_expected=$(
@@ -420,19 +403,7 @@ run_log_group() {
   echo "$name: ok"
 }
 
-"$CC" "${CFLAGS[@]}" -O2 -Iinclude examples/c/log_group.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/log_group"
-run_log_group log_group "$out/log_group"
-sed 's/^/  /' "$out/log_group.out"
-
-"$CC" "${CFLAGS[@]}" -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
-  -fno-sanitize-recover=all -Iinclude examples/c/log_group.c \
-  -L"$out/lib" -Wl,-rpath,"$out/lib" -leccluster -o "$out/log_group-asan"
-ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_log_group log_group-asan "$out/log_group-asan"
-run_log_group log_group-valgrind valgrind -q --error-exitcode=1 --leak-check=full \
-  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
-  "$out/log_group"
+run_three_ways log_group run_log_group
 
 if "$out/log_group" "${ports[6]}" >/dev/null 2>"$out/log_group-usage.err"; then
   die "log_group succeeded with one argument"
