@@ -11,7 +11,6 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-use eccluster::config::{Format, LoadedConfig};
 use eccluster::journal::{Durability, Journal};
 use eccluster::node::{GroupLine, Node};
 use eccluster::shared::Scope;
@@ -46,12 +45,7 @@ fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)]) -> Node {
         logs = logs.display(),
         socket = dir.0.join(format!("{name}.sock")).display(),
     );
-    let config = LoadedConfig::parse(&text, Format::Toml)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-        .config;
-    let node = Node::new(config);
-    node.start().expect("node starts");
-    node
+    common::started_node(&text)
 }
 
 /// What a node's log group hook heard.

@@ -5,7 +5,6 @@
 mod common;
 use common::{TempDir, free_port, wait_until};
 
-use eccluster::config::{Format, LoadedConfig};
 use eccluster::node::Node;
 use eccluster::shared::Scope;
 use eccluster::shared::metrics::{Replication, SeriesType};
@@ -38,12 +37,7 @@ fn start(dir: &TempDir, name: &str, ports: &[(&str, u16)], scopes: &str) -> Node
          [control_listener.listen.\"{socket}\"]\n",
         socket = dir.0.join(format!("{name}.sock")).display(),
     );
-    let config = LoadedConfig::parse(&text, Format::Toml)
-        .unwrap_or_else(|e| panic!("{e}\n{text}"))
-        .config;
-    let node = Node::new(config);
-    node.start().expect("node starts");
-    node
+    common::started_node(&text)
 }
 
 /// The three nodes, started and all members of one view.

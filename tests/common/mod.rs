@@ -256,3 +256,13 @@ pub fn skip_netns(test: &str, why: &str) {
     );
     eprintln!("{message}");
 }
+
+/// A node made from TOML configuration text and started, in this process.
+pub fn started_node(text: &str) -> eccluster::node::Node {
+    let config = eccluster::config::LoadedConfig::parse(text, eccluster::config::Format::Toml)
+        .unwrap_or_else(|e| panic!("{e}\n{text}"))
+        .config;
+    let node = eccluster::node::Node::new(config);
+    node.start().expect("node starts");
+    node
+}
