@@ -604,15 +604,18 @@ mod tests {
             aggregator.jobs().iter().all(|j| j.id != job.id)
         });
         cluster.hold.store(false, Ordering::SeqCst);
-        wait("n3's new lines", || lines(&out("n3")).len() >= 20);
+        // The count follows the write: wait for it, then look at the file.
+        let n3_lines = || {
+            aggregator
+                .streams()
+                .into_iter()
+                .find(|s| s.node == "n3")
+                .map_or(0, |s| s.lines)
+        };
+        wait("n3's new lines", || n3_lines() >= 20);
         let twenty: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
         assert_eq!(lines(&out("n3")), twenty);
-        let n3 = aggregator
-            .streams()
-            .into_iter()
-            .find(|s| s.node == "n3")
-            .unwrap();
-        assert_eq!(n3.lines, 20);
+        assert_eq!(n3_lines(), 20);
         aggregator.stop();
         let _ = std::fs::remove_dir_all(&dir);
     }
