@@ -19,6 +19,12 @@
 //! active, for the same reason). [`Durability::EveryRecord`] syncs after
 //! each record.
 //!
+//! The writer buffers (see [`Writer::set_buffer`]), so a batch also costs
+//! one `pwrite` and one turn of the segment's lock rather than one of each
+//! per record. The lock is held while the batch gathers (at most
+//! `interval`) and let go before the `fdatasync`: writers in other
+//! processes wait for a batch, not for the disk.
+//!
 //! When the journal fails (a full disk, an I/O error), the records of the
 //! batch may or may not be on disk, and the writer's position is no longer
 //! known: every append of that batch, every append still queued and every
@@ -127,6 +133,10 @@ impl Drop for Appender {
     }
 }
 
+/// What a batch gathers before it is written, to bound the memory a
+/// burst takes; a bigger batch goes in more than one `pwrite`.
+const BATCH_BUFFER: usize = 1 << 20;
+
 /// The appending thread: batches, appends, syncs, answers.
 fn run(
     mut writer: Writer,
@@ -134,6 +144,8 @@ fn run(
     durability: Durability,
     in_flight: &AtomicUsize,
 ) {
+    // Nothing is buffered yet, so this cannot fail.
+    let _ = writer.set_buffer(BATCH_BUFFER);
     let mut batch: Vec<(SyncSender<Result<LogId>>, Result<LogId>)> = Vec::new();
     // Blocks for the first record of each batch; ends when every Appender
     // handle is gone.
