@@ -339,8 +339,8 @@ impl Journal {
 
     /// The records `first` to `last` of one segment, as
     /// `jlog_ctx_bulk_read_messages`: the index is brought up to date once
-    /// and the records read with one `pread`, where [`Journal::read`] does
-    /// both per record.
+    /// and the records read 64 KiB at a time, where [`Journal::read`]
+    /// does both per record.
     pub fn read_range(&self, first: LogId, last: LogId) -> Result<Vec<Record>> {
         if first.log != last.log || first.marker == 0 || first.marker > last.marker {
             return Err(JournalError(format!("no records {first} to {last}")));
@@ -352,7 +352,8 @@ impl Journal {
                 .copied()
                 .ok_or_else(|| JournalError(format!("no record {}", LogId { marker, ..first })))
         };
-        let (start, last_at) = (at(first.marker)?, at(last.marker)?);
+        // The last one first: a range past the end allocates nothing.
+        let last_at = at(last.marker)?;
         let path = self.path(&segment_name(first.log));
         let file = File::open(&path).map_err(|e| io_err(&path, "cannot open", e))?;
         let mut head = [0u8; HEADER_LEN];
@@ -362,37 +363,28 @@ impl Journal {
             .map_err(|e| JournalError(format!("{} at {last_at}: {e}", path.display())))?
             .ok_or_else(|| JournalError(format!("no record {last}")))?;
         let end = last_at + HEADER_LEN as u64 + u64::from(last_header.mlen);
-        let mut bytes = vec![0u8; usize::try_from(end - start).unwrap_or(usize::MAX)];
-        file.read_exact_at(&mut bytes, start)
-            .map_err(|e| io_err(&path, "cannot read records", e))?;
-        (first.marker..=last.marker)
-            .map(|marker| {
-                let off = (at(marker)? - start) as usize;
-                let header = bytes
-                    .get(off..)
-                    .and_then(|b| Header::decode(b).ok().flatten())
-                    .ok_or_else(|| {
-                        JournalError(format!(
-                            "{}: no record at {}",
-                            path.display(),
-                            start + off as u64
-                        ))
-                    })?;
-                let body = off + HEADER_LEN;
-                let payload = bytes
-                    .get(body..body + header.mlen as usize)
-                    .ok_or_else(|| {
-                        JournalError(format!("{}: a record runs past {end}", path.display()))
-                    })?
-                    .to_vec();
-                Ok(Record {
-                    id: LogId { marker, ..first },
-                    tv_sec: header.tv_sec,
-                    tv_usec: header.tv_usec,
-                    payload,
-                })
-            })
-            .collect()
+        let mut chunks = Chunks::new(&file, &path, end);
+        let mut records = Vec::with_capacity((last.marker - first.marker) as usize + 1);
+        for marker in first.marker..=last.marker {
+            let off = at(marker)?;
+            let header = chunks
+                .get(off, HEADER_LEN)?
+                .and_then(|b| Header::decode(b).ok().flatten())
+                .ok_or_else(|| JournalError(format!("{}: no record at {off}", path.display())))?;
+            let payload = chunks
+                .get(off + HEADER_LEN as u64, header.mlen as usize)?
+                .ok_or_else(|| {
+                    JournalError(format!("{}: a record runs past {end}", path.display()))
+                })?
+                .to_vec();
+            records.push(Record {
+                id: LogId { marker, ..first },
+                tv_sec: header.tv_sec,
+                tv_usec: header.tv_usec,
+                payload,
+            });
+        }
+        Ok(records)
     }
 
     /// The last record written (marker 0 when the current segment has
@@ -496,17 +488,7 @@ impl Journal {
         // Re-check the last two indexed records, then scan on from the end
         // of the last: only what is new is read, not the whole segment.
         let recheck = offsets.split_off(before.saturating_sub(2));
-        let scan_from = |from: u64| -> Result<Scan> {
-            let mut tail =
-                vec![0u8; usize::try_from(size.saturating_sub(from)).unwrap_or(usize::MAX)];
-            seg.read_exact_at(&mut tail, from.min(size))
-                .map_err(|e| io_err(&seg_path, "cannot read", e))?;
-            let found = scan(&tail, 0);
-            Ok(Scan {
-                offsets: found.offsets.iter().map(|o| o + from).collect(),
-                end: found.end + from,
-            })
-        };
+        let scan_from = |from: u64| scan(&seg, &seg_path, from, size);
         let mut found = scan_from(recheck.first().copied().unwrap_or(0))?;
         // Nothing syncs an index: after a power cut it can name records
         // the segment lost, and the segment may since have grown again
@@ -559,25 +541,75 @@ struct Scan {
     end: u64,
 }
 
-/// Scans complete records from `from`, stopping at the end, at a record cut
-/// short, or at bytes that are not a header.
-fn scan(data: &[u8], from: u64) -> Scan {
+/// Scans the complete records of `file` from `from` up to `size`, stopping
+/// there, at a record cut short, or at bytes that are not a header. Only
+/// the headers are looked at.
+fn scan(file: &File, path: &Path, from: u64, size: u64) -> Result<Scan> {
+    let mut chunks = Chunks::new(file, path, size);
     let mut offsets = Vec::new();
-    let mut at = from as usize;
-    while let Some(rest) = data.get(at..) {
-        let Ok(Some(header)) = Header::decode(rest) else {
+    let mut at = from;
+    while let Some(head) = chunks.get(at, HEADER_LEN)? {
+        let Ok(Some(header)) = Header::decode(head) else {
             break;
         };
-        let end = at + HEADER_LEN + header.mlen as usize;
-        if end > data.len() {
+        let end = at + HEADER_LEN as u64 + u64::from(header.mlen);
+        if end > size {
             break;
         }
-        offsets.push(at as u64);
+        offsets.push(at);
         at = end;
     }
-    Scan {
-        offsets,
-        end: at as u64,
+    Ok(Scan { offsets, end: at })
+}
+
+/// How much of a segment is read at a time. Under glibc's threshold for
+/// giving an allocation its own mapping (128 KiB), the buffer comes from
+/// the heap and is reused from one call to the next; a buffer the size of
+/// a segment was mapped, faulted in and zeroed by the kernel on every
+/// call, which cost more than reading the records.
+const CHUNK: usize = 64 * 1024;
+
+/// Reads a segment forward a chunk at a time, so that many records cost a
+/// few large `pread`s (not one each) and no buffer as large as what is
+/// read.
+struct Chunks<'a> {
+    file: &'a File,
+    path: &'a Path,
+    /// Where reading stops: the segment's size as the caller saw it.
+    end: u64,
+    buf: Vec<u8>,
+    /// The segment offset of `buf[0]`.
+    at: u64,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(file: &'a File, path: &'a Path, end: u64) -> Chunks<'a> {
+        Chunks {
+            file,
+            path,
+            end,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// The `len` bytes at `from`; `None` if they run past the end.
+    fn get(&mut self, from: u64, len: usize) -> Result<Option<&[u8]>> {
+        let Some(to) = from.checked_add(len as u64).filter(|&to| to <= self.end) else {
+            return Ok(None);
+        };
+        if from < self.at || to > self.at + self.buf.len() as u64 {
+            let n = usize::try_from(self.end - from)
+                .unwrap_or(usize::MAX)
+                .min(CHUNK.max(len));
+            self.buf.resize(n, 0);
+            self.file
+                .read_exact_at(&mut self.buf, from)
+                .map_err(|e| io_err(self.path, "cannot read", e))?;
+            self.at = from;
+        }
+        let off = (from - self.at) as usize;
+        Ok(self.buf.get(off..off + len))
     }
 }
 
@@ -751,13 +783,13 @@ impl Writer {
         };
         let path = journal.path(&segment_name(meta.storage_log));
         let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
-        let mut data = Vec::new();
-        (&file)
-            .read_to_end(&mut data)
-            .map_err(|e| io_err(&path, "cannot read", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| io_err(&path, "cannot stat", e))?
+            .len();
         // Under the segment's lock no writer is part way through a record:
         // what does not parse is a crash's leftover.
-        let found = scan(&data, 0);
+        let found = scan(&file, &path, 0, size)?;
         // An index naming records the segment no longer has (a power cut
         // took them) would have readers take what is appended next for
         // them: it is rebuilt. Readers re-check only its last records, and
@@ -772,14 +804,14 @@ impl Writer {
             let _ = fs::remove_file(&idx_path);
         }
         let mut torn = None;
-        if found.end < data.len() as u64 {
+        if found.end < size {
             file.set_len(found.end)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| io_err(&path, "cannot cut a torn record", e))?;
             torn = Some(TornTail {
                 segment: meta.storage_log,
                 at: found.end,
-                bytes_cut: data.len() as u64 - found.end,
+                bytes_cut: size - found.end,
             });
         }
         let records = u32::try_from(found.offsets.len())
@@ -953,16 +985,13 @@ fn catch_up(file: &File, path: &Path, len: &mut u64, records: &mut u32) -> Resul
         return Ok(());
     }
     let from = if size > *len { *len } else { 0 };
-    let mut data = vec![0u8; usize::try_from(size - from).unwrap_or(usize::MAX)];
-    file.read_exact_at(&mut data, from)
-        .map_err(|e| io_err(path, "cannot read", e))?;
-    let found = scan(&data, 0);
-    if found.end != data.len() as u64 {
+    let found = scan(file, path, from, size)?;
+    if found.end != size {
         return Err(JournalError(format!(
             "{}: another writer left {} bytes that are not records at offset {}",
             path.display(),
-            data.len() as u64 - found.end,
-            from + found.end
+            size - found.end,
+            found.end
         )));
     }
     let seen = u32::try_from(found.offsets.len())
