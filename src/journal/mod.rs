@@ -36,7 +36,7 @@ pub mod server;
 pub use appender::{Appender, Durability};
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -977,10 +977,11 @@ impl Drop for Writer {
 /// Counts what other writers appended since we last looked; the
 /// caller holds the segment's lock.
 fn catch_up(file: &File, path: &Path, len: &mut u64, records: &mut u32) -> Result<()> {
-    let size = file
-        .metadata()
-        .map_err(|e| io_err(path, "cannot stat", e))?
-        .len();
+    // `lseek` rather than `fstat`: this runs for every record a writer
+    // without a buffer appends, and the size is all we need.
+    let size = (&*file)
+        .seek(SeekFrom::End(0))
+        .map_err(|e| io_err(path, "cannot stat", e))?;
     if size == *len {
         return Ok(());
     }
