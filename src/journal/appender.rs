@@ -24,7 +24,8 @@
 //! per record. The lock is held while the batch gathers (at most
 //! `interval`) and let go before the `fdatasync`: writers in other
 //! processes wait for a batch, not for the disk. A second thread wakes the
-//! callers, while the first goes on with the next batch (see `run`).
+//! callers of a large batch, while the first goes on with the next batch
+//! (see `run`).
 //!
 //! When the journal fails (a full disk, an I/O error), the records of the
 //! batch may or may not be on disk, and the writer's position is no longer
@@ -139,11 +140,15 @@ impl Drop for Appender {
 /// burst takes; a bigger batch goes in more than one `pwrite`.
 const BATCH_BUFFER: usize = 1 << 20;
 
+/// Batches of up to this many records are answered by the appending
+/// thread itself.
+const HAND_OVER_FROM: usize = 2;
+
 /// A caller's reply channel and what to tell it.
 type Answer = (SyncSender<Result<LogId>>, Result<LogId>);
 
 /// The appending thread: batches, appends and syncs; a second thread
-/// answers. Waking a caller costs a few microseconds of system time (a
+/// answers all but the smallest batches. Waking a caller costs a few microseconds of system time (a
 /// futex wake, and on a VM an interrupt to another CPU): with 64 callers
 /// waiting, answering a batch on this thread took as long as its
 /// `fdatasync`, and the next batch waited for both. Handed over, the
@@ -237,12 +242,13 @@ fn append_and_sync(
         in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
         let answers = std::mem::take(&mut batch);
         match to_answer {
-            Some(tx) => {
+            // Handing over costs a wake too, and a lone caller the hop.
+            Some(tx) if answers.len() > HAND_OVER_FROM => {
                 if let Err(mpsc::SendError(answers)) = tx.send(answers) {
                     send_answers(answers);
                 }
             }
-            None => send_answers(answers),
+            _ => send_answers(answers),
         }
         if let Some(e) = failed {
             let e = JournalError(format!("the journal has failed: {e}"));
