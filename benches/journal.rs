@@ -27,7 +27,7 @@
 //! turn, three times, and keeps the median of each: the disk is shared,
 //! and its sync latency drifts with what else runs. Synced cases run for a
 //! time (1 s a round) rather than a number of records. Prints a markdown
-//! table.
+//! table, and the median `fdatasync` latency before and after it.
 //!
 //! `ECC_JOURNAL_BENCH_DIR` chooses where the files go (by default next to
 //! this binary, on the build's disk: a tmpfs would make syncs free).
@@ -377,6 +377,23 @@ fn replay_subscriber(journal: &Journal, size: usize) -> Rate {
     }
 }
 
+/// The median time of `fdatasync` after a 116-byte write, which bounds
+/// every synced row: printed before and after the table, as it drifts.
+fn sync_latency(run: &Run) -> Duration {
+    let mut file = fresh_file("latency");
+    let record = framed(100);
+    let mut times: Vec<Duration> = (0..if run.test { 20 } else { 300 })
+        .map(|_| {
+            file.write_all(&record).unwrap();
+            let start = Instant::now();
+            file.sync_data().unwrap();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
 /// Reads the plain file back in 4 MiB chunks (a segment's size), copying
 /// each record's payload out as `read_range` does.
 fn file_replay(name: &str, size: usize) -> Rate {
@@ -420,6 +437,7 @@ fn main() {
         filters: args.into_iter().filter(|a| !a.starts_with('-')).collect(),
     };
     println!("journals in {}", base_dir().display());
+    println!("fdatasync before: {:?} (median)", sync_latency(&run));
     println!();
     println!(
         "| record | case | threads | journal msg/s | journal MB/s | file msg/s | journal ÷ file |"
@@ -472,5 +490,7 @@ fn main() {
             row(size, "replay again, as a subscriber", 1, &subscriber, &file);
         }
     }
+    println!();
+    println!("fdatasync after: {:?} (median)", sync_latency(&run));
     let _ = std::fs::remove_dir_all(base_dir());
 }
