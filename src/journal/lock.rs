@@ -64,14 +64,28 @@ fn lock_as(file: &File, kind: libc::c_int) -> io::Result<Locked<'_>> {
     }
 }
 
+impl Locked<'_> {
+    /// Keeps the lock after this guard is gone, for a holder that keeps it
+    /// across calls (a buffering [`super::Writer`]) and lets it go with
+    /// [`unlock`]: a guard cannot live in the struct that owns its file.
+    pub(crate) fn keep(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        // Unlocking a lock we hold cannot fail but for EINTR; the lock
-        // goes with the descriptor in any case.
-        while let Err(e) = fcntl_lock(self.file, libc::F_UNLCK) {
-            if e.raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
+        unlock(self.file);
+    }
+}
+
+/// Lets go of a lock on `file` that [`Locked::keep`] kept.
+pub(crate) fn unlock(file: &File) {
+    // Unlocking a lock we hold cannot fail but for EINTR; the lock goes
+    // with the descriptor in any case.
+    while let Err(e) = fcntl_lock(file, libc::F_UNLCK) {
+        if e.raw_os_error() != Some(libc::EINTR) {
+            break;
         }
     }
 }

@@ -36,7 +36,7 @@ pub mod server;
 pub use appender::{Appender, Durability};
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -339,8 +339,8 @@ impl Journal {
 
     /// The records `first` to `last` of one segment, as
     /// `jlog_ctx_bulk_read_messages`: the index is brought up to date once
-    /// and the records read with one `pread`, where [`Journal::read`] does
-    /// both per record.
+    /// and the records read 64 KiB at a time, where [`Journal::read`]
+    /// does both per record.
     pub fn read_range(&self, first: LogId, last: LogId) -> Result<Vec<Record>> {
         if first.log != last.log || first.marker == 0 || first.marker > last.marker {
             return Err(JournalError(format!("no records {first} to {last}")));
@@ -352,7 +352,8 @@ impl Journal {
                 .copied()
                 .ok_or_else(|| JournalError(format!("no record {}", LogId { marker, ..first })))
         };
-        let (start, last_at) = (at(first.marker)?, at(last.marker)?);
+        // The last one first: a range past the end allocates nothing.
+        let last_at = at(last.marker)?;
         let path = self.path(&segment_name(first.log));
         let file = File::open(&path).map_err(|e| io_err(&path, "cannot open", e))?;
         let mut head = [0u8; HEADER_LEN];
@@ -362,37 +363,28 @@ impl Journal {
             .map_err(|e| JournalError(format!("{} at {last_at}: {e}", path.display())))?
             .ok_or_else(|| JournalError(format!("no record {last}")))?;
         let end = last_at + HEADER_LEN as u64 + u64::from(last_header.mlen);
-        let mut bytes = vec![0u8; usize::try_from(end - start).unwrap_or(usize::MAX)];
-        file.read_exact_at(&mut bytes, start)
-            .map_err(|e| io_err(&path, "cannot read records", e))?;
-        (first.marker..=last.marker)
-            .map(|marker| {
-                let off = (at(marker)? - start) as usize;
-                let header = bytes
-                    .get(off..)
-                    .and_then(|b| Header::decode(b).ok().flatten())
-                    .ok_or_else(|| {
-                        JournalError(format!(
-                            "{}: no record at {}",
-                            path.display(),
-                            start + off as u64
-                        ))
-                    })?;
-                let body = off + HEADER_LEN;
-                let payload = bytes
-                    .get(body..body + header.mlen as usize)
-                    .ok_or_else(|| {
-                        JournalError(format!("{}: a record runs past {end}", path.display()))
-                    })?
-                    .to_vec();
-                Ok(Record {
-                    id: LogId { marker, ..first },
-                    tv_sec: header.tv_sec,
-                    tv_usec: header.tv_usec,
-                    payload,
-                })
-            })
-            .collect()
+        let mut chunks = Chunks::new(&file, &path, end);
+        let mut records = Vec::with_capacity((last.marker - first.marker) as usize + 1);
+        for marker in first.marker..=last.marker {
+            let off = at(marker)?;
+            let header = chunks
+                .get(off, HEADER_LEN)?
+                .and_then(|b| Header::decode(b).ok().flatten())
+                .ok_or_else(|| JournalError(format!("{}: no record at {off}", path.display())))?;
+            let payload = chunks
+                .get(off + HEADER_LEN as u64, header.mlen as usize)?
+                .ok_or_else(|| {
+                    JournalError(format!("{}: a record runs past {end}", path.display()))
+                })?
+                .to_vec();
+            records.push(Record {
+                id: LogId { marker, ..first },
+                tv_sec: header.tv_sec,
+                tv_usec: header.tv_usec,
+                payload,
+            });
+        }
+        Ok(records)
     }
 
     /// The last record written (marker 0 when the current segment has
@@ -496,17 +488,7 @@ impl Journal {
         // Re-check the last two indexed records, then scan on from the end
         // of the last: only what is new is read, not the whole segment.
         let recheck = offsets.split_off(before.saturating_sub(2));
-        let scan_from = |from: u64| -> Result<Scan> {
-            let mut tail =
-                vec![0u8; usize::try_from(size.saturating_sub(from)).unwrap_or(usize::MAX)];
-            seg.read_exact_at(&mut tail, from.min(size))
-                .map_err(|e| io_err(&seg_path, "cannot read", e))?;
-            let found = scan(&tail, 0);
-            Ok(Scan {
-                offsets: found.offsets.iter().map(|o| o + from).collect(),
-                end: found.end + from,
-            })
-        };
+        let scan_from = |from: u64| scan(&seg, &seg_path, from, size);
         let mut found = scan_from(recheck.first().copied().unwrap_or(0))?;
         // Nothing syncs an index: after a power cut it can name records
         // the segment lost, and the segment may since have grown again
@@ -559,25 +541,75 @@ struct Scan {
     end: u64,
 }
 
-/// Scans complete records from `from`, stopping at the end, at a record cut
-/// short, or at bytes that are not a header.
-fn scan(data: &[u8], from: u64) -> Scan {
+/// Scans the complete records of `file` from `from` up to `size`, stopping
+/// there, at a record cut short, or at bytes that are not a header. Only
+/// the headers are looked at.
+fn scan(file: &File, path: &Path, from: u64, size: u64) -> Result<Scan> {
+    let mut chunks = Chunks::new(file, path, size);
     let mut offsets = Vec::new();
-    let mut at = from as usize;
-    while let Some(rest) = data.get(at..) {
-        let Ok(Some(header)) = Header::decode(rest) else {
+    let mut at = from;
+    while let Some(head) = chunks.get(at, HEADER_LEN)? {
+        let Ok(Some(header)) = Header::decode(head) else {
             break;
         };
-        let end = at + HEADER_LEN + header.mlen as usize;
-        if end > data.len() {
+        let end = at + HEADER_LEN as u64 + u64::from(header.mlen);
+        if end > size {
             break;
         }
-        offsets.push(at as u64);
+        offsets.push(at);
         at = end;
     }
-    Scan {
-        offsets,
-        end: at as u64,
+    Ok(Scan { offsets, end: at })
+}
+
+/// How much of a segment is read at a time. Under glibc's threshold for
+/// giving an allocation its own mapping (128 KiB), the buffer comes from
+/// the heap and is reused from one call to the next; a buffer the size of
+/// a segment was mapped, faulted in and zeroed by the kernel on every
+/// call, which cost more than reading the records.
+const CHUNK: usize = 64 * 1024;
+
+/// Reads a segment forward a chunk at a time, so that many records cost a
+/// few large `pread`s (not one each) and no buffer as large as what is
+/// read.
+struct Chunks<'a> {
+    file: &'a File,
+    path: &'a Path,
+    /// Where reading stops: the segment's size as the caller saw it.
+    end: u64,
+    buf: Vec<u8>,
+    /// The segment offset of `buf[0]`.
+    at: u64,
+}
+
+impl<'a> Chunks<'a> {
+    fn new(file: &'a File, path: &'a Path, end: u64) -> Chunks<'a> {
+        Chunks {
+            file,
+            path,
+            end,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// The `len` bytes at `from`; `None` if they run past the end.
+    fn get(&mut self, from: u64, len: usize) -> Result<Option<&[u8]>> {
+        let Some(to) = from.checked_add(len as u64).filter(|&to| to <= self.end) else {
+            return Ok(None);
+        };
+        if from < self.at || to > self.at + self.buf.len() as u64 {
+            let n = usize::try_from(self.end - from)
+                .unwrap_or(usize::MAX)
+                .min(CHUNK.max(len));
+            self.buf.resize(n, 0);
+            self.file
+                .read_exact_at(&mut self.buf, from)
+                .map_err(|e| io_err(self.path, "cannot read", e))?;
+            self.at = from;
+        }
+        let off = (from - self.at) as usize;
+        Ok(self.buf.get(off..off + len))
     }
 }
 
@@ -686,21 +718,57 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A writer of a journal: appends records to the current segment and
 /// starts a new one when it passes the segment size. Other writers, ours or
-/// libjlog's, may append to the same journal from other processes: each
-/// append takes the segment's lock and goes where the segment then ends.
+/// libjlog's, may append to the same journal from other processes: records
+/// go where the segment ends while the writer holds the segment's lock.
+///
+/// By default each append takes the lock, writes its record and lets go,
+/// so readers see it at once and other writers wait only for one `pwrite`;
+/// that is four system calls a record (lock, `fstat` to see what others
+/// appended, `pwrite`, unlock), which bounds a writer to a few hundred
+/// thousand records a second. [`Writer::set_buffer`] trades that for
+/// speed, as jlog's pre-commit buffer does: records gather in memory and
+/// go to the segment in one `pwrite` when the buffer fills, on
+/// [`Writer::flush`], [`Writer::sync`], a segment change or drop. Unlike
+/// jlog's, the buffer holds the segment's lock from its first record until
+/// it is written, because [`Writer::append`] returns each record's id, its
+/// place in the segment, which no other writer may take in the meantime.
+/// The cost: a buffered record is not seen by readers, and other writers
+/// (libjlog's too) wait, until the buffer is written; a buffering writer
+/// that may sit idle should flush.
+///
+/// Readers never see a torn record either way. Records are appended past
+/// the end of the segment, and Linux moves a file's size on only behind
+/// the bytes copied in, so a reader looking while a `pwrite` is under way
+/// sees a prefix of it: whole records, then perhaps one cut short, which
+/// readers (ours and jlog's) leave for later, as they did when each
+/// record had its own `pwrite` that could be caught half done.
 #[derive(Debug)]
 pub struct Writer {
     journal: Journal,
     file: File,
+    /// The current segment's path, for errors.
+    path: PathBuf,
     meta: Meta,
-    /// Bytes in the current segment, and its records, as last seen.
+    /// Bytes in the current segment, and its records, as last seen, with
+    /// those in `pending` counted.
     len: u64,
     records: u32,
+    /// Records appended and not yet written, which go at
+    /// `len - pending.len()`; `pending_records` of them.
+    pending: Vec<u8>,
+    pending_records: u32,
+    /// Write once `pending` holds this many bytes (0: every record).
+    buffer: usize,
+    /// Whether we hold the segment's lock, kept from the first pending
+    /// record until they are written.
+    locked: bool,
 }
 
 impl Writer {
     /// Opens the journal for writing; a torn record at the end of the
     /// current segment is cut off and returned for the caller to log.
+    /// Records are written as they are appended until
+    /// [`Writer::set_buffer`] says otherwise.
     pub fn open(journal: &Journal) -> Result<(Writer, Option<TornTail>)> {
         let meta_path = journal.path("metastore");
         let meta_file = open_rw(&meta_path, false)?;
@@ -715,13 +783,13 @@ impl Writer {
         };
         let path = journal.path(&segment_name(meta.storage_log));
         let _locked = lock::lock(&file).map_err(|e| io_err(&path, "cannot lock", e))?;
-        let mut data = Vec::new();
-        (&file)
-            .read_to_end(&mut data)
-            .map_err(|e| io_err(&path, "cannot read", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| io_err(&path, "cannot stat", e))?
+            .len();
         // Under the segment's lock no writer is part way through a record:
         // what does not parse is a crash's leftover.
-        let found = scan(&data, 0);
+        let found = scan(&file, &path, 0, size)?;
         // An index naming records the segment no longer has (a power cut
         // took them) would have readers take what is appended next for
         // them: it is rebuilt. Readers re-check only its last records, and
@@ -736,14 +804,14 @@ impl Writer {
             let _ = fs::remove_file(&idx_path);
         }
         let mut torn = None;
-        if found.end < data.len() as u64 {
+        if found.end < size {
             file.set_len(found.end)
                 .and_then(|()| file.sync_data())
                 .map_err(|e| io_err(&path, "cannot cut a torn record", e))?;
             torn = Some(TornTail {
                 segment: meta.storage_log,
                 at: found.end,
-                bytes_cut: data.len() as u64 - found.end,
+                bytes_cut: size - found.end,
             });
         }
         let records = u32::try_from(found.offsets.len())
@@ -754,63 +822,115 @@ impl Writer {
             Writer {
                 journal: journal.clone(),
                 file,
+                path,
                 meta,
                 len: found.end,
                 records,
+                pending: Vec::new(),
+                pending_records: 0,
+                buffer: 0,
+                locked: false,
             },
             torn,
         ))
     }
 
-    fn segment_path(&self) -> PathBuf {
-        self.journal.path(&segment_name(self.meta.storage_log))
+    /// Gathers up to `bytes` of records in memory before writing them (0,
+    /// the default: each record is written as it is appended); see the
+    /// type's docs for what that costs other readers and writers.
+    pub fn set_buffer(&mut self, bytes: usize) -> Result<()> {
+        self.buffer = bytes;
+        if self.pending.len() >= bytes {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Appends a record stamped `tv_sec`.`tv_usec` and returns its id. It is
-    /// in the segment (readers see it) when this returns; it is durable
-    /// after the next [`Writer::sync`].
+    /// in the segment (readers see it) when this returns, or, with a
+    /// buffer, once the buffer is written; it is durable after the next
+    /// [`Writer::sync`]. An error may also have lost the buffered records
+    /// appended before this one, as a failed [`Writer::flush`] does.
     pub fn append(&mut self, tv_sec: u32, tv_usec: u32, payload: &[u8]) -> Result<LogId> {
         let mlen = u32::try_from(payload.len()).map_err(|_| {
             JournalError(format!("a record of {} bytes is too long", payload.len()))
         })?;
+        loop {
+            if !self.locked {
+                lock::lock(&self.file)
+                    .map_err(|e| io_err(&self.path, "cannot lock", e))?
+                    .keep();
+                self.locked = true;
+                // Nothing is pending: the lock is taken afresh only once
+                // the buffer has been written.
+                if let Err(e) = catch_up(&self.file, &self.path, &mut self.len, &mut self.records) {
+                    self.unlock();
+                    return Err(e);
+                }
+            }
+            if self.len >= u64::from(self.meta.unit_limit) && self.records > 0 {
+                // As jlog: the segment's lock is let go (by the flush)
+                // before the metastore's is taken, so no one holds both.
+                self.flush()?;
+                self.rotate()?;
+                continue;
+            }
+            break;
+        }
         let header = Header {
             tv_sec,
             tv_usec,
             mlen,
         }
         .encode();
-        let mut record = Vec::with_capacity(HEADER_LEN + payload.len());
-        record.extend_from_slice(&header);
-        record.extend_from_slice(payload);
-        loop {
-            let path = self.segment_path();
-            let locked = lock::lock(&self.file).map_err(|e| io_err(&path, "cannot lock", e))?;
-            catch_up(&self.file, &path, &mut self.len, &mut self.records)?;
-            if self.len >= u64::from(self.meta.unit_limit) && self.records > 0 {
-                // As jlog: the segment's lock is let go before the
-                // metastore's is taken, so no one holds both.
-                drop(locked);
-                self.rotate()?;
-                continue;
-            }
-            self.file
-                .write_all_at(&record, self.len)
-                .map_err(|e| io_err(&path, "cannot append", e))?;
-            drop(locked);
-            self.len += record.len() as u64;
-            self.records += 1;
-            return Ok(LogId {
-                log: self.meta.storage_log,
-                marker: self.records,
-            });
+        self.pending.extend_from_slice(&header);
+        self.pending.extend_from_slice(payload);
+        self.len += (HEADER_LEN + payload.len()) as u64;
+        self.records += 1;
+        self.pending_records += 1;
+        let id = LogId {
+            log: self.meta.storage_log,
+            marker: self.records,
+        };
+        if self.pending.len() >= self.buffer {
+            self.flush()?;
         }
+        Ok(id)
     }
 
-    /// Makes every record appended so far durable.
+    /// Writes the buffered records to the segment, where readers see them,
+    /// and lets go of its lock. On an error they may or may not be there,
+    /// in whole or in part; the ids they were given may go to other
+    /// records, and a part written is a torn tail, which makes later
+    /// appends fail until the journal is opened again and cuts it.
+    pub fn flush(&mut self) -> Result<()> {
+        if !self.locked {
+            return Ok(());
+        }
+        let at = self.len - self.pending.len() as u64;
+        let written = self.file.write_all_at(&self.pending, at);
+        if written.is_err() {
+            self.len = at;
+            self.records -= self.pending_records;
+        }
+        self.pending.clear();
+        self.pending_records = 0;
+        self.unlock();
+        written.map_err(|e| io_err(&self.path, "cannot append", e))
+    }
+
+    fn unlock(&mut self) {
+        lock::unlock(&self.file);
+        self.locked = false;
+    }
+
+    /// Makes every record appended so far durable, writing the buffer
+    /// first.
     pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
         self.file
             .sync_data()
-            .map_err(|e| io_err(&self.segment_path(), "cannot sync", e))
+            .map_err(|e| io_err(&self.path, "cannot sync", e))
     }
 
     /// Closes the current segment (synced) and goes on to the next: moves
@@ -834,9 +954,10 @@ impl Writer {
                 .map_err(|e| io_err(&meta_path, "cannot write", e))?;
             sync_dir(&self.journal.dir)?;
         }
-        let file = open_rw(&self.journal.path(&segment_name(meta.storage_log)), true)?;
+        let path = self.journal.path(&segment_name(meta.storage_log));
+        self.file = open_rw(&path, true)?;
+        self.path = path;
         self.meta = meta;
-        self.file = file;
         // Another writer may have written there already: the next append
         // counts its records under the segment's lock.
         self.len = 0;
@@ -845,27 +966,33 @@ impl Writer {
     }
 }
 
+impl Drop for Writer {
+    /// Writes what is buffered, as a `BufWriter` does; whoever needs to
+    /// know that it got there calls [`Writer::flush`] or [`Writer::sync`].
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
 /// Counts what other writers appended since we last looked; the
 /// caller holds the segment's lock.
 fn catch_up(file: &File, path: &Path, len: &mut u64, records: &mut u32) -> Result<()> {
-    let size = file
-        .metadata()
-        .map_err(|e| io_err(path, "cannot stat", e))?
-        .len();
+    // `lseek` rather than `fstat`: this runs for every record a writer
+    // without a buffer appends, and the size is all we need.
+    let size = (&*file)
+        .seek(SeekFrom::End(0))
+        .map_err(|e| io_err(path, "cannot stat", e))?;
     if size == *len {
         return Ok(());
     }
     let from = if size > *len { *len } else { 0 };
-    let mut data = vec![0u8; usize::try_from(size - from).unwrap_or(usize::MAX)];
-    file.read_exact_at(&mut data, from)
-        .map_err(|e| io_err(path, "cannot read", e))?;
-    let found = scan(&data, 0);
-    if found.end != data.len() as u64 {
+    let found = scan(file, path, from, size)?;
+    if found.end != size {
         return Err(JournalError(format!(
             "{}: another writer left {} bytes that are not records at offset {}",
             path.display(),
-            data.len() as u64 - found.end,
-            from + found.end
+            size - found.end,
+            found.end
         )));
     }
     let seen = u32::try_from(found.offsets.len())
