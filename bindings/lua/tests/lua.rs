@@ -105,3 +105,26 @@ fn log_lua_appends_exactly_the_records_it_was_told_are_durable() {
     assert_eq!(last.to_string(), told.last().unwrap().0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The module exports its entry point and nothing else: not the engine's
+/// C ABI, which a host linking libeccluster as well could bind to (see
+/// build.rs).
+#[test]
+fn the_module_exports_only_luaopen_eccluster() {
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(module())
+        .output()
+        .expect("nm runs (binutils)");
+    assert!(out.status.success());
+    let exported: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (kind, name) = (f.nth(1)?, f.next()?);
+            // Functions and data the module defines for others to use.
+            matches!(kind, "T" | "D" | "B" | "R").then(|| name.to_string())
+        })
+        .collect();
+    assert_eq!(exported, ["luaopen_eccluster"]);
+}
