@@ -12,7 +12,7 @@ use eccluster::journal::model;
 const SEED_VAR: &str = "ECC_JOURNAL_MODEL_SEED";
 const SEEDS_VAR: &str = "ECC_JOURNAL_MODEL_SEEDS";
 
-/// Bytes of input per seed: about [`model::MAX_OPS`] operations.
+/// Bytes of input per seed: enough for the driver's 300 operations at most.
 const INPUT_LEN: usize = 1200;
 
 fn check_seed(seed: u64) -> model::Stats {

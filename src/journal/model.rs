@@ -83,11 +83,11 @@ use super::format::{HEADER_LEN, Header, LogId, MAGIC, segment_name};
 use super::{Journal, Record, Start, TornTail, Writer};
 
 /// Small segments, so that appends of a few KiB rotate them often.
-pub const UNIT_LIMIT: u32 = 4096;
+const UNIT_LIMIT: u32 = 4096;
 
 /// Operations decoded from one input at most: enough for dozens of
 /// segments and several crashes, few enough that a fuzz input stays fast.
-pub const MAX_OPS: usize = 300;
+const MAX_OPS: usize = 300;
 
 /// At most this many writers are open at once: two take turns as writers
 /// in two processes would, each catching up with the other's appends.
