@@ -35,6 +35,9 @@
 //! replay`); none runs all. `-- --test` (CI's smoke run) runs each once
 //! with a few thousand records.
 
+mod common;
+use common::thousands;
+
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -134,18 +137,6 @@ fn row(size: usize, case: &str, threads: u64, journal: &Rate, file: &Rate) {
         thousands(file.per_sec()),
         journal.per_sec() / file.per_sec(),
     );
-}
-
-fn thousands(x: f64) -> String {
-    let digits = format!("{x:.0}");
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn base_dir() -> PathBuf {

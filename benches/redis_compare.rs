@@ -14,6 +14,9 @@
 //! clock costs, so those are timed in batches and the figure is the median
 //! of the batches' ns/op.
 
+mod common;
+use common::thousands;
+
 use std::hint::black_box;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
@@ -361,19 +364,6 @@ fn measure_redis(port: u16) -> io::Result<RedisFigures> {
         gcra,
         gcra_denied,
     })
-}
-
-/// `1234567` as `1,234,567`.
-fn thousands(n: f64) -> String {
-    let digits = format!("{:.0}", n);
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 struct Row {

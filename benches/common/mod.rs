@@ -1,4 +1,7 @@
-//! What the hot-path benches share.
+//! What the benches share.
+
+// Each bench compiles this module and uses only part of it.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -31,4 +34,17 @@ pub fn slowest_thread<S: Send + Sync + 'static>(
         .map(|h| h.join().expect("bench thread"))
         .max()
         .unwrap_or_default()
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: f64) -> String {
+    let digits = format!("{n:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
