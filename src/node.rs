@@ -590,8 +590,8 @@ impl Inner {
             me: identity.nodename.clone(),
             logs: cluster.logs.iter().map(|(name, _)| name.clone()).collect(),
             scope: scope.clone(),
-            idle_interval: Duration::from_secs(u64::from(cluster.log_idle_interval)),
-            active_interval: Duration::from_secs(u64::from(cluster.log_active_interval)),
+            idle_interval: log_interval(cluster.log_idle_interval),
+            active_interval: log_interval(cluster.log_active_interval),
         };
         let cluster = Arc::new(RuntimeCluster {
             runtime: Arc::clone(runtime),
@@ -688,8 +688,8 @@ impl Inner {
             replicate: config.cluster.replicate.clone(),
             log_server: Arc::new(LogServer::new(
                 cluster.logs.clone(),
-                Duration::from_secs(u64::from(cluster.log_active_interval)),
-                Duration::from_secs(u64::from(cluster.log_idle_interval)),
+                log_interval(cluster.log_active_interval),
+                log_interval(cluster.log_idle_interval),
             )),
             log_group: Arc::clone(&self.log_group),
         };
@@ -1275,6 +1275,12 @@ fn journal_block(name: &str, dir: &std::path::Path) -> reports::LogBlock {
         bytes,
         subscribers,
     }
+}
+
+/// `log_active_interval` or `log_idle_interval` (whole seconds), which the
+/// log server paces by and the aggregator waits for.
+fn log_interval(seconds: u32) -> Duration {
+    Duration::from_secs(u64::from(seconds))
 }
 
 /// Whether two paths name one directory: as written, or once resolved (a

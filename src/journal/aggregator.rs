@@ -34,6 +34,7 @@ use crate::core::logs::template::{BrokenTime, Template};
 use crate::core::logs::{JobStatus, StreamStatus};
 use crate::core::wire::{LogBatch, LogPull};
 use crate::io::logfiles::LogFiles;
+use crate::journal::server::sleep_unless;
 
 /// What the aggregator needs of the cluster; the runtime in a node, a
 /// direct call in tests.
@@ -75,6 +76,8 @@ const SCAN_INTERVAL: Duration = Duration::from_millis(200);
 struct Stream {
     node: String,
     log: String,
+    /// What the console shows, but for the node and log above (filled in
+    /// by `Aggregator::streams`).
     status: Mutex<StreamStatus>,
     /// The node's generation when the checkpoint was taken.
     generation: Mutex<Option<u64>>,
@@ -152,7 +155,11 @@ impl Aggregator {
             .streams
             .lock()
             .values()
-            .map(|s| s.status.lock().clone())
+            .map(|s| StreamStatus {
+                node: s.node.clone(),
+                log: s.log.clone(),
+                ..s.status.lock().clone()
+            })
             .collect();
         all.sort_by(|a, b| (&a.node, &a.log).cmp(&(&b.node, &b.log)));
         all
@@ -228,12 +235,8 @@ impl State {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Sleeps `total`, or less when stopping.
     fn pause(&self, total: Duration) {
-        let until = Instant::now() + total;
-        while !self.stopping() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        sleep_unless(total, &self.stopping);
     }
 
     /// The subscriber names this manager pulls `node`'s journals under:
@@ -274,8 +277,6 @@ fn scan(state: &Arc<State>) {
                     node: node.clone(),
                     log: log.clone(),
                     status: Mutex::new(StreamStatus {
-                        node: node.clone(),
-                        log: log.clone(),
                         state: "starting".into(),
                         ..StreamStatus::default()
                     }),

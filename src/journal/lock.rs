@@ -120,6 +120,24 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    /// Checks that `take`, run on another thread, waits until `held` (a
+    /// lock guard) is dropped; `why` says what it means if it does not.
+    fn waits_for<G>(held: G, take: impl FnOnce() + Send + 'static, why: &str) {
+        let got = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let got = Arc::clone(&got);
+            std::thread::spawn(move || {
+                take();
+                got.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!got.load(Ordering::SeqCst), "{why}");
+        drop(held);
+        waiter.join().unwrap();
+        assert!(got.load(Ordering::SeqCst));
+    }
+
     #[test]
     fn a_lock_excludes_another_descriptor_until_dropped() {
         let path = std::env::temp_dir().join(format!("ecc-lock-{}", std::process::id()));
@@ -132,19 +150,11 @@ mod tests {
             .open(&path)
             .unwrap();
         let held = lock(&a).unwrap();
-        let got = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let got = Arc::clone(&got);
-            std::thread::spawn(move || {
-                let _l = lock(&b).unwrap();
-                got.store(true, Ordering::SeqCst);
-            })
-        };
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(!got.load(Ordering::SeqCst), "two descriptors held the lock");
-        drop(held);
-        waiter.join().unwrap();
-        assert!(got.load(Ordering::SeqCst));
+        waits_for(
+            held,
+            move || drop(lock(&b).unwrap()),
+            "two descriptors held the lock",
+        );
         let _ = std::fs::remove_file(&path);
     }
 
@@ -154,19 +164,11 @@ mod tests {
         let writer = File::create(&path).unwrap();
         let reader = File::open(&path).unwrap();
         let shared = lock_shared(&reader).unwrap();
-        let got = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let got = Arc::clone(&got);
-            std::thread::spawn(move || {
-                let _l = lock(&writer).unwrap();
-                got.store(true, Ordering::SeqCst);
-            })
-        };
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(!got.load(Ordering::SeqCst), "a writer locked past a reader");
-        drop(shared);
-        waiter.join().unwrap();
-        assert!(got.load(Ordering::SeqCst));
+        waits_for(
+            shared,
+            move || drop(lock(&writer).unwrap()),
+            "a writer locked past a reader",
+        );
         let _ = std::fs::remove_file(&path);
     }
 }

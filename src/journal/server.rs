@@ -202,7 +202,9 @@ fn fit(mut payload: Vec<u8>) -> Vec<u8> {
     payload
 }
 
-fn sleep_unless(total: Duration, stopping: &AtomicBool) {
+/// Sleeps `total`, or less when `stopping` is raised meanwhile (the log
+/// server's pacing and the aggregator's pauses).
+pub(crate) fn sleep_unless(total: Duration, stopping: &AtomicBool) {
     let until = Instant::now() + total;
     while !stopping.load(Ordering::SeqCst) {
         let left = until.saturating_duration_since(Instant::now());
