@@ -6,6 +6,7 @@ pub mod ffi;
 pub mod io;
 pub mod journal;
 pub mod node;
+pub mod policy;
 pub mod shared;
 #[cfg(test)]
 mod test_rng;
