@@ -440,6 +440,11 @@ impl Node {
         self.inner.identity()
     }
 
+    /// Whether `other` is a handle to this same node.
+    pub fn same_as(&self, other: &Node) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn is_running(&self) -> bool {
         self.inner.running.lock().is_some()
     }
