@@ -394,7 +394,7 @@ void ecc_events_free(ecc_events *events);
 //
 // # Safety
 // `event` is a live event; `out_kind` a valid pointer.
-ecc_status ecc_event_kind(const ecc_event *event, ecc_event_kind *out_kind);
+ecc_status ecc_event_get_kind(const ecc_event *event, ecc_event_kind *out_kind);
 
 // How many items the field `field` holds: the length of a list (which
 // may be 0), 1 for a single value.

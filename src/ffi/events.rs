@@ -178,7 +178,7 @@ pub unsafe extern "C" fn ecc_events_free(events: *mut ecc_events) {
 /// # Safety
 /// `event` is a live event; `out_kind` a valid pointer.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ecc_event_kind(
+pub unsafe extern "C" fn ecc_event_get_kind(
     event: *const ecc_event,
     out_kind: *mut ecc_event_kind,
 ) -> ecc_status {

@@ -212,6 +212,43 @@ fn the_node_stops_when_the_state_that_started_it_closes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The rockspec is Lua that luarocks can read, and names what this
+/// package builds: its version, and the library the rust-mlua backend
+/// copies (`lib<name>.so`) as the `eccluster` module.
+#[test]
+fn the_rockspec_matches_the_package() {
+    let dir = scratch("rockspec");
+    let rockspec = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "eccluster-{}-1.rockspec",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let out = lua(
+        &dir,
+        "-e",
+        &[&format!(
+            "local r = {{}}; assert(loadfile('{}', 't', r))(); \
+             print(r.rockspec_format, r.package, r.version, r.build.type, r.build.modules.eccluster, \
+                   r.dependencies[1])",
+            rockspec.display()
+        )],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!(
+            "3.0\teccluster\t{}-1\trust-mlua\t{}\tlua >= 5.4, < 5.5",
+            env!("CARGO_PKG_VERSION"),
+            // Cargo.toml's [lib] name, as module() finds it.
+            "eccluster_lua"
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn parse_hex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
