@@ -322,7 +322,11 @@ pub struct EventHub {
 impl EventHub {
     /// Adds a queue; it hears every event from now on while it lives.
     pub fn subscribe(&self, queue: &Arc<EventQueue>) {
-        self.queues.lock().push(Arc::downgrade(queue));
+        let mut queues = self.queues.lock();
+        // Forgets dropped queues here too, so that a host making queues
+        // while nothing happens does not pile them up.
+        queues.retain(|q| q.strong_count() > 0);
+        queues.push(Arc::downgrade(queue));
     }
 
     /// Gives the event `make` builds to every live queue; `make` runs only
