@@ -71,6 +71,13 @@ typedef struct ecc_cidr ecc_cidr;
 // `ecc_node_new`.
 typedef struct ecc_config ecc_config;
 
+// One event taken from a queue, owned by the caller until
+// `ecc_event_free`. Use it from one thread at a time.
+typedef struct ecc_event ecc_event;
+
+// A node's event queue; see `ecc_events_new`. Thread-safe.
+typedef struct ecc_events ecc_events;
+
 // A replicated gauge table (`outbound_domains`, `outbound_binding_domains`).
 // Thread-safe.
 typedef struct ecc_gauge ecc_gauge;
@@ -95,6 +102,10 @@ typedef struct ecc_throttle ecc_throttle;
 // An integer rather than a C enum, so that an unknown value is reported as
 // `ECC_INVALID_ARGUMENT` instead of being undefined behaviour.
 typedef uint32_t ecc_config_format;
+
+// What an event is about (an integer, so that kinds added later are
+// defined behaviour for older hosts: skip what you do not know).
+typedef uint32_t ecc_event_kind;
 
 // Where a hook goes in its chain: `ECC_HOOK_FIRST` or `ECC_HOOK_LAST`. An
 // integer rather than a C enum, so that any value a caller passes is
@@ -220,6 +231,28 @@ typedef struct {
 // Momentum's ecelerity.conf syntax.
 #define ECC_FORMAT_ECELERITY 2
 
+// The view changed. Fields: `view_number`, `view_id` (integers),
+// `members` (strings, sorted).
+#define ECC_EVENT_MEMBERSHIP 1
+
+// This node gained a DuraVIP (plumbed and announced). Fields: `address`
+// (string), `names` (strings: the bindings using it), `listener_ports`
+// (integers).
+#define ECC_EVENT_DURAVIP_GAINED 2
+
+// This node gave a DuraVIP up (unplumbed). Fields as
+// `ECC_EVENT_DURAVIP_GAINED`.
+#define ECC_EVENT_DURAVIP_LOST 3
+
+// A peer's paniclog line on this node's `log_group`. Fields: `sender`,
+// `log` (strings), `time_us` (integer: microseconds since the epoch, by
+// the sender's clock), `line` (bytes, possibly with NULs).
+#define ECC_EVENT_LOG_LINE 4
+
+// Events were lost here because the queue was full; read the state
+// again. Field: `dropped` (integer).
+#define ECC_EVENT_OVERFLOW 5
+
 // Before the hooks registered so far (`register_..._hook_first`).
 #define ECC_HOOK_FIRST 0
 
@@ -307,6 +340,116 @@ ecc_status ecc_config_set(ecc_config *config, const char *option, const char *va
 // # Safety
 // `config` is NULL or a live handle that is not used again.
 void ecc_config_free(ecc_config *config);
+
+// Makes an event queue for `node` holding at most `capacity` events (0:
+// 1024; at most 1048576). It hears every membership change, DuraVIP
+// gained or lost and log group line from now on (events come while the
+// node runs); several queues may listen to one node, each getting every
+// event.
+//
+// Poll its descriptor (`ecc_events_fd`) for reading in your event loop:
+// it is level-triggered, readable exactly while events are pending. When
+// it is, call `ecc_events_next` until it gives no event. Never read or
+// write the descriptor yourself.
+//
+// When the queue is full, new events are dropped (the engine never waits
+// for the host) and counted: an `ECC_EVENT_OVERFLOW` event in their place
+// says how many, and `ecc_events_dropped` the total.
+//
+// `ECC_INVALID_ARGUMENT` for a capacity too large, `ECC_IO_ERROR` when the
+// descriptor cannot be made.
+//
+// # Safety
+// `node` is a live handle; `out` a valid pointer.
+ecc_status ecc_events_new(const ecc_node *node, size_t capacity, ecc_events **out);
+
+// The queue's descriptor, to poll for reading (`POLLIN`, `EPOLLIN`); valid
+// until `ecc_events_free`.
+//
+// # Safety
+// `events` is a live handle; `out_fd` a valid pointer.
+ecc_status ecc_events_fd(const ecc_events *events, int *out_fd);
+
+// Takes the oldest pending event: `*out_event` is the event (free it
+// with `ecc_event_free`), or NULL when none is pending. Never blocks.
+//
+// # Safety
+// `events` is a live handle; `out_event` a valid pointer.
+ecc_status ecc_events_next(const ecc_events *events, ecc_event **out_event);
+
+// How many events the queue dropped because it was full, in all.
+//
+// # Safety
+// `events` is a live handle; `out` a valid pointer.
+ecc_status ecc_events_dropped(const ecc_events *events, uint64_t *out);
+
+// Frees a queue: it stops hearing events, and its descriptor is closed
+// (take it out of your poll set first); NULL is a no-op.
+//
+// # Safety
+// `events` is NULL or a live handle, not used again.
+void ecc_events_free(ecc_events *events);
+
+// The event's kind, one of `ECC_EVENT_`.
+//
+// # Safety
+// `event` is a live event; `out_kind` a valid pointer.
+ecc_status ecc_event_get_kind(const ecc_event *event, ecc_event_kind *out_kind);
+
+// How many items the field `field` holds: the length of a list (which
+// may be 0), 1 for a single value.
+//
+// # Safety
+// `event` is a live event; `field` a C string; `out_count` a valid pointer.
+ecc_status ecc_event_count(const ecc_event *event, const char *field, size_t *out_count);
+
+// Item `index` of the integer field `field` (`index` 0 for a single
+// value, e.g. `view_number`; below `ecc_event_count` for a list, e.g.
+// `listener_ports`).
+//
+// # Safety
+// `event` is a live event; `field` a C string; `out` a valid pointer.
+ecc_status ecc_event_integer(const ecc_event *event,
+                             const char *field,
+                             size_t index,
+                             uint64_t *out);
+
+// Item `index` of the text field `field` as a NUL-terminated string in
+// `buf` (`index` 0 for a single value, e.g. `address`; below
+// `ecc_event_count` for a list, e.g. `members`), with its length (without
+// the NUL) in `*out_len`. `ECC_BUFFER_TOO_SMALL` writes only `*out_len`.
+// A value holding a NUL byte (a log `line` may) is `ECC_INVALID_ARGUMENT`:
+// read it with `ecc_event_bytes`.
+//
+// # Safety
+// `event` is a live event; `field` a C string; `buf` NULL (with `buf_len`
+// 0) or writable for `buf_len` bytes; `out_len` a valid pointer.
+ecc_status ecc_event_string(const ecc_event *event,
+                            const char *field,
+                            size_t index,
+                            char *buf,
+                            size_t buf_len,
+                            size_t *out_len);
+
+// Item `index` of the text field `field` as bytes in `buf`, without a
+// NUL (for a log `line`, which may hold any byte), with its length in
+// `*out_len`. `ECC_BUFFER_TOO_SMALL` writes only `*out_len`.
+//
+// # Safety
+// `event` is a live event; `field` a C string; `buf` NULL (with `buf_len`
+// 0) or writable for `buf_len` bytes; `out_len` a valid pointer.
+ecc_status ecc_event_bytes(const ecc_event *event,
+                           const char *field,
+                           size_t index,
+                           uint8_t *buf,
+                           size_t buf_len,
+                           size_t *out_len);
+
+// Frees an event; NULL is a no-op.
+//
+// # Safety
+// `event` is NULL or a live event, not used again.
+void ecc_event_free(ecc_event *event);
 
 // Makes a stopped node from a configuration (which is copied; the caller
 // still owns and frees `config`).

@@ -21,10 +21,14 @@
 #   9. examples/c/log_group.c (a paniclog line one node's logger appends,
 #      broadcast on the log_group and heard by the other node's hook and
 #      console), plain, under ASan + UBSan and valgrind, output checked;
-#  10. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#  10. examples/c/events.c (a host's event loop polling an event queue's
+#      descriptor: a view, a DuraVIP gained and lost, a log group line, a
+#      full queue's overflow), plain, under ASan + UBSan and valgrind,
+#      output checked;
+#  11. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-9 use the debug build (fast for CI); step 10 the release build that
+# Steps 1-10 use the debug build (fast for CI); step 11 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/ (under CARGO_TARGET_DIR when set, where
 # cargo puts the library too).
@@ -172,12 +176,12 @@ run_three_ways() {
 }
 
 step "membership.c: two nodes in one process and a membership hook"
-# Eight loopback ports not in use (two each for membership.c, duravip.c, replication.c and log_group.c), derived from our pid so parallel runs differ
+# Ten loopback ports not in use (two each for membership.c, duravip.c, replication.c, log_group.c and events.c), derived from our pid so parallel runs differ
 # (a TCP connect that succeeds means the port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 8 ]; do
+while [ ${#ports[@]} -lt 10 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -409,6 +413,51 @@ if "$out/log_group" "${ports[6]}" >/dev/null 2>"$out/log_group-usage.err"; then
   die "log_group succeeded with one argument"
 fi
 grep -q '^usage: ' "$out/log_group-usage.err" || die "log_group: no usage message"
+
+step "events.c: a host's event loop polling the event queue's descriptor"
+events_expected=$(
+  cat <<'OUT'
+capacity 2000000: invalid argument: an event queue holds at most 1048576 events, not 2000000
+fd readable before any event: no
+view: v1, v2
+gained 10.99.1.7 (v-out) ports (25)
+lost 10.99.1.7 (v-out) ports (25)
+log line from v2 (paniclog), 22 bytes: 1700000000@v2: panic (then \0!)
+time: microseconds since the epoch
+line as a string: invalid argument: field 'line' is not text without NUL bytes: read it with ecc_event_bytes
+field nope: not found: a log_line event has no field 'nope' (it has: sender, log, time_us, line)
+sender as an integer: invalid argument: field 'sender' holds text: read it with ecc_event_string or ecc_event_bytes
+sender item 1: invalid argument: field 'sender' holds one value: index 1 must be 0
+sender into 2 bytes: buffer too small (needs 3)
+view: v1
+fd readable once drained: no
+small queue: first a membership event
+small queue: then an overflow: at least 4 dropped: yes; the total agrees: yes
+stopped
+OUT
+)
+
+# run_events NAME CMD...: runs CMD with the last two ports and a fresh
+# directory; requires exit 0, exactly the expected output, and no console
+# socket left behind.
+run_events() {
+  local name=$1
+  shift
+  local dir=$tmp/events-$name
+  mkdir -p "$dir"
+  run_exact "$name" "$events_expected" "$@" "${ports[8]}" "${ports[9]}" "$dir"
+  for n in v1 v2; do
+    [ ! -e "$dir/$n.sock" ] || die "$name: console socket of $n left behind after stop"
+  done
+  echo "$name: ok"
+}
+
+run_three_ways events run_events
+
+if "$out/events" "${ports[8]}" >/dev/null 2>"$out/events-usage.err"; then
+  die "events succeeded with one argument"
+fi
+grep -q '^usage: ' "$out/events-usage.err" || die "events: no usage message"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix

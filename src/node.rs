@@ -11,6 +11,7 @@
 //! `Node` is a cheap handle (`Arc` inside): clone it to share it between
 //! threads. All methods take `&self` and are safe to call from any thread.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ use crate::core::membership::{Event, MembershipConfig, digest};
 use crate::core::wire::{LogBatch, LogPull};
 use crate::core::wire::{NodeType, PeerState, SelfInfo};
 use crate::io::control::{ControlServer, Exec};
+use crate::io::events::{self, EventHub, EventQueue};
 use crate::io::host;
 use crate::io::loggroup::LogGroup;
 use crate::io::logwriter::{LogWriter, LogWriters, Tee};
@@ -107,6 +109,8 @@ pub enum NodeError {
     /// The configuration cannot be run as it is (a missing or unsafe key
     /// file, no key on a non-loopback network); the node stays stopped.
     Config(String),
+    /// An argument is out of range; nothing changed.
+    InvalidArgument(String),
 }
 
 impl fmt::Display for NodeError {
@@ -115,7 +119,7 @@ impl fmt::Display for NodeError {
             NodeError::Identity(m) => write!(f, "identity: {m}"),
             NodeError::Io { what, source } => write!(f, "{what}: {source}"),
             NodeError::InvalidState(m) => f.write_str(m),
-            NodeError::Config(m) => f.write_str(m),
+            NodeError::Config(m) | NodeError::InvalidArgument(m) => f.write_str(m),
         }
     }
 }
@@ -184,6 +188,33 @@ pub struct ViewChange {
     pub members: Vec<String>,
 }
 
+/// A member of the cluster as this node sees it ([`Node::members`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub name: String,
+    pub subcluster: String,
+    pub node_type: NodeType,
+    /// How this node sees it (itself: always alive).
+    pub state: PeerState,
+    /// Whether it is in this node's current view.
+    pub in_view: bool,
+}
+
+/// One DuraVIP as this node sees it ([`Node::duravips`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuraVipStatus {
+    pub address: IpAddr,
+    /// The binding and listener names using it, sorted.
+    pub names: Vec<String>,
+    /// The node that owns it, if any.
+    pub owner: Option<String>,
+    /// This node owns it.
+    pub owned: bool,
+    /// This node has it plumbed on an interface (its gained hook ran, and
+    /// no lost hook since).
+    pub plumbed: bool,
+}
+
 /// Each node's answer to one console command (`broadcast`, `retrieve`).
 type Answers = Vec<(String, Result<String, String>)>;
 
@@ -195,8 +226,8 @@ const RESPONSE_CACHE: usize = 64;
 struct Inner {
     config: Config,
     hooks: RwLock<Hooks>,
-    view_hooks: Arc<RwLock<Vec<ViewHook>>>,
-    vip_hooks: Arc<RwLock<Vec<VipHook>>>,
+    view_hooks: HookChain<ViewHook>,
+    vip_hooks: HookChain<VipHook>,
     /// The replicated objects, shared with the hot path; they outlive a
     /// stop and start, so handles taken before the start stay good.
     shared_objects: SharedObjects,
@@ -206,6 +237,10 @@ struct Inner {
     log_writers: LogWriters,
     /// The lines received on the `log_group`, and their hooks.
     log_group: Arc<LogGroup>,
+    /// The event queues of hosts with their own event loop.
+    events: Arc<EventHub>,
+    /// The DuraVIPs this node has plumbed, as its gained and lost hooks say.
+    plumbed: Arc<RwLock<BTreeSet<IpAddr>>>,
     /// The running runtime, for the paniclog's writer to broadcast on: a
     /// cell of its own, so that an append never waits for a start or stop
     /// to finish.
@@ -238,14 +273,20 @@ impl Node {
             replication::shared_objects(&config.cluster.replicate, &cache_origin(&config));
         let mut console = Console::default();
         register_builtin_commands(&mut console, config.cluster.node_type == NodeType::Manager);
+        let events = Arc::new(EventHub::default());
+        let plumbed = Arc::default();
+        let log_group = Arc::new(LogGroup::new(config.cluster.log_group.clone()));
+        let (view_hooks, vip_hooks) = internal_hooks(&events, &plumbed, &log_group);
         Node {
             inner: Arc::new(Inner {
                 hooks: RwLock::default(),
-                view_hooks: Arc::default(),
-                vip_hooks: Arc::default(),
+                view_hooks,
+                vip_hooks,
                 outbound: outbound_of(&config, &shared_objects),
                 log_writers: LogWriters::default(),
-                log_group: Arc::new(LogGroup::new(config.cluster.log_group.clone())),
+                log_group,
+                events,
+                plumbed,
                 log_outlet: Arc::default(),
                 shared_objects,
                 responses: Mutex::new(Vec::new()),
@@ -399,6 +440,11 @@ impl Node {
         self.inner.identity()
     }
 
+    /// Whether `other` is a handle to this same node.
+    pub fn same_as(&self, other: &Node) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn is_running(&self) -> bool {
         self.inner.running.lock().is_some()
     }
@@ -425,6 +471,8 @@ impl Node {
             let exec_as = exec_as.clone();
             Arc::new(move |line: &str| exec_as(line, &Caller::Local))
         };
+        // A previous run released its addresses as it stopped.
+        self.inner.plumbed.write().clear();
         let runtime = self.inner.start_runtime(&identity, Arc::new(exec_as))?;
         let mut identity = identity;
         identity.cluster_port = runtime.local_addr().port();
@@ -528,6 +576,129 @@ impl Node {
     pub fn console_exec(&self, line: &str) -> Result<String, String> {
         self.inner.exec(line, &Caller::Local)
     }
+
+    /// A new event queue (see [`crate::io::events`]) that hears every
+    /// membership change, DuraVIP gained or lost and log group line from
+    /// now on, holding at most `capacity` events (0: 1024). May be made at
+    /// any time; events come while the node runs. Dropping the queue
+    /// unsubscribes it.
+    pub fn events(&self, capacity: usize) -> Result<Arc<EventQueue>, NodeError> {
+        events::capacity_for(capacity).map_err(NodeError::InvalidArgument)?;
+        let queue = EventQueue::new(capacity).map_err(|source| NodeError::Io {
+            what: "event queue".into(),
+            source,
+        })?;
+        let queue = Arc::new(queue);
+        self.inner.events.subscribe(&queue);
+        Ok(queue)
+    }
+
+    /// This node and every peer it has heard from (down ones included),
+    /// sorted by name. Only while running.
+    pub fn members(&self) -> Result<Vec<MemberStatus>, NodeError> {
+        let (runtime, id) = self.running_runtime()?;
+        let snapshot = runtime.snapshot();
+        let m = &snapshot.membership;
+        let in_view = |name: &str| m.view().members.iter().any(|v| v.name == name);
+        let me = m.me();
+        let mut members: Vec<MemberStatus> = std::iter::once(MemberStatus {
+            name: id.nodename.clone(),
+            subcluster: id.subcluster.clone(),
+            node_type: me.node_type,
+            state: PeerState::Alive,
+            in_view: in_view(&id.nodename),
+        })
+        .chain(m.members().map(|p| MemberStatus {
+            name: p.info.name.clone(),
+            subcluster: p.info.subcluster.clone(),
+            node_type: p.info.node_type,
+            state: p.state,
+            in_view: in_view(&p.info.name),
+        }))
+        .collect();
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(members)
+    }
+
+    /// The leader of the current view (the console's `cluster info`
+    /// names it too). Only while running.
+    pub fn leader(&self) -> Result<String, NodeError> {
+        let (runtime, _) = self.running_runtime()?;
+        Ok(runtime.snapshot().membership.leader().to_string())
+    }
+
+    /// Every DuraVIP any member claims, with its owner, by address; empty
+    /// when the node runs no DuraVIP. Only while running.
+    pub fn duravips(&self) -> Result<Vec<DuraVipStatus>, NodeError> {
+        let (runtime, id) = self.running_runtime()?;
+        let Some((dv, _)) = runtime.snapshot().vip else {
+            return Ok(Vec::new());
+        };
+        let plumbed = self.inner.plumbed.read();
+        Ok(dv
+            .states(runtime.now_ms())
+            .into_iter()
+            .map(|s| DuraVipStatus {
+                address: s.ip,
+                owned: s.owner.as_deref() == Some(id.nodename.as_str()),
+                plumbed: plumbed.contains(&s.ip),
+                names: s.names,
+                owner: s.owner,
+            })
+            .collect())
+    }
+
+    fn running_runtime(&self) -> Result<(Arc<Runtime>, Identity), NodeError> {
+        self.inner
+            .runtime()
+            .map_err(|_| NodeError::InvalidState("the node is not running"))
+    }
+}
+
+/// A chain of engine hooks, shared with the runtime.
+type HookChain<H> = Arc<RwLock<Vec<H>>>;
+
+/// The node's own hooks, registered before any of the host's: they feed
+/// the event queues and keep the set of plumbed DuraVIPs.
+fn internal_hooks(
+    hub: &Arc<EventHub>,
+    plumbed: &Arc<RwLock<BTreeSet<IpAddr>>>,
+    log_group: &LogGroup,
+) -> (HookChain<ViewHook>, HookChain<VipHook>) {
+    let view: ViewHook = {
+        let hub = Arc::clone(hub);
+        Arc::new(move |event: &Event| {
+            if let Event::ViewChanged { number, view } = event {
+                hub.publish(|| events::Event::Membership {
+                    view_number: *number,
+                    view_id: view.id,
+                    members: view.members.iter().map(|m| m.name.clone()).collect(),
+                });
+            }
+        })
+    };
+    let vip: VipHook = {
+        let hub = Arc::clone(hub);
+        let plumbed = Arc::clone(plumbed);
+        Arc::new(move |event: &VipEvent| {
+            match event {
+                VipEvent::Gained(c) => plumbed.write().insert(c.ip),
+                VipEvent::Lost(c) => plumbed.write().remove(&c.ip),
+            };
+            hub.publish(|| match event {
+                VipEvent::Gained(c) => events::Event::DuraVipGained(c.clone()),
+                VipEvent::Lost(c) => events::Event::DuraVipLost(c.clone()),
+            });
+        })
+    };
+    let hub = Arc::clone(hub);
+    log_group.add_hook(Arc::new(move |line: &GroupLine| {
+        hub.publish(|| events::Event::LogLine(line.clone()));
+    }));
+    (
+        Arc::new(RwLock::new(vec![view])),
+        Arc::new(RwLock::new(vec![vip])),
+    )
 }
 
 impl Drop for Inner {

@@ -19,12 +19,14 @@
 
 mod boundary;
 mod config;
+mod events;
 mod node;
 mod shared;
 mod status;
 
 pub use boundary::ECC_IDENTITY_MAX;
 pub use config::*;
+pub use events::*;
 pub use node::*;
 pub use shared::*;
 pub use status::*;

@@ -45,12 +45,13 @@ pub type ecc_identity_hook_fn = Option<
     ) -> bool,
 >;
 
-fn node_error(e: &NodeError) -> ecc_status {
+pub(super) fn node_error(e: &NodeError) -> ecc_status {
     let status = match e {
         NodeError::Identity(_) => ecc_status::ECC_IDENTITY_ERROR,
         NodeError::Io { .. } => ecc_status::ECC_IO_ERROR,
         NodeError::InvalidState(_) => ecc_status::ECC_INVALID_STATE,
         NodeError::Config(_) => ecc_status::ECC_CONFIG_ERROR,
+        NodeError::InvalidArgument(_) => ecc_status::ECC_INVALID_ARGUMENT,
     };
     fail(status, e.to_string())
 }

@@ -113,7 +113,7 @@ fn object<T>(
 /// Runs an export's body inside [`boundary`]; the body returns early with
 /// `?` on the first bad argument, so the status and `ecc_last_error()`
 /// always describe the same problem.
-fn guarded(body: impl FnOnce() -> Result<(), ecc_status>) -> ecc_status {
+pub(super) fn guarded(body: impl FnOnce() -> Result<(), ecc_status>) -> ecc_status {
     boundary(|| match body() {
         Ok(()) => ecc_status::ECC_OK,
         Err(s) => s,
@@ -121,7 +121,7 @@ fn guarded(body: impl FnOnce() -> Result<(), ecc_status>) -> ecc_status {
 }
 
 /// Checks that an out-parameter is not NULL, before any work is done.
-fn out_arg<T>(out: *mut T, name: &str) -> Result<(), ecc_status> {
+pub(super) fn out_arg<T>(out: *mut T, name: &str) -> Result<(), ecc_status> {
     if out.is_null() {
         Err(fail(
             ecc_status::ECC_NULL_ARGUMENT,

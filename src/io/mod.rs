@@ -6,6 +6,7 @@
 pub mod arp;
 pub mod clock;
 pub mod control;
+pub mod events;
 pub mod host;
 pub mod logfiles;
 pub mod loggroup;

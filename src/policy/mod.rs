@@ -6,3 +6,6 @@
 //! Lua, built here) and a host's Lua through `require "eccluster"`
 //! (bindings/lua, mlua's `module` build). Only the embedded engine knows
 //! about sandboxes, budgets and per-thread states.
+
+pub mod api;
+pub mod msys;

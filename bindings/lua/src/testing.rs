@@ -7,7 +7,7 @@
 
 use mlua::{Lua, Table};
 
-use crate::errors::{Args, function};
+use eccluster::policy::api::errors::{Args, function};
 
 /// Adds `_testing` to the module table `ecc`.
 pub(crate) fn register(lua: &Lua, ecc: &Table) -> mlua::Result<()> {

@@ -1,4 +1,4 @@
-//! How failures reach Lua: every function of the module raises a plain
+//! How failures reach Lua: every function of the API raises a plain
 //! string error, with the caller's position, as Lua's own libraries do
 //! (`log.lua:12: bad argument #1 to 'append' (string expected, got nil)`).
 //!
@@ -6,7 +6,7 @@
 //! (with a traceback and a "runtime error:" prefix), which a script can
 //! only `tostring`. So each Rust function here is *raw*: it returns `true`
 //! and its results, or `false` and a message, never raising; and the
-//! module exposes it through a two-line Lua wrapper ([`WRAP`]) that turns
+//! API exposes it through a two-line Lua wrapper ([`WRAP`]) that turns
 //! `false, message` into `error(message, 2)`. The raw functions are kept
 //! as upvalues of their wrappers, out of scripts' reach.
 //!
@@ -37,15 +37,19 @@ return function(raw)
 end
 "#;
 
-/// The Lua function `name` of the module: `f` is its body, returning its
+/// The Lua function `name` of the API: `f` is its body, returning its
 /// results or the message of the error to raise.
-pub(crate) fn function<F, R>(lua: &Lua, name: &'static str, f: F) -> mlua::Result<Function>
+pub fn function<F, R>(lua: &Lua, name: &'static str, f: F) -> mlua::Result<Function>
 where
     F: Fn(&Lua, Args) -> Result<R, String> + 'static,
     R: IntoLuaMulti,
 {
     let raw = lua.create_function(move |lua, args: MultiValue| {
-        let args = Args { name, args };
+        let args = Args {
+            name,
+            args,
+            offset: 0,
+        };
         match catch_unwind(AssertUnwindSafe(|| f(lua, args))) {
             Ok(Ok(results)) => {
                 let mut out = results.into_lua_multi(lua)?;
@@ -83,24 +87,31 @@ fn wrapper(lua: &Lua) -> mlua::Result<Function> {
 
 /// A function's arguments, and what it is called in messages.
 #[derive(Debug)]
-pub(crate) struct Args {
+pub struct Args {
     name: &'static str,
     args: MultiValue,
+    /// Arguments skipped: a method's `self`.
+    offset: usize,
 }
 
 impl Args {
     /// Argument `n` (from 1); nil when absent, as in Lua.
-    pub(crate) fn get(&self, n: usize) -> &Value {
-        self.args.get(n - 1).unwrap_or(&Value::Nil)
+    pub fn get(&self, n: usize) -> &Value {
+        self.args.get(self.offset + n - 1).unwrap_or(&Value::Nil)
+    }
+
+    /// The function's name, as messages give it.
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// The message for a bad argument `n`, in Lua's words.
-    pub(crate) fn bad(&self, n: usize, why: impl std::fmt::Display) -> String {
+    pub fn bad(&self, n: usize, why: impl std::fmt::Display) -> String {
         format!("bad argument #{n} to '{}' ({why})", self.name)
     }
 
     /// The message for argument `n` not being a `expected`.
-    pub(crate) fn expected(&self, n: usize, expected: &str) -> String {
+    pub fn expected(&self, n: usize, expected: &str) -> String {
         self.bad(
             n,
             format!("{expected} expected, got {}", type_name(self.get(n))),
@@ -108,7 +119,7 @@ impl Args {
     }
 
     /// Argument `n` as a string's bytes (Lua strings may hold any byte).
-    pub(crate) fn bytes(&self, n: usize) -> Result<mlua::LuaString, String> {
+    pub fn bytes(&self, n: usize) -> Result<mlua::LuaString, String> {
         match self.get(n) {
             Value::String(s) => Ok(s.clone()),
             _ => Err(self.expected(n, "string")),
@@ -116,7 +127,7 @@ impl Args {
     }
 
     /// Argument `n` as a string, which must be UTF-8.
-    pub(crate) fn string(&self, n: usize) -> Result<String, String> {
+    pub fn string(&self, n: usize) -> Result<String, String> {
         let s = self.bytes(n)?;
         s.to_str()
             .map(|s| s.to_string())
@@ -125,7 +136,7 @@ impl Args {
 
     /// The method's `self`, a `T` userdata (`what` names it in messages),
     /// with Lua's wording for a bad one.
-    pub(crate) fn this<T: 'static>(&self, what: &str) -> Result<mlua::UserDataRef<T>, String> {
+    pub fn this<T: 'static>(&self, what: &str) -> Result<mlua::UserDataRef<T>, String> {
         let bad = || {
             format!(
                 "calling '{}' on bad self ({what} expected, got {})",
@@ -139,18 +150,75 @@ impl Args {
         }
     }
 
+    /// Argument `n` as an integer: a Lua integer, or a float with an exact
+    /// integer value (as Lua's own `luaL_checkinteger` takes them).
+    pub fn integer(&self, n: usize) -> Result<i64, String> {
+        match self.get(n) {
+            Value::Integer(i) => Ok(*i),
+            Value::Number(f) if f.fract() == 0.0 && (-9.2e18..=9.2e18).contains(f) => Ok(*f as i64),
+            Value::Number(_) => Err(self.bad(n, "number has no integer representation")),
+            _ => Err(self.expected(n, "number")),
+        }
+    }
+
+    /// Argument `n` as an integer from `range`, `default` when nil.
+    pub fn opt_integer(
+        &self,
+        n: usize,
+        default: i64,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<i64, String> {
+        if self.get(n).is_nil() {
+            return Ok(default);
+        }
+        let i = self.integer(n)?;
+        if range.contains(&i) {
+            Ok(i)
+        } else {
+            Err(self.bad(
+                n,
+                format!("{i} is out of range {}..{}", range.start(), range.end()),
+            ))
+        }
+    }
+
+    /// Argument `n` as a boolean, `default` when nil.
+    pub fn opt_boolean(&self, n: usize, default: bool) -> Result<bool, String> {
+        match self.get(n) {
+            Value::Nil => Ok(default),
+            Value::Boolean(b) => Ok(*b),
+            _ => Err(self.expected(n, "boolean or nil")),
+        }
+    }
+
+    /// Argument `n` as a string, `None` when nil.
+    pub fn opt_string(&self, n: usize) -> Result<Option<String>, String> {
+        match self.get(n) {
+            Value::Nil => Ok(None),
+            _ => self.string(n).map(Some),
+        }
+    }
+
+    /// Argument `n` as a table.
+    pub fn table(&self, n: usize) -> Result<mlua::Table, String> {
+        match self.get(n) {
+            Value::Table(t) => Ok(t.clone()),
+            _ => Err(self.expected(n, "table")),
+        }
+    }
+
     /// The arguments after a method's `self`, numbered from 1 again, as
     /// Lua numbers them in messages (`log:append(nil)` is argument #1).
-    pub(crate) fn after_self(&self) -> Args {
+    pub fn after_self(self) -> Args {
         Args {
-            name: self.name,
-            args: self.args.iter().skip(1).cloned().collect(),
+            offset: self.offset + 1,
+            ..self
         }
     }
 }
 
 /// The type's name as Lua's `type()` says it.
-pub(crate) fn type_name(value: &Value) -> &'static str {
+pub fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Integer(_) | Value::Number(_) => "number",
         Value::LightUserData(_) | Value::UserData(_) => "userdata",

@@ -1,4 +1,4 @@
-//! Journals, the log service's append side: `ecc.log_open(destination
+//! Journals, the log service's append side: `log_open(destination
 //! [, options])` and the `log` object it returns.
 //!
 //! ```lua
@@ -16,65 +16,76 @@
 //! most that many milliseconds (2 by default, the README's example for
 //! Rust). The first open of a journal in the process decides it.
 //!
-//! Every destination naming one directory shares one writer in this
-//! process, whichever Lua state opened it, so appends from several states
-//! (threads) share group commits. A host that also links libeccluster has
-//! a second writer for the same journal there; the two take turns through
-//! jlog's fcntl locks, as two processes do.
+//! With a node, journals open through [`crate::Node::open_log`], so that
+//! the node's published paniclog also goes out on its `log_group`. Without
+//! one (the module before `eccluster.start`), through a process-wide set
+//! of writers. Either way, every destination naming one directory shares
+//! one writer, whichever Lua state opened it, so appends from several
+//! states (threads) share group commits. A host that also links
+//! libeccluster has a second writer for the same journal there; the two
+//! take turns through jlog's fcntl locks, as two processes do.
 //!
 //! `append` blocks the calling Lua thread until the record is durable.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use eccluster::io::logwriter::{LogWriter, LogWriters};
-use eccluster::journal::Durability;
-use mlua::{Lua, Table, UserData, Value};
+use mlua::{Lua, Table, Value};
 
-use crate::errors::{Args, function, type_name};
+use super::NodeRef;
+use super::errors::{Args, function, type_name};
+use super::object::{LuaObject, method, new_object, register as register_type};
+use crate::io::logwriter::{LogWriter, LogWriters};
+use crate::journal::Durability;
 
 /// What `group_commit_ms` is when the options leave it out.
 const DEFAULT_GROUP_COMMIT_MS: u32 = 2;
 
-/// The journals this process writes through the module, by directory.
+/// The journals this process writes through the API without a node.
 static WRITERS: LazyLock<LogWriters> = LazyLock::new(LogWriters::default);
 
 /// A journal opened for appending (the Lua `log` object).
-#[derive(Debug)]
 struct Log(Arc<LogWriter>);
 
-/// The registry key of the `log` objects' methods.
-const METHODS: &str = "eccluster.log.methods";
-
-impl UserData for Log {
-    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
-        // The methods are wrapped Lua functions (see errors.rs), so they
-        // are a table rather than mlua methods.
-        fields.add_meta_field_with("__index", |lua| lua.named_registry_value::<Table>(METHODS));
-        fields.add_meta_field("__name", "eccluster.log");
-    }
-
-    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method("__tostring", |_, log, ()| {
-            Ok(format!("eccluster.log: {}", log.0.dir().display()))
-        });
+impl LuaObject for Log {
+    const TYPE: &'static str = "eccluster.log";
+    fn describe(&self) -> String {
+        self.0.dir().display().to_string()
     }
 }
 
-/// Adds `log_open` to the module table `ecc`.
-pub(crate) fn register(lua: &Lua, ecc: &Table) -> mlua::Result<()> {
-    let methods = lua.create_table()?;
-    methods.set("append", function(lua, "append", append)?)?;
-    methods.set("dir", function(lua, "dir", dir)?)?;
-    lua.set_named_registry_value(METHODS, methods)?;
-    ecc.set("log_open", function(lua, "log_open", open)?)
+/// Adds `log_open` to `ecc`.
+pub(super) fn register(lua: &Lua, ecc: &Table, node: &NodeRef) -> mlua::Result<()> {
+    register_type::<Log>(
+        lua,
+        [
+            method(lua, "append", |_, log: &Log, args| {
+                let line = args.bytes(1)?;
+                let id = log
+                    .0
+                    .append(&line.as_bytes())
+                    .map_err(|e| format!("append: {e}"))?;
+                Ok((id.log, id.marker))
+            }),
+            method(lua, "dir", |lua, log: &Log, _| {
+                use std::os::unix::ffi::OsStrExt;
+                lua.create_string(log.0.dir().as_os_str().as_bytes())
+                    .map_err(|e| format!("dir: {e}"))
+            }),
+        ],
+    )?;
+    let node = node.clone();
+    ecc.set(
+        "log_open",
+        function(lua, "log_open", move |lua, args| open(lua, &node, args))?,
+    )
 }
 
 /// `ecc.log_open(destination [, options])`.
-fn open(lua: &Lua, args: Args) -> Result<mlua::AnyUserData, String> {
+fn open(lua: &Lua, node: &NodeRef, args: Args) -> Result<mlua::AnyUserData, String> {
     let destination = args.string(1)?;
     let group_commit_ms = group_commit_ms(&args, 2)?;
-    if let Err(e) = eccluster::core::logs::destination::Destination::parse(&destination) {
+    if let Err(e) = crate::core::logs::destination::Destination::parse(&destination) {
         return Err(args.bad(1, e));
     }
     let durability = match group_commit_ms {
@@ -83,19 +94,22 @@ fn open(lua: &Lua, args: Args) -> Result<mlua::AnyUserData, String> {
             interval: Duration::from_millis(u64::from(ms)),
         },
     };
-    let opened = WRITERS
-        .open(&destination, durability)
-        .map_err(|e| format!("log_open: {e}"))?;
-    if let Some(torn) = opened.torn {
-        // As Node::open_log: the cut is news for the operator, not a
-        // failure of the open.
-        eprintln!(
-            "eccluster: journal {}: {torn}",
-            opened.writer.dir().display()
-        );
+    let writer = match node.optional() {
+        Some(node) => node.open_log(&destination, durability),
+        None => WRITERS.open(&destination, durability).map(|opened| {
+            if let Some(torn) = opened.torn {
+                // As Node::open_log: the cut is news for the operator, not
+                // a failure of the open.
+                eprintln!(
+                    "eccluster: journal {}: {torn}",
+                    opened.writer.dir().display()
+                );
+            }
+            opened.writer
+        }),
     }
-    lua.create_userdata(Log(opened.writer))
-        .map_err(|e| format!("log_open: {e}"))
+    .map_err(|e| format!("log_open: {e}"))?;
+    new_object(lua, Log(writer))
 }
 
 /// The options table, argument `n`: only `group_commit_ms`, a whole number
@@ -164,23 +178,4 @@ fn number(value: &Value) -> String {
         Value::Number(f) => f.to_string(),
         other => type_name(other).to_string(),
     }
-}
-
-/// `log:append(line)`: the record's position, once it is durable.
-fn append(_: &Lua, args: Args) -> Result<(u32, u32), String> {
-    let log = args.this::<Log>("eccluster.log")?;
-    let line = args.after_self().bytes(1)?;
-    let id = log
-        .0
-        .append(&line.as_bytes())
-        .map_err(|e| format!("append: {e}"))?;
-    Ok((id.log, id.marker))
-}
-
-/// `log:dir()`: the journal's directory.
-fn dir(lua: &Lua, args: Args) -> Result<mlua::LuaString, String> {
-    let log = args.this::<Log>("eccluster.log")?;
-    use std::os::unix::ffi::OsStrExt;
-    lua.create_string(log.0.dir().as_os_str().as_bytes())
-        .map_err(|e| format!("dir: {e}"))
 }
