@@ -19,12 +19,14 @@
 
 mod boundary;
 mod config;
+mod mmove;
 mod node;
 mod shared;
 mod status;
 
 pub use boundary::ECC_IDENTITY_MAX;
 pub use config::*;
+pub use mmove::*;
 pub use node::*;
 pub use shared::*;
 pub use status::*;
