@@ -560,6 +560,7 @@ impl Node {
         if let Some(r) = running {
             r.stop();
         }
+        self.inner.moves.stop();
     }
 
     /// The console socket path while running.

@@ -52,7 +52,7 @@ pub(crate) const MAX_INCOMING: usize = 64;
 #[allow(missing_debug_implementations)] // holds the host's closure
 pub struct Moves {
     hook: RwLock<Option<MoveHook>>,
-    /// Opened at the first start and kept over restarts of the runtime.
+    /// Open while the node runs.
     ids: Mutex<Option<Arc<Ids>>>,
     dir: Option<PathBuf>,
     /// `unconditional_rebind`, passed to the hook.
@@ -85,17 +85,23 @@ impl Moves {
         *self.hook.write() = Some(hook);
     }
 
-    /// Opens the id store, once (a later start keeps it), as node `me`.
+    /// Opens the id store (replaying it from `mmove_dir`), as node `me`.
     pub fn start(&self, me: &str) -> Result<(), String> {
         *self.me.write() = me.to_string();
         let mut ids = self.ids.lock();
-        if ids.is_none() {
-            *ids = Some(Arc::new(match &self.dir {
-                Some(dir) => Ids::open(dir, now_s())?,
-                None => Ids::in_memory(),
-            }));
-        }
+        // The last start's store first, or its lock would refuse this one.
+        *ids = None;
+        *ids = Some(Arc::new(match &self.dir {
+            Some(dir) => Ids::open(dir, now_s())?,
+            None => Ids::in_memory(),
+        }));
         Ok(())
+    }
+
+    /// Lets go of the id store (and its directory's lock) once the hooks
+    /// running now are done; moves arriving meanwhile are deferred.
+    pub fn stop(&self) {
+        *self.ids.lock() = None;
     }
 
     /// Every peer's counts, by name.
@@ -206,6 +212,9 @@ impl Moves {
                         key.id, key.from
                     ));
                 }
+                // Before the answer: a node stopped once its sender heard
+                // must not still hold the store.
+                drop(ids);
                 moves.count(&key.from, |c| c.incoming.answered(&outcome));
                 reply(MoveAck {
                     id: message.id,
