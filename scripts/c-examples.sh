@@ -21,10 +21,14 @@
 #   9. examples/c/log_group.c (a paniclog line one node's logger appends,
 #      broadcast on the log_group and heard by the other node's hook and
 #      console), plain, under ASan + UBSan and valgrind, output checked;
-#  10. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#  10. examples/c/moves.c (a message moved between two nodes through
+#      ecc_node_move_message and seen by the receiver's move hook; a
+#      duplicate, a generated id and every error), plain, under ASan +
+#      UBSan and valgrind, output checked;
+#  11. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-9 use the debug build (fast for CI); step 10 the release build that
+# Steps 1-10 use the debug build (fast for CI); step 11 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/ (under CARGO_TARGET_DIR when set, where
 # cargo puts the library too).
@@ -172,12 +176,13 @@ run_three_ways() {
 }
 
 step "membership.c: two nodes in one process and a membership hook"
-# Eight loopback ports not in use (two each for membership.c, duravip.c, replication.c and log_group.c), derived from our pid so parallel runs differ
-# (a TCP connect that succeeds means the port is taken).
+# Ten loopback ports not in use (two each for membership.c, duravip.c,
+# replication.c, log_group.c and moves.c), derived from our pid so parallel
+# runs differ (a TCP connect that succeeds means the port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 8 ]; do
+while [ ${#ports[@]} -lt 10 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -409,6 +414,53 @@ if "$out/log_group" "${ports[6]}" >/dev/null 2>"$out/log_group-usage.err"; then
   die "log_group succeeded with one argument"
 fi
 grep -q '^usage: ' "$out/log_group-usage.err" || die "log_group: no usage message"
+
+step "moves.c: a message moved between two nodes"
+moves_expected=$(
+  cat <<'OUT'
+moved c-move-1 to m2: accepted
+m2 hook: id c-move-1 from m1, mail from <sender@example.com>, 2 recipients: a@example.net, b@example.org
+m2 hook: binding out1 in group default, 1 header: X-Spool-Id: 1F/00-4711
+m2 hook: 34 bytes, as sent
+m2 hook: redelivery no, rebind no
+moved c-move-1 again: duplicate, the hook ran 1 time(s)
+moved a message with a generated id of 32 hex digits
+no recipients: move rejected: m2 rejected move c-move-2: 550 5.5.1 no recipients
+unknown node: not found: cannot move to m9: no node of that name is configured (msgc_server peers)
+bad id: invalid argument: request->id: a move id is made of A-Z a-z 0-9 . _ - : @ + =, found '/' in "a/b"
+NULL request: null argument: request is NULL
+NULL hook: null argument: hook is NULL
+m2 cluster show mmove:
+m1
+	[out: sent 0, accepted 0, duplicates 0, rejected 0, deferred 0, retries 0, failed 0, in flight 0]
+	[in: received 4, accepted 2, duplicates 1, rejected 1, deferred 0, in flight 0]
+stopped
+OUT
+)
+
+# run_moves NAME CMD...: runs CMD with the last two ports and a fresh
+# directory; requires exit 0, exactly the expected output, and m2's id
+# store holding the two accepted moves.
+run_moves() {
+  local name=$1
+  shift
+  local dir=$tmp/moves-$name
+  mkdir -p "$dir"
+  run_exact "$name" "$moves_expected" "$@" "${ports[8]}" "${ports[9]}" "$dir"
+  [ "$(grep -c '^A m1 ' "$dir/m2-ids/mmove-ids")" = 2 ] ||
+    die "$name: m2's id store does not hold the two accepted moves"
+  for n in m1 m2; do
+    [ ! -e "$dir/$n.sock" ] || die "$name: console socket of $n left behind after stop"
+  done
+  echo "$name: ok"
+}
+
+run_three_ways moves run_moves
+
+if "$out/moves" "${ports[8]}" >/dev/null 2>"$out/moves-usage.err"; then
+  die "moves succeeded with one argument"
+fi
+grep -q '^usage: ' "$out/moves-usage.err" || die "moves: no usage message"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix
