@@ -96,7 +96,7 @@ impl Drop for Lab {
 /// Message `i`'s bytes: every seventh is 300 kB (two chunks on the wire),
 /// the others up to 4 kB; each byte depends on the message and its place.
 fn body(i: usize) -> Vec<u8> {
-    let len = if i % 7 == 0 {
+    let len = if i.is_multiple_of(7) {
         300_000
     } else {
         1 + i * 37 % 4096

@@ -5,8 +5,8 @@
 //!   hook, the id store (`store`), the per-peer counts.
 //! - [`LinkInbound`] is the receiving side of one link, run by the thread
 //!   that reads it: it puts moves together and hands each whole one to a
-//!   thread of its own, which asks the id store, runs the host's hook and
-//!   answers. The reader never waits for a hook, so heartbeats' companions
+//!   thread of its own (`workers`), which asks the id store, runs the
+//!   host's hook and answers. The reader never waits for a hook, so heartbeats' companions
 //!   on the link (replication, console answers) keep flowing; a peer has at
 //!   most [`MAX_INCOMING`] moves arriving or in hooks at once.
 //! - [`Acks`] are the answers that senders wait for, and `sender` the
@@ -15,6 +15,7 @@
 
 mod sender;
 mod store;
+mod workers;
 
 pub(crate) use sender::{Transport, send};
 
@@ -27,6 +28,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 
 use self::store::Ids;
+use self::workers::Workers;
 use crate::core::mmove::counts::PeerCounts;
 use crate::core::mmove::ids::{Admission, Key};
 use crate::core::mmove::transfer::{Arrival, Complete, Inbox};
@@ -60,6 +62,8 @@ pub struct Moves {
     /// This node's name, for the answers that name it.
     me: RwLock<String>,
     counts: Mutex<BTreeMap<String, PeerCounts>>,
+    /// The threads hooks run on.
+    workers: Arc<Workers>,
 }
 
 fn now_s() -> u64 {
@@ -76,6 +80,7 @@ impl Moves {
             rebind,
             me: RwLock::new(String::new()),
             counts: Mutex::new(BTreeMap::new()),
+            workers: Arc::default(),
         }
     }
 
@@ -222,10 +227,7 @@ impl Moves {
                 });
             }
         };
-        if let Err(e) = std::thread::Builder::new()
-            .name("ecc-mmove-hook".into())
-            .spawn(run)
-        {
+        if let Err(e) = self.workers.run(Box::new(run)) {
             // The hook never ran: nothing to remember.
             let _ = ids.resolve(key.clone(), false, now_s());
             answer(MoveOutcome::Deferred(format!(
