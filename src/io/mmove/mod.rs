@@ -5,10 +5,11 @@
 //!   hook, the id store (`store`), the per-peer counts.
 //! - [`LinkInbound`] is the receiving side of one link, run by the thread
 //!   that reads it: it puts moves together and hands each whole one to a
-//!   thread of its own (`workers`), which asks the id store, runs the
-//!   host's hook and answers. The reader never waits for a hook, so heartbeats' companions
-//!   on the link (replication, console answers) keep flowing; a peer has at
-//!   most [`MAX_INCOMING`] moves arriving or in hooks at once.
+//!   thread of its own (`workers`), which asks the id store (and syncs
+//!   it), runs the host's hook and answers. The reader never waits for
+//!   either, so the link's other traffic (replication, console answers)
+//!   keeps flowing; a peer has at most [`MAX_INCOMING`] moves arriving or
+//!   being settled at once.
 //! - [`Acks`] are the answers that senders wait for, and `sender` the
 //!   sending loop (retries, deadline), over a [`Transport`] the runtime
 //!   implements.
@@ -154,22 +155,57 @@ impl Moves {
         ids.is_accepted(key).then_some(MoveOutcome::Duplicate)
     }
 
-    /// A move arrived whole: see `core::mmove::ids` for what happens.
+    /// A move arrived whole: counted, and settled on a worker thread, so
+    /// that neither the id store's syncs nor the hook hold up the link.
     fn deliver(self: &Arc<Self>, from: &str, complete: Complete, reply: &Reply, log: &Log) {
         self.count(from, |c| c.incoming.arrived());
-        let key = key(from, &complete.id);
         let answer = |outcome: MoveOutcome| {
             self.count(from, |c| c.incoming.answered(&outcome));
             reply(MoveAck {
-                id: key.id.clone(),
+                id: complete.id.clone(),
                 outcome,
             });
         };
         let (Some(hook), Some(ids)) = (self.hook.read().clone(), self.ids()) else {
-            let refusal = self.refusal(&key);
+            let refusal = self.refusal(&key(from, &complete.id));
             return answer(
                 refusal.unwrap_or_else(|| MoveOutcome::Deferred("the node is not running".into())),
             );
+        };
+        let id = complete.id.clone();
+        let settle = {
+            let (moves, from) = (Arc::clone(self), from.to_string());
+            let (reply, log) = (Arc::clone(reply), Arc::clone(log));
+            move || moves.settle(&hook, ids, from, complete, &reply, &log)
+        };
+        if let Err(e) = self.workers.run(Box::new(settle)) {
+            let outcome = MoveOutcome::Deferred(format!(
+                "{} cannot start a thread for its move hook: {e}",
+                self.me.read()
+            ));
+            self.count(from, |c| c.incoming.answered(&outcome));
+            reply(MoveAck { id, outcome });
+        }
+    }
+
+    /// On a worker: what the id store says (see `core::mmove::ids`), the
+    /// host's hook if it is to be asked, and the answer.
+    fn settle(
+        &self,
+        hook: &MoveHook,
+        ids: Arc<Ids>,
+        from: String,
+        complete: Complete,
+        reply: &Reply,
+        log: &Log,
+    ) {
+        let key = key(&from, &complete.id);
+        let answer = |outcome: MoveOutcome| {
+            self.count(&from, |c| c.incoming.answered(&outcome));
+            reply(MoveAck {
+                id: key.id.clone(),
+                outcome,
+            });
         };
         let redelivery = match ids.admit(key.clone(), now_s()) {
             Err(e) => {
@@ -185,56 +221,38 @@ impl Moves {
             Ok(Admission::Duplicate) => return answer(MoveOutcome::Duplicate),
             // The running hook answers; this arrival counts as a duplicate.
             Ok(Admission::InProgress) => {
-                return self.count(from, |c| c.incoming.answered(&MoveOutcome::Duplicate));
+                return self.count(&from, |c| c.incoming.answered(&MoveOutcome::Duplicate));
             }
             Ok(Admission::Deliver { redelivery, .. }) => redelivery,
         };
         let message = MovedMessage {
             id: complete.id,
-            from: from.to_string(),
+            from: from.clone(),
             envelope: complete.envelope,
             body: complete.body,
             redelivery,
             rebind: self.rebind,
         };
-        let run = {
-            let (moves, ids, key) = (Arc::clone(self), Arc::clone(&ids), key.clone());
-            let (reply, log) = (Arc::clone(reply), Arc::clone(log));
-            move || {
-                // A Rust hook that panics defers the move; the panic hook
-                // has printed why.
-                let verdict = catch_unwind(AssertUnwindSafe(|| hook(&message)))
-                    .unwrap_or_else(|_| MoveVerdict::Defer("the move hook panicked".into()));
-                let outcome = MoveOutcome::of(verdict);
-                let accepted = outcome == MoveOutcome::Accepted;
-                // An acceptance that cannot be recorded is still the
-                // host's: the sender is told. Were this node to crash
-                // before it could record it, the move comes back as a
-                // redelivery, which the host recognises.
-                if let Err(e) = ids.resolve(key.clone(), accepted, now_s()) {
-                    log(&format!(
-                        "mmove: cannot record move {} from {}: {e}",
-                        key.id, key.from
-                    ));
-                }
-                // Before the answer: a node stopped once its sender heard
-                // must not still hold the store.
-                drop(ids);
-                moves.count(&key.from, |c| c.incoming.answered(&outcome));
-                reply(MoveAck {
-                    id: message.id,
-                    outcome,
-                });
-            }
-        };
-        if let Err(e) = self.workers.run(Box::new(run)) {
-            // The hook never ran: nothing to remember.
-            let _ = ids.resolve(key.clone(), false, now_s());
-            answer(MoveOutcome::Deferred(format!(
-                "{} cannot start a thread for its move hook: {e}",
-                self.me.read()
-            )));
+        // A Rust hook that panics defers the move; the panic hook has
+        // printed why.
+        let verdict = catch_unwind(AssertUnwindSafe(|| hook(&message)))
+            .unwrap_or_else(|_| MoveVerdict::Defer("the move hook panicked".into()));
+        let outcome = MoveOutcome::of(verdict);
+        let accepted = outcome == MoveOutcome::Accepted;
+        // An acceptance that cannot be recorded is still the host's: the
+        // sender is told. Were this node to crash before it could record
+        // it, the move comes back as a redelivery, which the host
+        // recognises.
+        if let Err(e) = ids.resolve(key.clone(), accepted, now_s()) {
+            log(&format!(
+                "mmove: cannot record move {} from {from}: {e}",
+                key.id
+            ));
         }
+        // Before the answer: a node stopped once its sender heard must not
+        // still hold the store.
+        drop(ids);
+        answer(outcome);
     }
 }
 

@@ -350,7 +350,10 @@ mod tests {
         assert_eq!(text.lines().count(), 10);
         assert!(text.starts_with("A n1 m2990 2990\n"), "{text}");
         assert_eq!(ids.admit(key("m2999"), 3000).unwrap(), Admission::Duplicate);
-        assert_eq!(delivered(ids.admit(key("m2989"), 3000).unwrap()), Some(false));
+        assert_eq!(
+            delivered(ids.admit(key("m2989"), 3000).unwrap()),
+            Some(false)
+        );
         drop(ids);
         // By 10,000 every id has passed its time limit, the unresolved too.
         let ids = Ids::open_with(&dir, 10_000, 1000, 10).unwrap();
