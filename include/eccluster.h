@@ -24,6 +24,12 @@
 // including the terminating NUL.
 #define ECC_IDENTITY_MAX 256
 
+// Size of a buffer that holds any move id with its NUL.
+#define ECC_MOVE_ID_MAX 65
+
+// Size of the buffer a move hook may write its reason into, with its NUL.
+#define ECC_MOVE_REASON_MAX 1025
+
 // The library's major version; the SONAME is `libeccluster.so.<major>`.
 #define ECC_VERSION_MAJOR 0
 
@@ -55,8 +61,13 @@ typedef enum {
   ECC_COMMAND_FAILED = 8,
   // A bug inside the library was caught at the boundary; the call did nothing reliable.
   ECC_PANIC = 9,
-  // No such object: the configuration replicates nothing by that name and kind.
+  // No such object: the configuration replicates nothing by that name and kind
+  // (or, for a move, no node of that name is configured).
   ECC_NOT_FOUND = 10,
+  // The receiving node's host rejected a moved message; `ecc_last_error()` holds its reason.
+  ECC_MOVE_REJECTED = 11,
+  // A move was not accepted before its deadline; `ecc_last_error()` says what happened last.
+  ECC_MOVE_FAILED = 12,
 } ecc_status;
 
 // A replicated key/value cache (a `Replicate` scope of `type = "cache"`;
@@ -89,6 +100,10 @@ typedef struct ecc_log ecc_log;
 // `"eccmgr_metrics"`) object. Thread-safe.
 typedef struct ecc_metrics ecc_metrics;
 
+// A message moved to this node, as its move hook gets it; read it with
+// the `ecc_moved_message_*` functions. Valid only during the hook's call.
+typedef struct ecc_moved_message ecc_moved_message;
+
 // A cluster node. Thread-safe: every function taking an `ecc_node` may be
 // called from any thread, concurrently, until `ecc_node_free`.
 typedef struct ecc_node ecc_node;
@@ -106,6 +121,70 @@ typedef uint32_t ecc_config_format;
 // What an event is about (an integer, so that kinds added later are
 // defined behaviour for older hosts: skip what you do not know).
 typedef uint32_t ecc_event_kind;
+
+// A message to move. Strings are NUL-terminated UTF-8; arrays hold their
+// count of items and may be NULL when the count is 0.
+typedef struct {
+  // The move's id, or NULL for a random one (128 bits, in hex). A host
+  // may use its spool id: 1 to 64 characters from `A-Z a-z 0-9 . _ - :
+  // @ + =`, not starting with `.`. Moving again under the same id after
+  // a failure or a crash is safe: the receiver answers "duplicate" if it
+  // has the message. A message that comes back to a node it once left
+  // must move under a new id.
+  const char *id;
+  // The reverse path (MAIL FROM); "" for a bounce.
+  const char *mail_from;
+  const char *const *recipients;
+  size_t recipient_count;
+  // The binding and binding group the sender's policy chose; NULL is "".
+  const char *binding;
+  const char *binding_group;
+  // Further fields the receiving host gets, as `header_count` names and
+  // values (a name is printable ASCII without ':').
+  const char *const *header_names;
+  const char *const *header_values;
+  size_t header_count;
+  // The message, as bytes (at most 256 MiB).
+  const uint8_t *body;
+  size_t body_len;
+} ecc_move_request;
+
+// What a successful move reports.
+typedef struct {
+  // The move's id, NUL-terminated (the one generated when the request
+  // had none).
+  char id[ECC_MOVE_ID_MAX];
+  // The receiver had the message already (an earlier attempt got there).
+  bool duplicate;
+  // Attempts made, the successful one included.
+  uint32_t attempts;
+} ecc_move_receipt;
+
+// A move hook's verdict: `ECC_MOVE_ACCEPT`, `ECC_MOVE_REJECT` or
+// `ECC_MOVE_DEFER`. An integer rather than a C enum, so that any value a
+// hook returns is defined behaviour; an unknown one defers the move.
+typedef uint32_t ecc_move_verdict;
+
+// A move hook: given a message moved to this node, spool it and return
+// `ECC_MOVE_ACCEPT` only once it is durable; or return `ECC_MOVE_REJECT`
+// or `ECC_MOVE_DEFER` with a reason written into `reason` (NUL-terminated,
+// at most `reason_len` bytes with the NUL; `reason_len` is
+// `ECC_MOVE_REASON_MAX`), which the sender gets. Read the message with the
+// `ecc_moved_message_*` functions; it is valid only during the call.
+//
+// When `ecc_moved_message_redelivery` says so, this node saw the message
+// before but did not learn the verdict (it stopped inside the hook): look
+// in the spool, and accept without spooling again if it is there.
+//
+// Runs on a thread of the library's own, one per message being received,
+// so calls may run concurrently with each other (never two for the same
+// move) and with every other hook; the cluster link keeps carrying other
+// traffic meanwhile. Do not call `ecc_node_stop` or `ecc_node_free` on
+// this node from it.
+typedef ecc_move_verdict (*ecc_move_hook_fn)(void *userdata,
+                                             const ecc_moved_message *message,
+                                             char *reason,
+                                             size_t reason_len);
 
 // Where a hook goes in its chain: `ECC_HOOK_FIRST` or `ECC_HOOK_LAST`. An
 // integer rather than a C enum, so that any value a caller passes is
@@ -252,6 +331,15 @@ typedef struct {
 // Events were lost here because the queue was full; read the state
 // again. Field: `dropped` (integer).
 #define ECC_EVENT_OVERFLOW 5
+
+// The host has spooled the message durably; the sender may forget it.
+#define ECC_MOVE_ACCEPT 0
+
+// Refused for good; the sender gets the reason and does not retry.
+#define ECC_MOVE_REJECT 1
+
+// Not now; the sender retries until its deadline.
+#define ECC_MOVE_DEFER 2
 
 // Before the hooks registered so far (`register_..._hook_first`).
 #define ECC_HOOK_FIRST 0
@@ -450,6 +538,155 @@ ecc_status ecc_event_bytes(const ecc_event *event,
 // # Safety
 // `event` is NULL or a live event, not used again.
 void ecc_event_free(ecc_event *event);
+
+// Moves a message to node `target` (the reference's `#mmove`) and waits
+// until that node's host accepted it: sent over the cluster link, retried
+// with backoff while the link is down, the target restarts or defers, or
+// no answer comes, for at most `timeout_ms` (not 0). Blocks the calling
+// thread; any number of threads may move at once.
+//
+// Returns `ECC_OK` once the target accepted it (or had it already) and
+// writes `*out_receipt` (which may be NULL); `ECC_MOVE_REJECTED` at once
+// when the target's host rejected it; `ECC_MOVE_FAILED` at the deadline
+// (the target may still have received it: moving it again under the same
+// id is safe); `ECC_NOT_FOUND` for a node that is not configured;
+// `ECC_INVALID_STATE` when this node is not running; `ECC_INVALID_ARGUMENT`
+// for a request that cannot be sent. `ecc_last_error()` names the node,
+// the move's id and what happened.
+//
+// # Safety
+// `node` is a live handle; `target` a NUL-terminated string; `request`
+// points to a request whose pointers are as its fields' docs say;
+// `out_receipt` is NULL or writable.
+ecc_status ecc_node_move_message(const ecc_node *node,
+                                 const char *target,
+                                 const ecc_move_request *request,
+                                 uint32_t timeout_ms,
+                                 ecc_move_receipt *out_receipt);
+
+// Sets the node's move hook, replacing any earlier one (a moved message
+// goes to one spool); may be called at any time. Without a hook, moves to
+// this node are deferred.
+//
+// # Safety
+// `node` is a live handle; `hook` a valid function; `userdata` usable on
+// the library's threads (see `ecc_move_hook_fn`) until the node is freed.
+ecc_status ecc_node_register_move_hook(ecc_node *node, ecc_move_hook_fn hook, void *userdata);
+
+// The move's id, into a caller buffer (`ECC_MOVE_ID_MAX` bytes always
+// suffice).
+//
+// # Safety
+// `message` is the hook's message, during the hook's call; `buf`, `len`
+// and `out_len` as for `ecc_node_nodename`. The same holds for every
+// `ecc_moved_message_*` function.
+ecc_status ecc_moved_message_id(const ecc_moved_message *message,
+                                char *buf,
+                                size_t len,
+                                size_t *out_len);
+
+// The name of the node that sent the message.
+//
+// # Safety
+// As `ecc_moved_message_id`.
+ecc_status ecc_moved_message_from(const ecc_moved_message *message,
+                                  char *buf,
+                                  size_t len,
+                                  size_t *out_len);
+
+// The reverse path (MAIL FROM); "" for a bounce.
+//
+// # Safety
+// As `ecc_moved_message_id`.
+ecc_status ecc_moved_message_mail_from(const ecc_moved_message *message,
+                                       char *buf,
+                                       size_t len,
+                                       size_t *out_len);
+
+// The binding the sender's policy chose.
+//
+// # Safety
+// As `ecc_moved_message_id`.
+ecc_status ecc_moved_message_binding(const ecc_moved_message *message,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_len);
+
+// The binding group the sender's policy chose.
+//
+// # Safety
+// As `ecc_moved_message_id`.
+ecc_status ecc_moved_message_binding_group(const ecc_moved_message *message,
+                                           char *buf,
+                                           size_t len,
+                                           size_t *out_len);
+
+// How many recipients the message has.
+//
+// # Safety
+// As `ecc_moved_message_id`; `out_count` is writable.
+ecc_status ecc_moved_message_recipient_count(const ecc_moved_message *message, size_t *out_count);
+
+// Recipient `index` (from 0), into a caller buffer.
+//
+// # Safety
+// As `ecc_moved_message_id`.
+ecc_status ecc_moved_message_recipient(const ecc_moved_message *message,
+                                       size_t index,
+                                       char *buf,
+                                       size_t len,
+                                       size_t *out_len);
+
+// How many header fields the sender passed along.
+//
+// # Safety
+// As `ecc_moved_message_id`; `out_count` is writable.
+ecc_status ecc_moved_message_header_count(const ecc_moved_message *message, size_t *out_count);
+
+// The name of header field `index` (from 0), into a caller buffer.
+//
+// # Safety
+// As `ecc_moved_message_id`.
+ecc_status ecc_moved_message_header_name(const ecc_moved_message *message,
+                                         size_t index,
+                                         char *buf,
+                                         size_t len,
+                                         size_t *out_len);
+
+// The value of header field `index` (from 0), into a caller buffer.
+//
+// # Safety
+// As `ecc_moved_message_id`.
+ecc_status ecc_moved_message_header_value(const ecc_moved_message *message,
+                                          size_t index,
+                                          char *buf,
+                                          size_t len,
+                                          size_t *out_len);
+
+// The message's bytes, without copying: `*out_body` points to
+// `*out_len` bytes that stay valid until the hook returns.
+//
+// # Safety
+// As `ecc_moved_message_id`; `out_body` and `out_len` are writable.
+ecc_status ecc_moved_message_body(const ecc_moved_message *message,
+                                  const uint8_t **out_body,
+                                  size_t *out_len);
+
+// Whether this is a redelivery: this node saw the move before and never
+// learnt its verdict, so the host should look for it in its spool (see
+// `ecc_move_hook_fn`).
+//
+// # Safety
+// As `ecc_moved_message_id`; `out` is writable.
+ecc_status ecc_moved_message_redelivery(const ecc_moved_message *message, bool *out);
+
+// This node's `unconditional_rebind`: whether the host should run its
+// full set_binding policy for the message again (rather than keep the
+// binding the sender chose).
+//
+// # Safety
+// As `ecc_moved_message_id`; `out` is writable.
+ecc_status ecc_moved_message_rebind(const ecc_moved_message *message, bool *out);
 
 // Makes a stopped node from a configuration (which is copied; the caller
 // still owns and frees `config`).

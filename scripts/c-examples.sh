@@ -25,10 +25,14 @@
 #      descriptor: a view, a DuraVIP gained and lost, a log group line, a
 #      full queue's overflow), plain, under ASan + UBSan and valgrind,
 #      output checked;
-#  11. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#  11. examples/c/moves.c (a message moved between two nodes through
+#      ecc_node_move_message and seen by the receiver's move hook; a
+#      duplicate, a generated id and every error), plain, under ASan +
+#      UBSan and valgrind, output checked;
+#  12. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-10 use the debug build (fast for CI); step 11 the release build that
+# Steps 1-11 use the debug build (fast for CI); step 12 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/ (under CARGO_TARGET_DIR when set, where
 # cargo puts the library too).
@@ -176,12 +180,13 @@ run_three_ways() {
 }
 
 step "membership.c: two nodes in one process and a membership hook"
-# Ten loopback ports not in use (two each for membership.c, duravip.c, replication.c, log_group.c and events.c), derived from our pid so parallel runs differ
-# (a TCP connect that succeeds means the port is taken).
+# Twelve loopback ports not in use (two each for membership.c, duravip.c,
+# replication.c, log_group.c, events.c and moves.c), derived from our pid so
+# parallel runs differ (a TCP connect that succeeds means the port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 10 ]; do
+while [ ${#ports[@]} -lt 12 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -437,7 +442,7 @@ stopped
 OUT
 )
 
-# run_events NAME CMD...: runs CMD with the last two ports and a fresh
+# run_events NAME CMD...: runs CMD with ports 8 and 9 and a fresh
 # directory; requires exit 0, exactly the expected output, and no console
 # socket left behind.
 run_events() {
@@ -458,6 +463,53 @@ if "$out/events" "${ports[8]}" >/dev/null 2>"$out/events-usage.err"; then
   die "events succeeded with one argument"
 fi
 grep -q '^usage: ' "$out/events-usage.err" || die "events: no usage message"
+
+step "moves.c: a message moved between two nodes"
+moves_expected=$(
+  cat <<'OUT'
+moved c-move-1 to m2: accepted
+m2 hook: id c-move-1 from m1, mail from <sender@example.com>, 2 recipients: a@example.net, b@example.org
+m2 hook: binding out1 in group default, 1 header: X-Spool-Id: 1F/00-4711
+m2 hook: 34 bytes, as sent
+m2 hook: redelivery no, rebind no
+moved c-move-1 again: duplicate, the hook ran 1 time(s)
+moved a message with a generated id of 32 hex digits
+no recipients: move rejected: m2 rejected move c-move-2: 550 5.5.1 no recipients
+unknown node: not found: cannot move to m9: no node of that name is configured (msgc_server peers)
+bad id: invalid argument: request->id: a move id is made of A-Z a-z 0-9 . _ - : @ + =, found '/' in "a/b"
+NULL request: null argument: request is NULL
+NULL hook: null argument: hook is NULL
+m2 cluster show mmove:
+m1
+	[out: sent 0, accepted 0, duplicates 0, rejected 0, deferred 0, retries 0, failed 0, in flight 0]
+	[in: received 4, accepted 2, duplicates 1, rejected 1, deferred 0, in flight 0]
+stopped
+OUT
+)
+
+# run_moves NAME CMD...: runs CMD with ports 10 and 11 and a fresh
+# directory; requires exit 0, exactly the expected output, and m2's id
+# store holding the two accepted moves.
+run_moves() {
+  local name=$1
+  shift
+  local dir=$tmp/moves-$name
+  mkdir -p "$dir"
+  run_exact "$name" "$moves_expected" "$@" "${ports[10]}" "${ports[11]}" "$dir"
+  [ "$(grep -c '^A m1 ' "$dir/m2-ids/mmove-ids")" = 2 ] ||
+    die "$name: m2's id store does not hold the two accepted moves"
+  for n in m1 m2; do
+    [ ! -e "$dir/$n.sock" ] || die "$name: console socket of $n left behind after stop"
+  done
+  echo "$name: ok"
+}
+
+run_three_ways moves run_moves
+
+if "$out/moves" "${ports[10]}" >/dev/null 2>"$out/moves-usage.err"; then
+  die "moves succeeded with one argument"
+fi
+grep -q '^usage: ' "$out/moves-usage.err" || die "moves: no usage message"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix

@@ -56,7 +56,7 @@ le() {
 }
 str() { le ${#1} 4; printf '%s' "$1"; }
 wire_seeds() {
-  local v; v=$(le 1 1) # PROTOCOL_VERSION
+  local v; v=$(le 6 1) # PROTOCOL_VERSION
   local request="$v$(le 3 1)$(le 1 8)$(str 'cluster info')"
   printf "$request" >"$1/console_request"
   printf "$v$(le 4 1)$(le 1 8)$(le 1 1)$(str 'ok')" >"$1/console_response"
@@ -64,6 +64,11 @@ wire_seeds() {
   # sender: name generation incarnation node_type subcluster pid version
   # port config_digest; then view_id view_size heard about_you.
   printf "$v$(le 1 1)$(str mta1)$(le 7 8)$(le 1 4)$(le 0 1)$(str east)$(le 42 4)$(str 0.1.0)$(le 4802 2)$(le 1 2)$(le 99 4)$(le 5 8)$(le 2 4)$(le 1 2)$(str mta2)$(le 120 2)$(le 1 1)$(le 1 1)$(le 3 8)$(le 0 4)" >"$1/heartbeat"
+  # A message move: id, MAIL FROM, recipients, binding, binding group,
+  # headers, body length and the first bytes; a chunk; an answer.
+  printf "$v$(le 12 1)$(str m1)$(str a@b)$(le 1 4)$(str c@d)$(str out1)$(str default)$(le 1 4)$(str X-Id)$(str 7)$(le 7 8)$(le 5 4)hello" >"$1/move_begin"
+  printf "$v$(le 13 1)$(str m1)$(le 5 8)$(le 2 4)!!" >"$1/move_chunk"
+  printf "$v$(le 14 1)$(str m1)$(le 2 1)$(str '550 no')" >"$1/move_ack"
   # A clear envelope: "EC" version flags sender_len sender generation seq body.
   printf "EC$v$(le 0 1)$(le 4 1)mta1$(le 7 8)$(le 1 8)$request" >"$1/envelope"
 }

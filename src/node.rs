@@ -35,6 +35,7 @@ use crate::io::events::{self, EventHub, EventQueue};
 use crate::io::host;
 use crate::io::loggroup::LogGroup;
 use crate::io::logwriter::{LogWriter, LogWriters, Tee};
+use crate::io::mmove::{MoveHook, Moves};
 use crate::io::neigh;
 use crate::io::plumb::{DryRunPlumber, NetlinkPlumber, Plumber};
 use crate::io::replication::{self, SharedObjects};
@@ -53,6 +54,9 @@ use crate::shared::throttle::ThrottleTable;
 use crate::shared::{Scope, SharedObject};
 
 pub use crate::core::logs::group::GroupLine;
+pub use crate::core::mmove::{
+    MoveEnvelope, MoveError, MoveId, MoveReceipt, MoveRequest, MoveVerdict, MovedMessage,
+};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -241,6 +245,8 @@ struct Inner {
     events: Arc<EventHub>,
     /// The DuraVIPs this node has plumbed, as its gained and lost hooks say.
     plumbed: Arc<RwLock<BTreeSet<IpAddr>>>,
+    /// Message moves: the host's hook, the id store, the counts.
+    moves: Arc<Moves>,
     /// The running runtime, for the paniclog's writer to broadcast on: a
     /// cell of its own, so that an append never waits for a start or stop
     /// to finish.
@@ -287,6 +293,10 @@ impl Node {
                 log_group,
                 events,
                 plumbed,
+                moves: Arc::new(Moves::new(
+                    config.cluster.mmove_dir.clone(),
+                    config.cluster.unconditional_rebind,
+                )),
                 log_outlet: Arc::default(),
                 shared_objects,
                 responses: Mutex::new(Vec::new()),
@@ -473,6 +483,10 @@ impl Node {
         };
         // A previous run released its addresses as it stopped.
         self.inner.plumbed.write().clear();
+        self.inner
+            .moves
+            .start(&identity.nodename)
+            .map_err(|e| NodeError::Config(format!("mmove_dir: {e}")))?;
         let runtime = self.inner.start_runtime(&identity, Arc::new(exec_as))?;
         let mut identity = identity;
         identity.cluster_port = runtime.local_addr().port();
@@ -539,6 +553,39 @@ impl Node {
         self.inner.log_group.add_hook(Arc::from(hook));
     }
 
+    /// Moves a message to node `target` (the reference's `#mmove`): sends
+    /// it over the cluster link and returns once the target's host accepted
+    /// it (or had it already: a retry that got through before), retrying
+    /// with backoff while the link is down, the target restarts or defers,
+    /// or no answer comes, until `timeout`. A rejection by the target's
+    /// host returns at once. Blocks the calling thread; any number of
+    /// threads may move at once. A move that fails may still have reached
+    /// the target: moving it again under the same id is safe.
+    pub fn move_message(
+        &self,
+        target: &str,
+        request: &MoveRequest<'_>,
+        timeout: Duration,
+    ) -> Result<MoveReceipt, MoveError> {
+        let (runtime, _) = self.inner.runtime().map_err(|_| MoveError::NotRunning)?;
+        runtime.move_message(target, request, timeout)
+    }
+
+    /// Sets the move hook, which receives every message moved to this node
+    /// and answers accept, reject or defer (see [`MovedMessage`] for what
+    /// it gets). It runs on a thread of its own per message, so several
+    /// may run at once and the cluster link keeps carrying other traffic
+    /// meanwhile. Accepting means the host has the message durably. A
+    /// later registration replaces the hook; without one, moves to this
+    /// node are deferred. May be registered at any time.
+    pub fn register_move_hook(
+        &self,
+        hook: Box<dyn Fn(&MovedMessage) -> MoveVerdict + Send + Sync>,
+    ) {
+        let hook: MoveHook = Arc::from(hook);
+        self.inner.moves.set_hook(hook);
+    }
+
     /// Adds a membership hook: it runs on the engine thread after every view
     /// change. May be registered at any time.
     pub fn register_membership_hook(&self, hook: Box<dyn Fn(&ViewChange) + Send + Sync>) {
@@ -561,6 +608,7 @@ impl Node {
         if let Some(r) = running {
             r.stop();
         }
+        self.inner.moves.stop();
     }
 
     /// The console socket path while running.
@@ -863,6 +911,7 @@ impl Inner {
                 log_interval(cluster.log_idle_interval),
             )),
             log_group: Arc::clone(&self.log_group),
+            moves: Arc::clone(&self.moves),
         };
         Runtime::start(rc).map_err(|source| NodeError::Io {
             what: format!("cluster port {bind}"),
@@ -1007,7 +1056,19 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 16] = [
+    let node_commands: [Builtin; 18] = [
+        (
+            "cluster show mmove",
+            "",
+            "Count message moves per peer: sent, accepted, duplicates, rejected, deferred, retries and failed out; received, accepted, duplicates, rejected and deferred in; in flight both ways.",
+            |inner, _, mode, _| Ok(reports::mmove(&inner.moves.counts(), mode)),
+        ),
+        (
+            "cluster mmove send",
+            "<node> <file> [<mail from> [<recipient> ...]]",
+            "Move the message in <file> (read by this node) to <node>, and wait until its host accepted it (at most 30 s).",
+            mmove_send,
+        ),
         (
             "cluster show logs",
             "",
@@ -1291,6 +1352,62 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             unreachable!("built-in command {words:?} is valid: {e}");
         }
     }
+}
+
+/// How long `cluster mmove send` tries.
+const MMOVE_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `cluster mmove send NODE FILE [FROM [RCPT...]]`: a move from the
+/// console, for demos and checks, in the binding group and binding
+/// `default`. Only from this node's own console: the file is read here.
+fn mmove_send(
+    inner: &Inner,
+    args: &[String],
+    mode: Mode,
+    caller: &Caller,
+) -> Result<String, String> {
+    const USAGE: &str = "usage: cluster mmove send <node> <file> [<mail from> [<recipient> ...]]";
+    let [node, file, envelope @ ..] = args else {
+        return Err(USAGE.into());
+    };
+    if *caller != Caller::Local {
+        return Err(
+            "cluster mmove send reads a file on this node: run it on this node's own console"
+                .into(),
+        );
+    }
+    let body = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+    let (mail_from, recipients) = match envelope {
+        [] => (String::new(), Vec::new()),
+        [from, rcpts @ ..] => (from.clone(), rcpts.to_vec()),
+    };
+    let request = MoveRequest {
+        id: None,
+        envelope: MoveEnvelope {
+            mail_from,
+            recipients,
+            binding: "default".into(),
+            binding_group: "default".into(),
+            headers: Vec::new(),
+        },
+        body: &body,
+    };
+    let (runtime, _) = inner.runtime()?;
+    let receipt = runtime
+        .move_message(node, &request, MMOVE_SEND_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let text = format!(
+        "moved {} to {node}{} after {} attempt{}",
+        receipt.id,
+        if receipt.duplicate {
+            " (it had it already)"
+        } else {
+            ""
+        },
+        receipt.attempts,
+        if receipt.attempts == 1 { "" } else { "s" }
+    );
+    Ok(reports::value("mmove", &text, mode))
 }
 
 fn duravip_show(inner: &Inner, mode: Mode) -> Result<String, String> {

@@ -9,163 +9,17 @@
 //! deadline; no assertion depends on a fixed sleep.
 
 mod common;
-use common::{
-    DEADLINE, Guard, TempDir, first_line, free_port, output_within_deadline, wait_until,
-    wait_until_within,
-};
+use common::process::{BIN, NodeProcess as Node, Spec};
+use common::{TempDir, free_port, output_within_deadline, wait_until, wait_until_within};
 
 use std::collections::BTreeMap;
 
 use eccluster::journal::{Journal, Start, Writer};
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_eccluster");
-
-/// How a node is configured.
-#[derive(Clone)]
-struct Spec {
-    name: String,
-    /// The peers map: every node this one knows, with its port (may include itself).
-    peers: Vec<(String, u16)>,
-    /// The cluster key file; `None` runs without one.
-    key: Option<PathBuf>,
-    /// Extra lines for the `[cluster]` table.
-    extra: String,
-    /// The `ECCluster_Listener` address; the node's own port on 127.0.0.1 if unset.
-    listen: Option<String>,
-    /// Extra arguments for `eccluster node`.
-    args: Vec<String>,
-    /// `node`, or `aggregate` for a manager that pulls logs.
-    command: &'static str,
-}
-
-impl Spec {
-    fn port(&self) -> u16 {
-        self.peers
-            .iter()
-            .find(|(n, _)| *n == self.name)
-            .map(|(_, p)| *p)
-            .expect("a node is in its own peers map")
-    }
-
-    fn render(&self, socket: &Path) -> String {
-        let peers: String = self
-            .peers
-            .iter()
-            .map(|(n, p)| format!("{n} = \"127.0.0.1:{p}\"\n"))
-            .collect();
-        let key = self
-            .key
-            .as_ref()
-            .map(|k| format!("auth_key_file = {:?}\n", k.display().to_string()))
-            .unwrap_or_default();
-        let listen = self
-            .listen
-            .clone()
-            .unwrap_or_else(|| format!("127.0.0.1:{}", self.port()));
-        format!(
-            "[cluster]\n\
-             nodename = \"{name}\"\n\
-             nodeaddr = \"127.0.0.1\"\n\
-             heartbeats_per_sec = 4\n\
-             heartbeat_start_delay = 0\n\
-             {key}{extra}\n\
-             [msgc_server.peers]\n{peers}\n\
-             [eccluster_listener.listen.\"{listen}\"]\n\n\
-             [control_listener.listen.{socket:?}]\n",
-            name = self.name,
-            extra = self.extra,
-            socket = socket.display().to_string(),
-        )
-    }
-}
-
-/// A running `eccluster node`; killed on drop.
-struct Node {
-    guard: Guard,
-    name: String,
-    command: &'static str,
-    args: Vec<String>,
-    config: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
 impl Node {
-    /// Writes the node's config into `dir` and starts it.
-    fn start(dir: &Path, spec: &Spec) -> Node {
-        let socket = dir.join(format!("{}.sock", spec.name));
-        let config = dir.join(format!("{}.toml", spec.name));
-        std::fs::write(&config, spec.render(&socket)).expect("write config");
-        let mut node = Node {
-            guard: Guard(None),
-            name: spec.name.clone(),
-            command: spec.command,
-            args: spec.args.clone(),
-            config,
-            socket,
-            log: dir.join(format!("{}.log", spec.name)),
-        };
-        node.spawn();
-        node
-    }
-
-    /// Starts the process (again) and waits for its ready line. The log is
-    /// appended to, so a restarted node keeps its earlier lines.
-    fn spawn(&mut self) {
-        assert!(self.guard.0.is_none(), "{} is already running", self.name);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open log");
-        let child = Command::new(BIN)
-            .args([self.command, "--config"])
-            .arg(&self.config)
-            .args(&self.args)
-            .env_remove("EC_NODE_NAME")
-            .env_remove("EC_SUB_CLUSTER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn eccluster node");
-        self.guard = Guard(Some(child));
-        let stdout = self.guard.child().stdout.take().expect("stdout");
-        let ready = first_line(stdout);
-        assert!(
-            ready.starts_with(&format!("ready node={} ", self.name)),
-            "{} did not start: {ready:?}\nlog:\n{}",
-            self.name,
-            self.log_text()
-        );
-    }
-
-    fn kill(&mut self) {
-        self.guard.kill();
-    }
-
-    /// SIGTERM, as an init system stops a node, and waits for it to exit.
-    fn terminate(&mut self) {
-        let child = self.guard.child();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {}", self.name);
-        let exit = child.wait().expect("wait for the node");
-        assert!(exit.success(), "{} exited with {exit}", self.name);
-        self.guard.0 = None;
-    }
-
-    /// Runs a console command over the socket (no process per poll).
-    fn console(&self, command: &str) -> Result<String, String> {
-        common::console(&self.socket, command, DEADLINE)
-    }
-
     /// `cluster info`, parsed; `None` while the console does not answer.
     fn info(&self) -> Option<Info> {
         self.console("cluster info").ok().map(|t| Info::parse(&t))
@@ -182,27 +36,6 @@ impl Node {
                     .collect()
             })
             .unwrap_or_default()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The log from byte `from` on (see [`Node::log_len`]).
-    fn log_since(&self, from: usize) -> String {
-        self.log_text().get(from..).unwrap_or_default().to_string()
-    }
-
-    fn log_len(&self) -> usize {
-        self.log_text().len()
-    }
-
-    /// Runs a console command through the CLI, as an operator would.
-    fn cli(&self, command: &str) -> Output {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("console").arg("--socket").arg(&self.socket);
-        cmd.args(command.split_whitespace());
-        output_within_deadline(cmd, None)
     }
 }
 

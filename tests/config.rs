@@ -203,6 +203,31 @@ fn reference_listing_marks_defaults_and_set_values() {
 }
 
 #[test]
+fn mmove_dir_is_read_in_both_formats_and_unset_by_default() {
+    assert_eq!(
+        load(Path::new(REFERENCE_CONF)).config.cluster.mmove_dir,
+        None
+    );
+    let toml = parse("[cluster]\nmmove_dir = \"/srv/mmove\"\n", Format::Toml);
+    let conf = parse(
+        "cluster { mmove_dir = \"/srv/mmove\" }\n",
+        Format::Ecelerity,
+    );
+    assert_eq!(toml.config, conf.config);
+    assert_eq!(
+        toml.config.cluster.mmove_dir.as_deref(),
+        Some(Path::new("/srv/mmove"))
+    );
+    for (text, format) in [
+        ("[cluster]\nmmove_dir = \"\"\n", Format::Toml),
+        ("cluster { mmove_dir = \"\" }\n", Format::Ecelerity),
+    ] {
+        let errors = parse_err(text, format).to_string();
+        assert!(errors.contains("cluster.mmove_dir"), "{errors}");
+    }
+}
+
+#[test]
 fn reference_listing_round_trips() {
     assert_round_trip(&load(Path::new(REFERENCE_CONF)));
     assert_round_trip(&load(Path::new(REFERENCE_TOML)));
@@ -221,6 +246,7 @@ cluster {
   quorum = "majority"
   debug_level = "INFO"
   auth_key_file = "/etc/eccluster/key"
+  mmove_dir = "/var/spool/eccluster/mmove"
   logs = [
     mainlog = "/var/log/x/main"
     "odd key" = "/var/log/x/odd path"
@@ -288,6 +314,10 @@ fn rich_config_reads_what_it_says() {
     assert_eq!(c.nodeaddr, Some("10.0.0.1".parse().unwrap()));
     assert_eq!(c.heartbeats_per_sec, 2.5);
     assert_eq!(c.quorum, QuorumMode::Majority);
+    assert_eq!(
+        c.mmove_dir.as_deref(),
+        Some(Path::new("/var/spool/eccluster/mmove"))
+    );
     assert_eq!(c.logs[1].0, "odd key");
     let cache = &c.replicate[0];
     assert_eq!(cache.kind, ReplicationType::Cache);

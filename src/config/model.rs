@@ -74,6 +74,10 @@ pub struct ClusterConfig {
     pub suspect_heartbeats: u32,
     /// Ours: missed heartbeats before a suspected peer is declared down.
     pub down_heartbeats: u32,
+    /// Ours: where a receiver of message moves keeps the ids it accepted,
+    /// so that a retry after a crash is answered `duplicate`; unset, they
+    /// are kept in memory only.
+    pub mmove_dir: Option<PathBuf>,
 }
 
 /// Ours: what a node does when it cannot see a majority of the configured peers.

@@ -274,6 +274,7 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
     let arp_refresh_interval = s.get(ctx, "arp_refresh_interval", 60u32);
     let suspect_heartbeats = s.get_checked(ctx, "suspect_heartbeats", 3u32, at_least(1));
     let down_heartbeats = s.get_checked(ctx, "down_heartbeats", 5u32, at_least(1));
+    let mmove_dir = s.maybe(ctx, "mmove_dir");
     if down_heartbeats < suspect_heartbeats {
         let span = s
             .span_of("down_heartbeats")
@@ -335,6 +336,7 @@ fn cluster(s: &mut ScopeReader, ctx: &mut Ctx) -> ClusterConfig {
         arp_refresh_interval,
         suspect_heartbeats,
         down_heartbeats,
+        mmove_dir,
     }
 }
 

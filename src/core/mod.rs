@@ -13,5 +13,6 @@ pub mod hash;
 pub mod identity;
 pub mod logs;
 pub mod membership;
+pub mod mmove;
 pub mod replicate;
 pub mod wire;

@@ -56,6 +56,56 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str
     })
 }
 
+/// Bytes of a pointer-and-length argument called `name`; NULL is allowed
+/// only with length 0.
+///
+/// # Safety
+/// `p` is NULL or readable for `len` bytes that live for `'a`.
+pub(crate) unsafe fn bytes_arg<'a>(
+    p: *const u8,
+    len: usize,
+    name: &str,
+) -> Result<&'a [u8], ecc_status> {
+    if p.is_null() {
+        return if len == 0 {
+            Ok(&[])
+        } else {
+            Err(fail(
+                ecc_status::ECC_NULL_ARGUMENT,
+                format!("{name} is NULL but its length is {len}"),
+            ))
+        };
+    }
+    // SAFETY: per this function's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+/// An array argument of `count` C strings called `name`, as UTF-8; NULL
+/// is allowed only with a count of 0.
+///
+/// # Safety
+/// `p` is NULL or points to `count` NUL-terminated strings.
+pub(crate) unsafe fn str_array_arg(
+    p: *const *const c_char,
+    count: usize,
+    name: &str,
+) -> Result<Vec<String>, ecc_status> {
+    if p.is_null() && count > 0 {
+        return Err(fail(
+            ecc_status::ECC_NULL_ARGUMENT,
+            format!("{name} is NULL but its count is {count}"),
+        ));
+    }
+    (0..count)
+        .map(|i| {
+            // SAFETY: p points to count pointers per the contract.
+            let item = unsafe { *p.add(i) };
+            // SAFETY: each is NULL or a NUL-terminated string per the contract.
+            unsafe { str_arg(item, &format!("{name}[{i}]")) }.map(str::to_string)
+        })
+        .collect()
+}
+
 /// Copies `s` into a caller buffer, per the conventions in the module docs.
 ///
 /// # Safety

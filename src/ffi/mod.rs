@@ -20,6 +20,7 @@
 mod boundary;
 mod config;
 mod events;
+mod mmove;
 mod node;
 mod shared;
 mod status;
@@ -27,6 +28,7 @@ mod status;
 pub use boundary::ECC_IDENTITY_MAX;
 pub use config::*;
 pub use events::*;
+pub use mmove::*;
 pub use node::*;
 pub use shared::*;
 pub use status::*;

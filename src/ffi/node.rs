@@ -2,7 +2,9 @@
 
 use std::ffi::{CStr, c_char, c_void};
 
-use super::boundary::{ECC_IDENTITY_MAX, Handle, boundary, boundary_void, put, str_arg, write_str};
+use super::boundary::{
+    ECC_IDENTITY_MAX, Handle, boundary, boundary_void, put, str_arg, str_array_arg, write_str,
+};
 use super::config::ecc_config;
 use super::status::{ecc_status, fail};
 use crate::node::{HookOrder, IdentityHook, Node, NodeError};
@@ -200,9 +202,9 @@ pub unsafe extern "C" fn ecc_node_nodeaddr(
     identity_getter(node, |id| id.service_addr().to_string(), buf, len, out_len)
 }
 
-/// Userdata the host promises may be used from the threads named in
-/// `ecc_identity_hook_fn`'s docs.
-struct HostPtr(*mut c_void);
+/// Userdata the host promises may be used from the threads its hook's
+/// docs name (e.g. `ecc_identity_hook_fn`'s).
+pub(crate) struct HostPtr(pub(crate) *mut c_void);
 // SAFETY: the header documents on which threads the hook runs; the host
 // passes a userdata that is safe to use there. We never dereference it.
 unsafe impl Send for HostPtr {}
@@ -211,7 +213,7 @@ unsafe impl Sync for HostPtr {}
 
 impl HostPtr {
     // A method, not a field access, so closures capture the whole (Send) wrapper.
-    fn get(&self) -> *mut c_void {
+    pub(crate) fn get(&self) -> *mut c_void {
         self.0
     }
 }
@@ -361,7 +363,7 @@ pub type ecc_membership_hook_fn = Option<
 
 /// The shared part of registering a hook run on the node's threads: a live node and a
 /// non-NULL function, then `register` with the host's userdata.
-fn register_engine_hook<F>(
+pub(crate) fn register_engine_hook<F>(
     node: *mut ecc_node,
     hook: Option<F>,
     userdata: *mut c_void,
@@ -583,19 +585,11 @@ pub unsafe extern "C" fn ecc_node_register_duravip(
             Ok(pair) => pair,
             Err(s) => return s,
         };
-        if names.is_null() && name_count > 0 {
-            return fail(ecc_status::ECC_NULL_ARGUMENT, "names is NULL");
-        }
-        let mut binding_names = Vec::with_capacity(name_count);
-        for i in 0..name_count {
-            // SAFETY: names points to name_count pointers per the contract.
-            let p = unsafe { *names.add(i) };
-            // SAFETY: each is a NUL-terminated string per the contract.
-            match unsafe { str_arg(p, "names[i]") } {
-                Ok(n) => binding_names.push(n.to_string()),
-                Err(s) => return s,
-            }
-        }
+        // SAFETY: names points to name_count strings per the contract.
+        let binding_names = match unsafe { str_array_arg(names, name_count, "names") } {
+            Ok(names) => names,
+            Err(s) => return s,
+        };
         let preference = if preference.is_null() {
             None
         } else {

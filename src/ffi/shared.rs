@@ -12,7 +12,7 @@ use std::ffi::c_char;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use super::boundary::{Handle, boundary, boundary_void, put, str_arg, write_bytes};
+use super::boundary::{Handle, boundary, boundary_void, bytes_arg, put, str_arg, write_bytes};
 use super::node::ecc_node;
 use super::status::{ecc_status, fail, set_last_error};
 use crate::node::Node;
@@ -139,26 +139,6 @@ pub(super) fn out_arg<T>(out: *mut T, name: &str) -> Result<(), ecc_status> {
 unsafe fn key_arg<'a>(key: *const u8, len: usize) -> Result<&'a [u8], ecc_status> {
     // SAFETY: per this function's contract.
     unsafe { bytes_arg(key, len, "key") }
-}
-
-/// Bytes of a pointer-and-length argument called `name`; NULL is allowed
-/// only with length 0.
-///
-/// # Safety
-/// `p` is NULL or readable for `len` bytes that live for `'a`.
-unsafe fn bytes_arg<'a>(p: *const u8, len: usize, name: &str) -> Result<&'a [u8], ecc_status> {
-    if p.is_null() {
-        return if len == 0 {
-            Ok(&[])
-        } else {
-            Err(fail(
-                ecc_status::ECC_NULL_ARGUMENT,
-                format!("{name} is NULL but its length is {len}"),
-            ))
-        };
-    }
-    // SAFETY: per this function's contract.
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
 /// An address argument: 4 bytes (IPv4) or 16 (IPv6), network order.

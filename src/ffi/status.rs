@@ -34,8 +34,13 @@ pub enum ecc_status {
     ECC_COMMAND_FAILED = 8,
     /// A bug inside the library was caught at the boundary; the call did nothing reliable.
     ECC_PANIC = 9,
-    /// No such object: the configuration replicates nothing by that name and kind.
+    /// No such object: the configuration replicates nothing by that name and kind
+    /// (or, for a move, no node of that name is configured).
     ECC_NOT_FOUND = 10,
+    /// The receiving node's host rejected a moved message; `ecc_last_error()` holds its reason.
+    ECC_MOVE_REJECTED = 11,
+    /// A move was not accepted before its deadline; `ecc_last_error()` says what happened last.
+    ECC_MOVE_FAILED = 12,
 }
 
 thread_local! {
@@ -79,6 +84,8 @@ pub extern "C" fn ecc_status_str(status: i32) -> *const c_char {
         (ECC_COMMAND_FAILED, b"command failed\0"),
         (ECC_PANIC, b"internal error (panic)\0"),
         (ECC_NOT_FOUND, b"not found\0"),
+        (ECC_MOVE_REJECTED, b"move rejected\0"),
+        (ECC_MOVE_FAILED, b"move failed\0"),
     ];
     let text = known
         .iter()

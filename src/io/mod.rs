@@ -11,6 +11,7 @@ pub mod host;
 pub mod logfiles;
 pub mod loggroup;
 pub mod logwriter;
+pub mod mmove;
 pub mod neigh;
 mod netlink;
 pub mod plumb;

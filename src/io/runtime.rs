@@ -8,9 +8,14 @@
 //!   snapshot for the console. Heartbeats never share a queue with bulk data.
 //! - **TCP links**, one per peer pair (the node with the smaller name dials,
 //!   with backoff up to `reconnect_interval`), carry console requests from a
-//!   manager and their answers; later issues add replication and log pulls.
-//!   Each link starts with a sealed `Hello` both ways; a peer that is not
-//!   configured, or not in our `cluster_group`, is refused.
+//!   manager and their answers, DuraVIP tables, replication, log pulls and
+//!   message moves (`io::mmove`). Each link starts with a sealed `Hello`
+//!   both ways; a peer that is not configured, or not in our
+//!   `cluster_group`, is refused. A frame is sealed under its link's write
+//!   lock, so frames leave in sequence order whichever threads send them;
+//!   a write that fails or stalls for [`LINK_WRITE_TIMEOUT`] closes the
+//!   link (a frame cut short cannot be resumed) and the link is dialled
+//!   again.
 //!
 //! Every datagram and frame passes through [`Sealer`]: authenticated (and
 //! encrypted) when the cluster has a key, checked against the configured peer
@@ -32,6 +37,7 @@ use crate::config::model::Replicate;
 use crate::core::console::Caller;
 use crate::core::duravip::DuraVip;
 use crate::core::membership::{Event, Membership, MembershipConfig, Output};
+use crate::core::mmove::{MoveError, MoveId, MoveReceipt, MoveRequest};
 use crate::core::wire::DuraVipTable;
 use crate::core::wire::{
     CacheUpdate, LogBatch, LogGroupLine, LogPull, MAX_LOG_GROUP_LINE, NodeType, ReplicaUpdate,
@@ -41,6 +47,7 @@ use crate::core::wire::{
     RejectCounters, ReplayGuard, SelfInfo, decode_message, encode_message,
 };
 use crate::io::loggroup::LogGroup;
+use crate::io::mmove::{Acks, Moves, Transport};
 use crate::io::replication::{Audience, ReplicationDriver, Rows, SharedObjects};
 use crate::io::seal::{Envelope, Key, Sealer};
 use crate::io::vip::{VipDriver, VipSetup};
@@ -77,6 +84,8 @@ pub struct RuntimeConfig {
     pub log_server: Arc<LogServer>,
     /// Keeps the lines peers broadcast on this node's `log_group`.
     pub log_group: Arc<LogGroup>,
+    /// Message moves: the host's hook, the id store, the counts.
+    pub moves: Arc<Moves>,
 }
 
 /// What the console reads: the membership table and the transport's counters.
@@ -124,9 +133,25 @@ enum EngineCommand {
     Move(IpAddr, String, mpsc::Sender<Result<(), String>>),
 }
 
-struct Link {
+/// How long a write to a link may stall before the link is given up:
+/// the peer reads continuously, so a stall this long means it is gone.
+const LINK_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Link {
     peer: String,
     writer: Mutex<TcpStream>,
+}
+
+impl Link {
+    /// Seals and writes one message; see the module docs.
+    fn send(&self, shared: &Shared, message: &Message) -> io::Result<()> {
+        let mut writer = self.writer.lock();
+        let result = write_frame(&mut writer, &shared.seal(message));
+        if result.is_err() {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+        }
+        result
+    }
 }
 
 struct Shared {
@@ -158,6 +183,9 @@ struct Shared {
     /// A manager's log pulls waiting for their batch, by job.
     log_pulls: Mutex<HashMap<u64, Sender<LogBatch>>>,
     log_group: Arc<LogGroup>,
+    moves: Arc<Moves>,
+    /// The answers this node's senders of moves wait for.
+    move_acks: Acks,
 }
 
 impl Shared {
@@ -204,7 +232,7 @@ impl Shared {
     fn broadcast(&self, message: &Message) {
         let links: Vec<Arc<Link>> = self.links.lock().values().cloned().collect();
         for link in links {
-            let _ = write_frame(&mut link.writer.lock(), &self.seal(message));
+            let _ = link.send(self, message);
         }
     }
 
@@ -212,7 +240,7 @@ impl Shared {
     fn send_to(&self, peer: &str, message: &Message) {
         let link = self.links.lock().get(peer).cloned();
         if let Some(link) = link {
-            let _ = write_frame(&mut link.writer.lock(), &self.seal(message));
+            let _ = link.send(self, message);
         }
     }
 
@@ -307,6 +335,8 @@ impl Runtime {
             log_server: Arc::clone(&cfg.log_server),
             log_pulls: Mutex::new(HashMap::new()),
             log_group: Arc::clone(&cfg.log_group),
+            moves: Arc::clone(&cfg.moves),
+            move_acks: Acks::default(),
         });
         let mut threads = Vec::new();
         let vip_configured;
@@ -475,7 +505,10 @@ impl Runtime {
             if let Some(link) = self.shared.links.lock().get(node).cloned() {
                 return Ok(link);
             }
-            if Instant::now() >= deadline || !self.shared.peer_alive(node) {
+            if !self.shared.peer_alive(node) {
+                return Err(format!("no connection to {node}: it is not up"));
+            }
+            if Instant::now() >= deadline {
                 return Err(format!("no connection to {node}"));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -491,11 +524,11 @@ impl Runtime {
         let id = self.shared.next_request.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
         self.shared.pending.lock().insert(id, tx);
-        let frame = self.shared.seal(&Message::ConsoleRequest(ConsoleRequest {
+        let request = Message::ConsoleRequest(ConsoleRequest {
             id,
             command: command.to_string(),
-        }));
-        if let Err(e) = write_frame(&mut link.writer.lock(), &frame) {
+        });
+        if let Err(e) = link.send(&self.shared, &request) {
             self.shared.pending.lock().remove(&id);
             return Err(format!("sending to {node} failed: {e}"));
         }
@@ -515,8 +548,7 @@ impl Runtime {
         let job = pull.job;
         let (tx, rx) = mpsc::channel();
         self.shared.log_pulls.lock().insert(job, tx);
-        let frame = self.shared.seal(&Message::LogPull(pull));
-        let result = match write_frame(&mut link.writer.lock(), &frame) {
+        let result = match link.send(&self.shared, &Message::LogPull(pull)) {
             Err(e) => Err(format!("sending to {node} failed: {e}")),
             Ok(()) => {
                 let deadline = Instant::now() + timeout;
@@ -538,13 +570,7 @@ impl Runtime {
                             timeout.as_millis()
                         ));
                     }
-                    if !self
-                        .shared
-                        .links
-                        .lock()
-                        .get(node)
-                        .is_some_and(|l| Arc::ptr_eq(l, &link))
-                    {
+                    if !self.is_current(node, &link) {
                         break Err(format!("the link to {node} closed"));
                     }
                 }
@@ -568,6 +594,53 @@ impl Runtime {
             time_us,
             line: line.to_vec(),
         }));
+    }
+
+    /// Whether `link` is still `node`'s link.
+    fn is_current(&self, node: &str, link: &Arc<Link>) -> bool {
+        self.shared
+            .links
+            .lock()
+            .get(node)
+            .is_some_and(|l| Arc::ptr_eq(l, link))
+    }
+
+    /// Moves a message to `target` and waits until its host accepted it,
+    /// retrying until `timeout` (see `io::mmove`); any thread may call it,
+    /// many at once.
+    pub fn move_message(
+        &self,
+        target: &str,
+        request: &MoveRequest<'_>,
+        timeout: Duration,
+    ) -> Result<MoveReceipt, MoveError> {
+        if target == self.shared.me_name {
+            return Err(MoveError::Invalid(format!(
+                "{target} is this node: a move goes to another node"
+            )));
+        }
+        if self.shared.peer_named(target).is_none() {
+            return Err(MoveError::UnknownNode(target.to_string()));
+        }
+        let id = match &request.id {
+            Some(id) => id.clone(),
+            None => {
+                use chacha20poly1305::aead::Generate;
+                let bytes = <[u8; 16]>::try_generate().map_err(|e| {
+                    MoveError::Invalid(format!("cannot get random bytes for an id: {e}"))
+                })?;
+                MoveId::from_random(bytes)
+            }
+        };
+        crate::io::mmove::send(
+            self,
+            &self.shared.move_acks,
+            &self.shared.moves,
+            target,
+            id,
+            request,
+            timeout,
+        )
     }
 
     /// `node`'s generation while it is alive in this node's view.
@@ -595,6 +668,26 @@ impl Runtime {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+impl Transport for Runtime {
+    type Link = Arc<Link>;
+
+    fn link(&self, node: &str) -> Result<Arc<Link>, String> {
+        self.link_to(node)
+    }
+
+    fn send(&self, link: &Arc<Link>, message: &Message) -> Result<(), String> {
+        link.send(&self.shared, message).map_err(|e| e.to_string())
+    }
+
+    fn is_current(&self, node: &str, link: &Arc<Link>) -> bool {
+        Runtime::is_current(self, node, link)
+    }
+
+    fn stopping(&self) -> bool {
+        self.shared.stopping.load(Ordering::SeqCst)
     }
 }
 
@@ -1165,15 +1258,18 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
     // A new link may be a peer that restarted: give it our DuraVIP table.
     let table = shared.latest_table.lock().clone();
     if let Some(table) = table {
-        let _ = write_frame(
-            &mut link.writer.lock(),
-            &shared.seal(&Message::DuraVipTable(table)),
-        );
+        let _ = link.send(shared, &Message::DuraVipTable(table));
     }
     shared.send_command(EngineCommand::LinkUp(peer.clone()));
     // Links are idle for long stretches; only a broken stream ends the loop.
     let _ = stream.set_read_timeout(None);
+    let _ = stream.set_write_timeout(Some(LINK_WRITE_TIMEOUT));
     let weak: Weak<Link> = Arc::downgrade(&link);
+    let mut moves = {
+        let (answers, to) = (Arc::clone(shared), peer.clone());
+        let reply = Arc::new(move |ack| answers.send_to(&to, &Message::MoveAck(ack)));
+        shared.moves.link(&peer, reply, Arc::clone(&shared.log))
+    };
     while !shared.stopping.load(Ordering::SeqCst) {
         let Ok((_, message)) = read_message(shared, &mut stream, Some(&peer)) else {
             break;
@@ -1195,7 +1291,7 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
                         output,
                     });
                     if let Some(link) = weak.upgrade() {
-                        let _ = write_frame(&mut link.writer.lock(), &shared.seal(&answer));
+                        let _ = link.send(&shared, &answer);
                     }
                 });
             }
@@ -1221,8 +1317,7 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
                 let _ = spawn("ecc-log-serve", move || {
                     let batch = shared.log_server.serve(&peer, &pull, &shared.stopping);
                     if let Some(link) = weak.upgrade() {
-                        let frame = shared.seal(&Message::LogBatch(batch));
-                        let _ = write_frame(&mut link.writer.lock(), &frame);
+                        let _ = link.send(&shared, &Message::LogBatch(batch));
                     }
                 });
             }
@@ -1233,6 +1328,9 @@ fn run_link(shared: &Arc<Shared>, mut stream: TcpStream, peer: String) {
             }
             Message::LogGroupLine(line) => shared.log_group.receive(&peer, line),
             Message::Hello(_) | Message::Heartbeat(_) => {}
+            Message::MoveBegin(begin) => moves.begin(begin),
+            Message::MoveChunk(chunk) => moves.chunk(chunk),
+            Message::MoveAck(ack) => shared.move_acks.deliver(&peer, ack),
         }
     }
     let mut links = shared.links.lock();

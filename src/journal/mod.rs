@@ -701,7 +701,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// Writes `bytes` to `path` and makes them durable: to a temporary file,
 /// synced, renamed over `path`, and the directory synced, so a crash leaves
 /// the old contents or the new, never a mix.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
     f.write_all(bytes)

@@ -14,13 +14,17 @@ use eccluster::node::{Node, VERSION};
 mod demo;
 mod inbound;
 mod netns;
+mod spool;
 
 const USAGE: &str = "\
 usage:
-  eccluster node --config FILE [--count-inbound ADDR:PORT]
+  eccluster node --config FILE [--count-inbound ADDR:PORT] [--accept-moves DIR]
                                         run a node in the foreground (SIGTERM/SIGINT stop it);
                                         --count-inbound: accept TCP connections there and count
-                                        them in inbound_cidr, as an MTA's listener would
+                                        them in inbound_cidr, as an MTA's listener would;
+                                        --accept-moves: take messages moved to this node into a
+                                        stand-in spool, DIR/<id> and DIR/deliveries.log (send one
+                                        with the console's `cluster mmove send NODE FILE`)
   eccluster aggregate --config FILE     run a manager node that pulls every MTA node's journals into
                                         the files its Logs scope names (the node type is Manager)
   eccluster console [--socket PATH] [COMMAND...]
@@ -116,10 +120,24 @@ fn cmd_node(args: &[String]) -> Result<(), String> {
     let (config, rest) = take_flag(args, "--config")?;
     let config = config.ok_or("node needs --config FILE")?;
     let (count_inbound, rest) = take_flag(&rest, "--count-inbound")?;
+    let (accept_moves, rest) = take_flag(&rest, "--accept-moves")?;
     if !rest.is_empty() {
         return Err(format!("unexpected arguments: {}", rest.join(" ")));
     }
-    run_node(load(&config)?.config, count_inbound)
+    let host = Host {
+        count_inbound,
+        accept_moves: accept_moves.map(PathBuf::from),
+    };
+    run_node(load(&config)?.config, host)
+}
+
+/// What `eccluster node` does as the node's host, beside running it.
+#[derive(Default)]
+struct Host {
+    /// Accept connections here and count them (`--count-inbound`).
+    count_inbound: Option<String>,
+    /// Spool moved messages here (`--accept-moves`).
+    accept_moves: Option<PathBuf>,
 }
 
 /// `eccluster aggregate`: a manager node, which runs the aggregator since
@@ -138,19 +156,20 @@ fn cmd_aggregate(args: &[String]) -> Result<(), String> {
         );
     }
     config.cluster.node_type = eccluster::core::wire::NodeType::Manager;
-    run_node(config, None)
+    run_node(config, Host::default())
 }
 
 /// Runs a node until SIGTERM or SIGINT.
-fn run_node(
-    config: eccluster::config::model::Config,
-    count_inbound: Option<String>,
-) -> Result<(), String> {
+fn run_node(config: eccluster::config::model::Config, host: Host) -> Result<(), String> {
     // Before any thread starts, so every thread inherits the blocked mask.
     signals::block_termination().map_err(|e| format!("cannot block signals: {e}"))?;
     let node = Node::new(config);
+    // Before the start: a move that arrives at once finds its spool.
+    if let Some(dir) = &host.accept_moves {
+        spool::accept_moves(&node, dir)?;
+    }
     node.start().map_err(|e| format!("cannot start: {e}"))?;
-    if let Some(addr) = count_inbound {
+    if let Some(addr) = host.count_inbound {
         inbound::count_inbound(&node, &addr)?;
     }
     let id = node.identity().map_err(|e| e.to_string())?;

@@ -876,6 +876,47 @@ pub fn log_group(
     out
 }
 
+/// `cluster show mmove` (ours; the reference counted moves only as the
+/// `#mmove` binding's queue): per peer, the moves sent to it and received
+/// from it (see `core::mmove::counts` for what adds up); `\t` marks a TAB:
+/// ```text
+/// n2
+/// \t[out: sent 300, accepted 298, duplicates 2, rejected 0, deferred 3, retries 5, failed 0, in flight 0]
+/// \t[in: received 4, accepted 4, duplicates 0, rejected 0, deferred 0, in flight 0]
+/// ```
+pub fn mmove(peers: &[(String, crate::core::mmove::counts::PeerCounts)], mode: Mode) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            if peers.is_empty() {
+                return "No message moves.\n".to_string();
+            }
+            for (name, c) in peers {
+                let (o, i) = (&c.outgoing, &c.incoming);
+                out.push_str(&format!(
+                    "{name}\n\t[out: sent {}, accepted {}, duplicates {}, rejected {}, deferred {}, retries {}, failed {}, in flight {}]\n\t[in: received {}, accepted {}, duplicates {}, rejected {}, deferred {}, in flight {}]\n",
+                    o.sent, o.accepted, o.duplicates, o.rejected, o.deferred, o.retries, o.failed, o.in_flight,
+                    i.received, i.accepted, i.duplicates, i.rejected, i.deferred, i.in_flight,
+                ));
+            }
+        }
+        Mode::Xml => {
+            out.push_str("<mmove>\n");
+            for (name, c) in peers {
+                let (o, i) = (&c.outgoing, &c.incoming);
+                out.push_str(&format!(
+                    "  <peer name=\"{}\">\n    <out sent=\"{}\" accepted=\"{}\" duplicates=\"{}\" rejected=\"{}\" deferred=\"{}\" retries=\"{}\" failed=\"{}\" in_flight=\"{}\"/>\n    <in received=\"{}\" accepted=\"{}\" duplicates=\"{}\" rejected=\"{}\" deferred=\"{}\" in_flight=\"{}\"/>\n  </peer>\n",
+                    xml_escape(name),
+                    o.sent, o.accepted, o.duplicates, o.rejected, o.deferred, o.retries, o.failed, o.in_flight,
+                    i.received, i.accepted, i.duplicates, i.rejected, i.deferred, i.in_flight,
+                ));
+            }
+            out.push_str("</mmove>\n");
+        }
+    }
+    out
+}
+
 /// `2023-11-14T22:13:20Z`; a time before the epoch shows as the epoch.
 fn utc_stamp(time: std::time::SystemTime) -> String {
     let secs = time
@@ -969,6 +1010,42 @@ mod duravip_tests {
             "{text}"
         );
         assert!(!text.contains(" *  "));
+    }
+
+    #[test]
+    fn mmove_lists_both_directions_per_peer() {
+        use crate::core::mmove::counts::{Incoming, Outgoing, PeerCounts};
+        assert_eq!(mmove(&[], Mode::Text), "No message moves.\n");
+        assert_eq!(mmove(&[], Mode::Xml), "<mmove>\n</mmove>\n");
+        let counts = PeerCounts {
+            outgoing: Outgoing {
+                sent: 300,
+                accepted: 298,
+                duplicates: 2,
+                deferred: 3,
+                retries: 5,
+                ..Outgoing::default()
+            },
+            incoming: Incoming {
+                received: 4,
+                accepted: 4,
+                ..Incoming::default()
+            },
+        };
+        assert_eq!(
+            mmove(&[("n2".into(), counts)], Mode::Text),
+            "n2\n\t[out: sent 300, accepted 298, duplicates 2, rejected 0, deferred 3, retries 5, failed 0, in flight 0]\n\t[in: received 4, accepted 4, duplicates 0, rejected 0, deferred 0, in flight 0]\n"
+        );
+        let xml = mmove(&[("n<2".into(), counts)], Mode::Xml);
+        assert!(xml.contains("<peer name=\"n&lt;2\">"), "{xml}");
+        assert!(
+            xml.contains("<out sent=\"300\" accepted=\"298\" duplicates=\"2\" rejected=\"0\" deferred=\"3\" retries=\"5\" failed=\"0\" in_flight=\"0\"/>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<in received=\"4\" accepted=\"4\" duplicates=\"0\" rejected=\"0\" deferred=\"0\" in_flight=\"0\"/>"),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! byte 0   PROTOCOL_VERSION
 //! byte 1   kind: 1 Heartbeat, 2 Hello, 3 ConsoleRequest, 4 ConsoleResponse,
 //!          5 DuraVipTable, 6 ReplicaUpdate, 7 CacheUpdate, 8 SnapshotRequest
-//!          (no fields), 9 LogPull, 10 LogBatch, 11 LogGroupLine
+//!          (no fields), 9 LogPull, 10 LogBatch, 11 LogGroupLine,
+//!          12 MoveBegin, 13 MoveChunk, 14 MoveAck
 //! then     the message's fields, in declaration order
 //! ```
 //!
@@ -25,6 +26,10 @@
 //! | replica entry | its key (u32 length, at most `MAX_NAME` bytes), value (i64), version (u64) |
 //! | cache entry | its key (u32 length, at most 4096 bytes), value (Option of u32 length and at most 65536 bytes; none is a delete), stamp (u64), origin (String, at most `MAX_NAME`), expiry (u64 ms, 0 never) |
 //! | lists of cache entries | u32 count |
+//! | move id   | String of 1 to 64 characters `A-Z a-z 0-9 . _ - : @ + =`, not starting with `.` |
+//! | move envelope | mail_from (at most 1024 bytes), recipients (u32 count, each at most 1024), binding and binding_group (at most `MAX_NAME`), headers (u32 count of name, at most `MAX_NAME`, and value, at most 64 KiB) |
+//! | move data | u32 length, at most `MOVE_CHUNK` (256 KiB) bytes |
+//! | move outcome | u8: Accepted 0, Duplicate 1, Rejected 2 and Deferred 3, each of the last two followed by its reason (String, at most 1024 bytes) |
 //!
 //! No self-description, no optional trailing fields: a change to any message
 //! bumps [`PROTOCOL_VERSION`], and a peer on another version is told so by
@@ -54,8 +59,13 @@ use crate::core::duravip::{Claim, Handoff, Service, Table};
 
 use super::{
     CacheUpdate, ConsoleRequest, ConsoleResponse, DuraVipTable, Heard, Heartbeat, Hello, LogBatch,
-    LogGroupLine, LogLine, LogPull, MAX_FRAME, MAX_LOG_GROUP_LINE, MAX_NAME, Message, NodeType,
-    Opinion, PROTOCOL_VERSION, PeerState, ReplicaUpdate, SelfInfo, SnapshotPart,
+    LogGroupLine, LogLine, LogPull, MAX_FRAME, MAX_LOG_GROUP_LINE, MAX_NAME, Message, MoveAck,
+    MoveBegin, MoveChunk, NodeType, Opinion, PROTOCOL_VERSION, PeerState, ReplicaUpdate, SelfInfo,
+    SnapshotPart,
+};
+use crate::core::mmove::{
+    MAX_ADDRESS, MAX_HEADER_VALUE, MAX_MOVE_ID, MAX_REASON, MOVE_CHUNK, MoveEnvelope, MoveId,
+    MoveOutcome,
 };
 use crate::core::replicate::Entry;
 use crate::core::replicate::cache::{CacheEntry, MAX_CACHE_KEY, MAX_CACHE_VALUE};
@@ -72,6 +82,9 @@ const KIND_SNAPSHOT_REQUEST: u8 = 8;
 const KIND_LOG_PULL: u8 = 9;
 const KIND_LOG_BATCH: u8 = 10;
 const KIND_LOG_GROUP_LINE: u8 = 11;
+const KIND_MOVE_BEGIN: u8 = 12;
+const KIND_MOVE_CHUNK: u8 = 13;
+const KIND_MOVE_ACK: u8 = 14;
 
 /// Why bytes are not a message: the field at fault and what was wrong,
 /// e.g. `heartbeat.sender.name: length 300 exceeds 255`.
@@ -259,6 +272,37 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
             put_u32(&mut w, len32(l.line.len()));
             w.extend_from_slice(&l.line);
         }
+        Message::MoveBegin(b) => {
+            w.push(KIND_MOVE_BEGIN);
+            put_str(&mut w, b.id.as_str());
+            put_envelope(&mut w, &b.envelope);
+            put_u64(&mut w, b.body_len);
+            put_u32(&mut w, len32(b.data.len()));
+            w.extend_from_slice(&b.data);
+        }
+        Message::MoveChunk(c) => {
+            w.push(KIND_MOVE_CHUNK);
+            put_str(&mut w, c.id.as_str());
+            put_u64(&mut w, c.offset);
+            put_u32(&mut w, len32(c.data.len()));
+            w.extend_from_slice(&c.data);
+        }
+        Message::MoveAck(a) => {
+            w.push(KIND_MOVE_ACK);
+            put_str(&mut w, a.id.as_str());
+            match &a.outcome {
+                MoveOutcome::Accepted => w.push(0),
+                MoveOutcome::Duplicate => w.push(1),
+                MoveOutcome::Rejected(reason) => {
+                    w.push(2);
+                    put_str(&mut w, reason);
+                }
+                MoveOutcome::Deferred(reason) => {
+                    w.push(3);
+                    put_str(&mut w, reason);
+                }
+            }
+        }
         Message::ConsoleResponse(r) => {
             w.push(KIND_CONSOLE_RESPONSE);
             put_u64(&mut w, r.id);
@@ -305,6 +349,9 @@ pub fn decode_message(b: &[u8]) -> Result<Message, DecodeError> {
             Message::LogGroupLine(log_group_line(&mut r)?),
             "log_group_line",
         ),
+        KIND_MOVE_BEGIN => (Message::MoveBegin(move_begin(&mut r)?), "move_begin"),
+        KIND_MOVE_CHUNK => (Message::MoveChunk(move_chunk(&mut r)?), "move_chunk"),
+        KIND_MOVE_ACK => (Message::MoveAck(move_ack(&mut r)?), "move_ack"),
         other => return Err(DecodeError(format!("kind: unknown message kind {other}"))),
     };
     if !r.rest.is_empty() {
@@ -574,6 +621,87 @@ fn log_group_line(r: &mut Reader<'_>) -> Result<LogGroupLine, DecodeError> {
     })
 }
 
+fn move_begin(r: &mut Reader<'_>) -> Result<MoveBegin, DecodeError> {
+    let id = r.move_id("move_begin.id")?;
+    let mail_from = r.string("move_begin.mail_from", MAX_ADDRESS)?;
+    // Each recipient takes at least its 4-byte length.
+    let count = r.count32("move_begin.recipients", 4)?;
+    let mut recipients = Vec::with_capacity(count);
+    for _ in 0..count {
+        recipients.push(r.string("move_begin.recipients", MAX_ADDRESS)?);
+    }
+    let binding = r.string("move_begin.binding", MAX_NAME)?;
+    let binding_group = r.string("move_begin.binding_group", MAX_NAME)?;
+    // A name and a value: 8 bytes at least.
+    let count = r.count32("move_begin.headers", 8)?;
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        headers.push((
+            r.string("move_begin.headers.name", MAX_NAME)?,
+            r.string("move_begin.headers.value", MAX_HEADER_VALUE)?,
+        ));
+    }
+    Ok(MoveBegin {
+        id,
+        envelope: MoveEnvelope {
+            mail_from,
+            recipients,
+            binding,
+            binding_group,
+            headers,
+        },
+        body_len: r.u64("move_begin.body_len")?,
+        data: r.bytes("move_begin.data", MOVE_CHUNK)?,
+    })
+}
+
+fn move_chunk(r: &mut Reader<'_>) -> Result<MoveChunk, DecodeError> {
+    Ok(MoveChunk {
+        id: r.move_id("move_chunk.id")?,
+        offset: r.u64("move_chunk.offset")?,
+        data: r.bytes("move_chunk.data", MOVE_CHUNK)?,
+    })
+}
+
+fn move_ack(r: &mut Reader<'_>) -> Result<MoveAck, DecodeError> {
+    let id = r.move_id("move_ack.id")?;
+    let outcome = match r.u8("move_ack.outcome")? {
+        0 => MoveOutcome::Accepted,
+        1 => MoveOutcome::Duplicate,
+        2 => MoveOutcome::Rejected(r.string("move_ack.reason", MAX_REASON)?),
+        3 => MoveOutcome::Deferred(r.string("move_ack.reason", MAX_REASON)?),
+        other => {
+            return Err(DecodeError(format!(
+                "move_ack.outcome: unknown value {other}"
+            )));
+        }
+    };
+    Ok(MoveAck { id, outcome })
+}
+
+fn put_envelope(w: &mut Vec<u8>, e: &MoveEnvelope) {
+    put_str(w, &e.mail_from);
+    put_u32(w, len32(e.recipients.len()));
+    for r in &e.recipients {
+        put_str(w, r);
+    }
+    put_str(w, &e.binding);
+    put_str(w, &e.binding_group);
+    put_u32(w, len32(e.headers.len()));
+    for (name, value) in &e.headers {
+        put_str(w, name);
+        put_str(w, value);
+    }
+}
+
+/// The encoded size of an envelope, which must fit one frame with the
+/// first chunk of its body.
+pub(crate) fn envelope_len(e: &MoveEnvelope) -> usize {
+    let mut w = Vec::new();
+    put_envelope(&mut w, e);
+    w.len()
+}
+
 fn put_log_id(w: &mut Vec<u8>, id: LogId) {
     put_u32(w, id.log);
     put_u32(w, id.marker);
@@ -768,6 +896,11 @@ impl<'a> Reader<'a> {
             )));
         }
         Ok(count)
+    }
+
+    fn move_id(&mut self, field: &str) -> Result<MoveId, DecodeError> {
+        let text = self.string(field, MAX_MOVE_ID)?;
+        MoveId::parse(&text).map_err(|e| DecodeError(format!("{field}: {e}")))
     }
 
     fn log_id(&mut self, field: &str) -> Result<LogId, DecodeError> {
@@ -1060,6 +1193,70 @@ mod tests {
                 line: vec![0; MAX_LOG_GROUP_LINE],
             }),
         ]
+        .into_iter()
+        .chain(move_samples())
+        .collect()
+    }
+
+    fn move_id(s: &str) -> MoveId {
+        MoveId::parse(s).unwrap()
+    }
+
+    /// One of each move message, ordinary and at the limits.
+    fn move_samples() -> Vec<Message> {
+        let max_name = "n".repeat(MAX_NAME);
+        vec![
+            Message::MoveBegin(MoveBegin {
+                id: move_id("1F:00-12345@mta1"),
+                envelope: MoveEnvelope {
+                    mail_from: "a@example.com".into(),
+                    recipients: vec!["b@example.net".into(), "c@example.org".into()],
+                    binding: "out1".into(),
+                    binding_group: "default".into(),
+                    headers: vec![("X-Spool".into(), "1F/00".into())],
+                },
+                body_len: 5,
+                data: b"hello".to_vec(),
+            }),
+            Message::MoveBegin(MoveBegin {
+                id: move_id(&"z".repeat(MAX_MOVE_ID)),
+                envelope: MoveEnvelope {
+                    mail_from: "é".repeat(MAX_ADDRESS / 2),
+                    recipients: Vec::new(),
+                    binding: max_name.clone(),
+                    binding_group: String::new(),
+                    headers: vec![(max_name.clone(), "v".repeat(MAX_HEADER_VALUE))],
+                },
+                body_len: u64::MAX,
+                data: vec![0xff; MOVE_CHUNK],
+            }),
+            Message::MoveChunk(MoveChunk {
+                id: move_id("m"),
+                offset: 262_144,
+                data: vec![1, 2, 3],
+            }),
+            Message::MoveChunk(MoveChunk {
+                id: move_id("m"),
+                offset: u64::MAX,
+                data: Vec::new(),
+            }),
+            Message::MoveAck(MoveAck {
+                id: move_id("m"),
+                outcome: MoveOutcome::Accepted,
+            }),
+            Message::MoveAck(MoveAck {
+                id: move_id("m"),
+                outcome: MoveOutcome::Duplicate,
+            }),
+            Message::MoveAck(MoveAck {
+                id: move_id("m"),
+                outcome: MoveOutcome::Rejected("550 5.1.1 no such user ✗".into()),
+            }),
+            Message::MoveAck(MoveAck {
+                id: move_id("m"),
+                outcome: MoveOutcome::Deferred("x".repeat(MAX_REASON)),
+            }),
+        ]
     }
 
     fn err(b: &[u8]) -> String {
@@ -1129,8 +1326,8 @@ mod tests {
         );
         assert_eq!(err(&[PROTOCOL_VERSION, 0]), "kind: unknown message kind 0");
         assert_eq!(
-            err(&[PROTOCOL_VERSION, 12]),
-            "kind: unknown message kind 12"
+            err(&[PROTOCOL_VERSION, 15]),
+            "kind: unknown message kind 15"
         );
         assert_eq!(
             err(&[PROTOCOL_VERSION, 8, 0]),
@@ -1315,6 +1512,73 @@ mod tests {
     }
 
     #[test]
+    fn moves_reject_bad_ids_lying_counts_long_fields_and_unknown_outcomes() {
+        let with_id = |kind: u8, id: &[u8]| {
+            let mut b = vec![PROTOCOL_VERSION, kind];
+            b.extend_from_slice(&(id.len() as u32).to_le_bytes());
+            b.extend_from_slice(id);
+            b
+        };
+        assert_eq!(
+            err(&with_id(KIND_MOVE_ACK, b"a/b")),
+            "move_ack.id: a move id is made of A-Z a-z 0-9 . _ - : @ + =, found '/' in \"a/b\""
+        );
+        assert_eq!(
+            err(&with_id(KIND_MOVE_CHUNK, b"")),
+            "move_chunk.id: a move id is 1 to 64 characters, found 0"
+        );
+        assert_eq!(
+            err(&with_id(KIND_MOVE_BEGIN, &[b'x'; 65])),
+            "move_begin.id: length 65 exceeds 64"
+        );
+        let mut outcome = with_id(KIND_MOVE_ACK, b"m");
+        outcome.push(4);
+        assert_eq!(err(&outcome), "move_ack.outcome: unknown value 4");
+        let mut reason = with_id(KIND_MOVE_ACK, b"m");
+        reason.push(2);
+        reason.extend_from_slice(&2000u32.to_le_bytes());
+        assert_eq!(err(&reason), "move_ack.reason: length 2000 exceeds 1024");
+
+        let mut chunk = with_id(KIND_MOVE_CHUNK, b"m");
+        chunk.extend_from_slice(&0u64.to_le_bytes());
+        chunk.extend_from_slice(&(MOVE_CHUNK as u32 + 1).to_le_bytes());
+        assert_eq!(
+            err(&chunk),
+            format!(
+                "move_chunk.data: length {} exceeds {MOVE_CHUNK}",
+                MOVE_CHUNK + 1
+            )
+        );
+
+        // A begin: an empty MAIL FROM, then its recipients.
+        let mut begin = with_id(KIND_MOVE_BEGIN, b"m");
+        begin.extend_from_slice(&0u32.to_le_bytes());
+        let mut lying = begin.clone();
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            err(&lying),
+            "move_begin.recipients: 4294967295 entries cannot fit in the 0 bytes left"
+        );
+        let mut long = begin.clone();
+        long.extend_from_slice(&1u32.to_le_bytes());
+        long.extend_from_slice(&2000u32.to_le_bytes());
+        long.extend_from_slice(&[b'r'; 8]);
+        assert_eq!(
+            err(&long),
+            "move_begin.recipients: length 2000 exceeds 1024"
+        );
+        // No recipients, empty binding and group, then lying headers.
+        let mut headers = begin;
+        headers.extend_from_slice(&[0; 12]);
+        headers.extend_from_slice(&3u32.to_le_bytes());
+        headers.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            err(&headers),
+            "move_begin.headers: 3 entries cannot fit in the 16 bytes left"
+        );
+    }
+
+    #[test]
     fn trailing_bytes_are_rejected() {
         let mut bytes = encode_message(&Message::Hello(Hello {
             name: "a".to_string(),
@@ -1476,6 +1740,12 @@ mod tests {
             time_us: 7,
             line: b"boom".to_vec(),
         })));
+        valid.extend(
+            move_samples()
+                .iter()
+                .map(encode_message)
+                .filter(|b| b.len() < 1000),
+        );
         for round in 0..20_000 {
             let mut bytes = if round % 2 == 0 {
                 let len = (rng.next() % 64) as usize;

@@ -3,7 +3,7 @@
 //! Two carriers exist: UDP datagrams (heartbeats only, so that liveness never
 //! waits behind bulk data) and one TCP stream per peer pair (everything
 //! reliable: console requests and answers now, replication, DuraVIP tables,
-//! log pulls and message moves later). Both carry *envelopes*: a fixed
+//! log pulls and message moves). Both carry *envelopes*: a fixed
 //! header naming the sender and a per-sender sequence number, then the
 //! message body, sealed by `io::seal` when the cluster has a key.
 //!
@@ -19,14 +19,16 @@ mod codec;
 mod reject;
 mod replay;
 
+pub(crate) use codec::envelope_len;
 pub use codec::{DecodeError, decode_message, encode_message};
 pub use reject::{Reject, RejectCounters};
 pub use replay::{REPLAY_WINDOW, ReplayGuard};
 
+use crate::core::mmove::{MoveEnvelope, MoveId, MoveOutcome};
 use crate::journal::format::LogId;
 
 /// The protocol version this build speaks; bumped on incompatible changes.
-pub const PROTOCOL_VERSION: u8 = 5;
+pub const PROTOCOL_VERSION: u8 = 6;
 /// Largest UDP payload we send or accept (fits an Ethernet MTU with headers).
 pub const MAX_DATAGRAM: usize = 1400;
 /// Largest TCP frame we send or accept.
@@ -242,6 +244,34 @@ pub struct LogGroupLine {
     pub line: Vec<u8>,
 }
 
+/// The start of a message move (`core::mmove`): its id, the envelope, the
+/// body's length, and its first bytes (at most `MOVE_CHUNK`; a small
+/// message is all here). [`MoveChunk`]s carry the rest, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveBegin {
+    pub id: MoveId,
+    pub envelope: MoveEnvelope,
+    pub body_len: u64,
+    pub data: Vec<u8>,
+}
+
+/// The next part of a moved message's body, at `offset`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveChunk {
+    pub id: MoveId,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+/// The receiver's answer to a move, by id; sent once the receiving host
+/// decided (or earlier, when it need not be asked: a duplicate, a move it
+/// cannot take now).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MoveAck {
+    pub id: MoveId,
+    pub outcome: MoveOutcome,
+}
+
 /// Every message of the protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -260,4 +290,7 @@ pub enum Message {
     LogPull(LogPull),
     LogBatch(LogBatch),
     LogGroupLine(LogGroupLine),
+    MoveBegin(MoveBegin),
+    MoveChunk(MoveChunk),
+    MoveAck(MoveAck),
 }

@@ -1,0 +1,126 @@
+//! The threads move hooks run on: one per message being received, so a
+//! slow hook holds up no other message, and kept for a while once idle,
+//! so that a busy link does not pay a thread's start (tens of
+//! microseconds, on the link's reader thread) for every message.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+/// How long an idle thread waits for more work before it ends.
+const KEEP_IDLE: Duration = Duration::from_secs(10);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// See the module docs.
+#[derive(Default)]
+pub(crate) struct Workers {
+    state: Mutex<State>,
+    work: Condvar,
+}
+
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state.lock();
+        f.debug_struct("Workers")
+            .field("idle", &s.idle)
+            .field("queued", &s.jobs.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    /// Threads waiting for a job. Each takes one queued job, so while
+    /// there are more of them than jobs, a new job has a taker.
+    idle: usize,
+}
+
+impl Workers {
+    /// Runs `job` on an idle thread, or a new one.
+    pub fn run(self: &Arc<Self>, job: Job) -> std::io::Result<()> {
+        {
+            let mut s = self.state.lock();
+            if s.idle > s.jobs.len() {
+                s.jobs.push_back(job);
+                self.work.notify_one();
+                return Ok(());
+            }
+        }
+        let workers = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("ecc-mmove-hook".into())
+            .spawn(move || workers.serve(job))
+            .map(drop)
+    }
+
+    fn serve(&self, first: Job) {
+        first();
+        loop {
+            let mut s = self.state.lock();
+            s.idle += 1;
+            let job = loop {
+                if let Some(job) = s.jobs.pop_front() {
+                    break Some(job);
+                }
+                if self.work.wait_for(&mut s, KEEP_IDLE).timed_out() && s.jobs.is_empty() {
+                    break None;
+                }
+            };
+            s.idle -= 1;
+            drop(s);
+            match job {
+                Some(job) => job(),
+                None => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::mpsc;
+
+    #[test]
+    fn jobs_run_and_idle_threads_are_reused() {
+        let workers = Arc::new(Workers::default());
+        let (tx, rx) = mpsc::channel();
+        let mut threads = HashSet::new();
+        for _ in 0..20 {
+            let tx = tx.clone();
+            workers
+                .run(Box::new(move || {
+                    tx.send(std::thread::current().id()).unwrap()
+                }))
+                .unwrap();
+            threads.insert(rx.recv().unwrap());
+            // Until the thread waits again, so that the next job finds it.
+            while workers.state.lock().idle == 0 {
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(threads.len(), 1);
+    }
+
+    #[test]
+    fn a_slow_job_does_not_hold_up_the_next() {
+        let workers = Arc::new(Workers::default());
+        let (release, blocked) = mpsc::channel::<()>();
+        let (done, finished) = mpsc::channel();
+        workers
+            .run(Box::new(move || {
+                blocked.recv().unwrap();
+            }))
+            .unwrap();
+        workers
+            .run(Box::new(move || done.send(()).unwrap()))
+            .unwrap();
+        finished.recv().unwrap();
+        release.send(()).unwrap();
+    }
+}
