@@ -27,6 +27,7 @@
 //! | `metrics(name)` | audit series and gauge caches: `:define_series(name, type, interval, windows [, replicate])` and `:series(name)` give a series (`:add(key [, count])`, `:count(key [, startv [, endv [, scope]]])`, `:remove_item(key)`); `:define_gauge_cache(name, maxelems, ttl [, replicated])` and `:gauge_cache(name)` a gauge cache (`:inc(key)`, `:dec(key)`, `:get(key [, scope])`, `:remove_item(key)`) |
 //! | `cache(name)` | a replicated key/value cache: `:get(key)` (nil when absent), `:set(key, value [, ttl])` (seconds, `"5M"`, `"2H"`; 0, the default, never expires), `:delete(key)` |
 //! | `log_open(destination [, options])` | a journal: `:append(line)` returns its position once durable, `:dir()` |
+//! | `move_message(node, message [, timeout])` | moves a message to `node` (`{id, mail_from, recipients, binding, binding_group, headers, body}`), returning its id and `"accepted"` or `"duplicate"` once that node's host has it; see `moves.rs` |
 //! | `events([capacity])` | an event queue: `:fd()`, `:next()`, `:wait([seconds])`, `:dispatch(handlers)`, `:dropped()` |
 //!
 //! A `scope` is `"cluster"` (the default: every node's count, as this node
@@ -48,7 +49,7 @@
 //! One file per area, each with a `register` that adds its functions:
 //! `identity.rs`, `membership.rs`, `duravip.rs`, `counters.rs` (gauges,
 //! CIDR trees), `throttle.rs`, `metrics.rs`, `cache.rs`, `log.rs`,
-//! `events.rs`; `object.rs` is what their objects share. The Momentum
+//! `moves.rs`, `events.rs`; `object.rs` is what their objects share. The Momentum
 //! `msys.*` functions are [`crate::policy::msys`], on top of this.
 
 pub mod errors;
@@ -61,6 +62,7 @@ mod identity;
 mod log;
 mod membership;
 mod metrics;
+mod moves;
 mod object;
 mod throttle;
 
@@ -160,6 +162,7 @@ pub fn install(lua: &Lua, ecc: &Table, node: impl Into<NodeRef>) -> mlua::Result
     metrics::register(lua, ecc, &node)?;
     cache::register(lua, ecc, &node)?;
     log::register(lua, ecc, &node)?;
+    moves::register(lua, ecc, &node)?;
     events::register(lua, ecc, &node)
 }
 

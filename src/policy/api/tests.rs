@@ -358,6 +358,30 @@ fn journals_open_through_the_node() {
 }
 
 #[test]
+fn moves_check_their_message_and_name_the_failure() {
+    // The successful move between nodes is tests/policy_moves.rs's; here
+    // every refusal that happens before anything is sent.
+    let f = Fixture::new("moves");
+    f.run(
+        r#"
+        local ok = { recipients = { "a@example.net" }, body = "x" }
+        fails("no node of that name is configured", ecc.move_message, "nowhere", ok)
+        fails("lua1 is this node: a move goes to another node", ecc.move_message, "lua1", ok)
+        fails("bad argument #2 to 'move_message' (table expected, got nil)", ecc.move_message, "n2")
+        fails("field 'recipients': no recipients", ecc.move_message, "n2", { recipients = {}, body = "" })
+        fails("field 'recipients': an array of addresses expected, got string",
+              ecc.move_message, "n2", { recipients = "a@b", body = "" })
+        fails("field 'body': string expected, got nil", ecc.move_message, "n2", { recipients = { "a@b" } })
+        fails("field 'headers': each header must be a {name, value} pair",
+              ecc.move_message, "n2", { recipients = { "a@b" }, body = "", headers = { "X-A: 1" } })
+        fails("id: a move id is made of", ecc.move_message, "n2",
+              { id = "a/b", recipients = { "a@b" }, body = "" })
+        fails("bad argument #3 to 'move_message' (0 is out of range", ecc.move_message, "n2", ok, 0)
+        "#,
+    );
+}
+
+#[test]
 fn without_a_node_functions_say_how_to_get_one() {
     let slot = Arc::new(NodeSlot::default());
     let lua = Lua::new();
