@@ -1,0 +1,373 @@
+//! set_binding: choosing the binding a message leaves from (the
+//! reference's `validate_set_binding` policy point).
+//!
+//! The host hands over a [`Message`]: its envelope sender, recipient
+//! domains, any headers it cares to pass, and the binding (and group) it
+//! has now. The node runs the C and Rust hooks, then the Lua ones, each of
+//! which may choose a binding by name ([`Message::choose_binding`],
+//! `msg:binding(name)`) or from a group ([`Message::choose_binding_group`],
+//! `msg:binding_group(name)`, see [`super::bindings`]), and may end the
+//! chain. The answer ([`Decision`]) comes from the binding the message has
+//! at the end, read against the binding table the call started with:
+//! send from it here, move the message to the node that owns its DuraVIP,
+//! or neither (no binding chosen, or none available), with the reason.
+//!
+//! Choosing is valid only during the call, as in the reference; in Lua the
+//! message is a userdata that exists only for the hook's call.
+
+use std::fmt;
+use std::sync::Arc;
+
+use mlua::{Function, IntoLuaMulti, Lua, UserData, UserDataMethods, Value};
+
+use super::bindings::{BindingState, BindingTable};
+use super::engine::Engine;
+use super::hooks::{Flow, Hook};
+
+/// A message whose binding is being chosen (module docs).
+#[derive(Clone, Debug, Default)]
+pub struct Message {
+    /// The envelope sender (`MAIL FROM`), as the host has it.
+    pub sender: String,
+    pub recipient_domains: Vec<String>,
+    /// Header fields the host passes, in order; names match without case.
+    pub headers: Vec<(String, String)>,
+    /// The binding the message has: the host's assignment before the
+    /// call, the policy's choice after.
+    pub binding: Option<String>,
+    pub binding_group: Option<String>,
+    /// Set during a set_binding call.
+    call: Option<Call>,
+}
+
+#[derive(Clone, Debug)]
+struct Call {
+    table: Arc<BindingTable>,
+    /// The binding the host gave.
+    initial: Option<String>,
+    /// Why the latest choice failed, until one succeeds.
+    failed: Option<String>,
+    /// A hook's error, for a decision that has nothing better to say.
+    policy_error: Option<String>,
+}
+
+/// Why a choice was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChooseError {
+    /// Choosing is valid only during set_binding.
+    NotInSetBinding,
+    UnknownBinding(String),
+    /// The group does not exist, or none of its bindings is available now.
+    Group(String),
+}
+
+impl fmt::Display for ChooseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChooseError::NotInSetBinding => {
+                f.write_str("a binding can be chosen only during set_binding")
+            }
+            ChooseError::UnknownBinding(name) => write!(f, "unknown binding '{name}'"),
+            ChooseError::Group(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ChooseError {}
+
+/// The answer to the host (module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send from this binding, here.
+    Send { binding: String },
+    /// The binding's DuraVIP is owned by `node`: move the message there.
+    Move { binding: String, node: String },
+    /// No policy chose a binding; the host keeps its own choice.
+    Unchanged { reason: String },
+    /// The chosen binding cannot be used now, anywhere.
+    Unavailable { reason: String },
+}
+
+impl Message {
+    /// A message from `sender` (an empty sender is the null sender `<>`).
+    pub fn new(sender: impl Into<String>) -> Message {
+        Message {
+            sender: sender.into(),
+            ..Message::default()
+        }
+    }
+
+    /// The values of a header field, in order (names match without case).
+    pub fn header(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Chooses a binding by name, during set_binding.
+    pub fn choose_binding(&mut self, name: &str) -> Result<(), ChooseError> {
+        let call = self.call.as_mut().ok_or(ChooseError::NotInSetBinding)?;
+        let Some(info) = call.table.get(name) else {
+            return Err(ChooseError::UnknownBinding(name.to_string()));
+        };
+        self.binding_group = info.group.clone();
+        self.binding = Some(info.name.clone());
+        call.failed = None;
+        Ok(())
+    }
+
+    /// Chooses a binding of a group (see [`super::bindings`]), during
+    /// set_binding, and returns its name. When none is available the
+    /// message keeps its binding, and the decision says why unless a later
+    /// choice succeeds.
+    pub fn choose_binding_group(&mut self, group: &str) -> Result<&str, ChooseError> {
+        let call = self.call.as_mut().ok_or(ChooseError::NotInSetBinding)?;
+        match call.table.choose_from_group(group) {
+            Ok(info) => {
+                self.binding = Some(info.name.clone());
+                self.binding_group = Some(group.to_string());
+                call.failed = None;
+                Ok(self.binding.as_deref().unwrap_or_default())
+            }
+            Err(why) => {
+                call.failed = Some(why.clone());
+                Err(ChooseError::Group(why))
+            }
+        }
+    }
+
+    /// Starts a set_binding call against `table`.
+    pub fn begin(&mut self, table: Arc<BindingTable>) {
+        self.call = Some(Call {
+            table,
+            initial: self.binding.clone(),
+            failed: None,
+            policy_error: None,
+        });
+    }
+
+    /// A hook failed: the decision mentions it if it has nothing better.
+    pub fn policy_failed(&mut self, error: &str) {
+        if let Some(call) = &mut self.call {
+            call.policy_error.get_or_insert_with(|| error.to_string());
+        }
+    }
+
+    /// Ends the call and answers it (module docs).
+    pub fn finish(&mut self) -> Decision {
+        let Some(call) = self.call.take() else {
+            return Decision::Unchanged {
+                reason: "set_binding did not run".into(),
+            };
+        };
+        if let Some(why) = call.failed {
+            return Decision::Unavailable { reason: why };
+        }
+        let Some(binding) = self.binding.clone() else {
+            return Decision::Unchanged {
+                reason: call
+                    .policy_error
+                    .map(|e| format!("no binding was chosen (policy error: {e})"))
+                    .unwrap_or_else(|| "no binding was chosen".into()),
+            };
+        };
+        let Some(info) = call.table.get(&binding) else {
+            return if call.initial.as_deref() == Some(binding.as_str()) {
+                Decision::Unchanged {
+                    reason: format!("binding '{binding}' is the host's, not one eccluster knows"),
+                }
+            } else {
+                Decision::Unavailable {
+                    reason: format!("unknown binding '{binding}'"),
+                }
+            };
+        };
+        match &info.state {
+            BindingState::Local | BindingState::Owned => Decision::Send { binding },
+            BindingState::Remote(node) => Decision::Move {
+                binding,
+                node: node.clone(),
+            },
+            BindingState::Unowned | BindingState::Unplumbed => Decision::Unavailable {
+                reason: info.unavailable().unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// Runs the Lua set_binding hooks of `engine` on this thread, with `msg`
+/// as their argument.
+pub fn run_lua_hooks(engine: &Engine, msg: &mut Message) -> Flow {
+    let mut errors = Vec::new();
+    let flow = engine.run_hook(
+        Hook::SetBinding,
+        |lua, f| call_with_message(lua, f, msg),
+        |e| errors.push(e.to_string()),
+    );
+    for e in errors {
+        msg.policy_failed(&e);
+    }
+    flow
+}
+
+/// Calls one set_binding hook with `msg`, which Lua sees as a userdata
+/// valid for the call only.
+pub fn call_with_message(lua: &Lua, hook: &Function, msg: &mut Message) -> mlua::Result<Flow> {
+    lua.scope(|scope| {
+        let ud = scope.create_userdata_ref_mut(msg)?;
+        let returned: Value = hook.call(ud)?;
+        Ok(Flow::from_returned(&returned))
+    })
+}
+
+/// `msg` in Lua: `msg:sender()`, `msg:recipient_domains()`,
+/// `msg:header(name)` (a list of the values), `msg:binding([name])` and
+/// `msg:binding_group([name])`. Choosing returns the chosen binding's name,
+/// or nil and the reason.
+impl UserData for Message {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("sender", |_, m, ()| Ok(m.sender.clone()));
+        methods.add_method("recipient_domains", |lua, m, ()| {
+            lua.create_sequence_from(m.recipient_domains.iter().map(String::as_str))
+        });
+        methods.add_method("header", |lua, m, name: String| {
+            lua.create_sequence_from(m.header(&name))
+        });
+        methods.add_method_mut("binding", |lua, m, name: Option<String>| {
+            let Some(name) = name else {
+                return (m.binding.as_deref(),).into_lua_multi(lua);
+            };
+            match m.choose_binding(&name) {
+                Ok(()) => (name,).into_lua_multi(lua),
+                Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
+            }
+        });
+        methods.add_method_mut("binding_group", |lua, m, group: Option<String>| {
+            let Some(group) = group else {
+                return (m.binding_group.as_deref(),).into_lua_multi(lua);
+            };
+            match m.choose_binding_group(&group) {
+                Ok(chosen) => (chosen.to_string(),).into_lua_multi(lua),
+                Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::bindings::BindingInfo;
+
+    fn table() -> Arc<BindingTable> {
+        let b = |name: &str, state: BindingState| BindingInfo {
+            name: name.into(),
+            group: Some("pool".into()),
+            address: None,
+            state,
+        };
+        Arc::new(BindingTable::new([
+            b("here", BindingState::Owned),
+            b("there", BindingState::Remote("n2".into())),
+            b("nowhere", BindingState::Unowned),
+        ]))
+    }
+
+    #[test]
+    fn the_decision_follows_the_chosen_bindings_state() {
+        let mut m = Message::new("a@example.com");
+        assert_eq!(
+            m.choose_binding("here"),
+            Err(ChooseError::NotInSetBinding),
+            "only during set_binding"
+        );
+        let cases = [
+            (
+                "here",
+                Decision::Send {
+                    binding: "here".into(),
+                },
+            ),
+            (
+                "there",
+                Decision::Move {
+                    binding: "there".into(),
+                    node: "n2".into(),
+                },
+            ),
+            (
+                "nowhere",
+                Decision::Unavailable {
+                    reason: "binding 'nowhere': no node holds its DuraVIP".into(),
+                },
+            ),
+        ];
+        for (name, decision) in cases {
+            m.begin(table());
+            m.choose_binding(name).unwrap();
+            assert_eq!(m.binding_group.as_deref(), Some("pool"));
+            assert_eq!(m.finish(), decision, "{name}");
+        }
+        m.begin(table());
+        assert_eq!(
+            m.choose_binding("bogus"),
+            Err(ChooseError::UnknownBinding("bogus".into()))
+        );
+        assert_eq!(m.choose_binding_group("pool").unwrap(), "here");
+    }
+
+    #[test]
+    fn without_a_choice_the_hosts_binding_stands() {
+        let mut m = Message::new("");
+        m.begin(table());
+        assert_eq!(
+            m.finish(),
+            Decision::Unchanged {
+                reason: "no binding was chosen".into()
+            }
+        );
+        m.binding = Some("default".into());
+        m.begin(table());
+        m.policy_failed("p.lua:1: boom");
+        assert!(
+            matches!(m.finish(), Decision::Unchanged { reason } if reason.contains("the host's"))
+        );
+        m.binding = None;
+        m.begin(table());
+        m.policy_failed("p.lua:1: boom");
+        assert_eq!(
+            m.finish(),
+            Decision::Unchanged {
+                reason: "no binding was chosen (policy error: p.lua:1: boom)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_group_choice_is_the_answer_unless_a_later_choice_succeeds() {
+        let unavailable = Arc::new(BindingTable::new([BindingInfo {
+            name: "gone".into(),
+            group: Some("g".into()),
+            address: None,
+            state: BindingState::Unowned,
+        }]));
+        let mut m = Message::new("");
+        m.binding = Some("default".into());
+        m.begin(Arc::clone(&unavailable));
+        assert!(m.choose_binding_group("g").is_err());
+        assert_eq!(m.binding.as_deref(), Some("default"), "unchanged");
+        assert!(
+            matches!(m.finish(), Decision::Unavailable { reason } if reason.contains("no binding to send from"))
+        );
+        m.begin(table());
+        assert!(m.choose_binding_group("nope").is_err());
+        m.choose_binding("here").unwrap();
+        assert_eq!(
+            m.finish(),
+            Decision::Send {
+                binding: "here".into()
+            }
+        );
+    }
+}
