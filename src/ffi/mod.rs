@@ -20,11 +20,13 @@
 mod boundary;
 mod config;
 mod node;
+mod policy;
 mod shared;
 mod status;
 
 pub use boundary::ECC_IDENTITY_MAX;
 pub use config::*;
 pub use node::*;
+pub use policy::*;
 pub use shared::*;
 pub use status::*;

@@ -199,9 +199,9 @@ pub unsafe extern "C" fn ecc_node_nodeaddr(
     identity_getter(node, |id| id.service_addr().to_string(), buf, len, out_len)
 }
 
-/// Userdata the host promises may be used from the threads named in
-/// `ecc_identity_hook_fn`'s docs.
-struct HostPtr(*mut c_void);
+/// Userdata the host promises may be used from the threads its hook's
+/// docs name.
+pub(super) struct HostPtr(pub(super) *mut c_void);
 // SAFETY: the header documents on which threads the hook runs; the host
 // passes a userdata that is safe to use there. We never dereference it.
 unsafe impl Send for HostPtr {}
@@ -210,7 +210,7 @@ unsafe impl Sync for HostPtr {}
 
 impl HostPtr {
     // A method, not a field access, so closures capture the whole (Send) wrapper.
-    fn get(&self) -> *mut c_void {
+    pub(super) fn get(&self) -> *mut c_void {
         self.0
     }
 }
@@ -243,11 +243,26 @@ fn c_identity_hook(
 }
 
 /// The live node and the non-NULL function of a hook registration.
-fn node_and_hook<'a, F>(node: *mut ecc_node, hook: Option<F>) -> Result<(&'a Node, F), ecc_status> {
+pub(super) fn node_and_hook<'a, F>(
+    node: *mut ecc_node,
+    hook: Option<F>,
+) -> Result<(&'a Node, F), ecc_status> {
     // SAFETY: the exported registration functions pass their caller's live handle.
     let node = unsafe { ecc_node::borrow(node, "node")? };
     let hook = hook.ok_or_else(|| fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL"))?;
     Ok((node, hook))
+}
+
+/// `ECC_HOOK_FIRST` or `ECC_HOOK_LAST`.
+pub(super) fn hook_order(order: ecc_hook_order) -> Result<HookOrder, ecc_status> {
+    match order {
+        ECC_HOOK_FIRST => Ok(HookOrder::First),
+        ECC_HOOK_LAST => Ok(HookOrder::Last),
+        other => Err(fail(
+            ecc_status::ECC_INVALID_ARGUMENT,
+            format!("unknown hook order {other}"),
+        )),
+    }
 }
 
 fn register(
@@ -262,15 +277,9 @@ fn register(
             Ok(pair) => pair,
             Err(s) => return s,
         };
-        let order = match order {
-            ECC_HOOK_FIRST => HookOrder::First,
-            ECC_HOOK_LAST => HookOrder::Last,
-            other => {
-                return fail(
-                    ecc_status::ECC_INVALID_ARGUMENT,
-                    format!("unknown hook order {other}"),
-                );
-            }
+        let order = match hook_order(order) {
+            Ok(o) => o,
+            Err(s) => return s,
         };
         match add(node, order, c_identity_hook(hook, userdata)) {
             Ok(()) => ecc_status::ECC_OK,

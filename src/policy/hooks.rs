@@ -95,10 +95,10 @@ impl Hook {
 
 /// What a set_binding hook returns to let the next hook run (also the
 /// reference's `msys.core.VALIDATE_CONT`); returning nothing does the same.
-pub const CONTINUE: i64 = 0;
+pub(crate) const CONTINUE: i64 = 0;
 /// What a set_binding hook returns to end the chain
 /// (`msys.core.VALIDATE_DONE`).
-pub const DONE: i64 = 1;
+pub(crate) const DONE: i64 = 1;
 
 /// What a hook asks of the chain it is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

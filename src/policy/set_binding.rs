@@ -57,8 +57,9 @@ pub enum ChooseError {
     /// Choosing is valid only during set_binding.
     NotInSetBinding,
     UnknownBinding(String),
-    /// The group does not exist, or none of its bindings is available now.
-    Group(String),
+    UnknownGroup(String),
+    /// None of the group's bindings is available now: why.
+    NoneAvailable(String),
 }
 
 impl fmt::Display for ChooseError {
@@ -68,7 +69,8 @@ impl fmt::Display for ChooseError {
                 f.write_str("a binding can be chosen only during set_binding")
             }
             ChooseError::UnknownBinding(name) => write!(f, "unknown binding '{name}'"),
-            ChooseError::Group(why) => f.write_str(why),
+            ChooseError::UnknownGroup(name) => write!(f, "unknown binding group '{name}'"),
+            ChooseError::NoneAvailable(why) => f.write_str(why),
         }
     }
 }
@@ -120,9 +122,13 @@ impl Message {
     /// Chooses a binding of a group (see [`super::bindings`]), during
     /// set_binding, and returns its name. When none is available the
     /// message keeps its binding, and the decision says why unless a later
-    /// choice succeeds.
+    /// choice succeeds; an unknown group changes nothing (a policy may try
+    /// a group named after the sender's domain, say).
     pub fn choose_binding_group(&mut self, group: &str) -> Result<&str, ChooseError> {
         let call = self.call.as_mut().ok_or(ChooseError::NotInSetBinding)?;
+        if !call.table.has_group(group) {
+            return Err(ChooseError::UnknownGroup(group.to_string()));
+        }
         match call.table.choose_from_group(group) {
             Ok(info) => {
                 self.binding = Some(info.name.clone());
@@ -132,7 +138,7 @@ impl Message {
             }
             Err(why) => {
                 call.failed = Some(why.clone());
-                Err(ChooseError::Group(why))
+                Err(ChooseError::NoneAvailable(why))
             }
         }
     }
@@ -361,8 +367,18 @@ mod tests {
             matches!(m.finish(), Decision::Unavailable { reason } if reason.contains("no binding to send from"))
         );
         m.begin(table());
-        assert!(m.choose_binding_group("nope").is_err());
-        m.choose_binding("here").unwrap();
+        assert_eq!(
+            m.choose_binding_group("nope"),
+            Err(ChooseError::UnknownGroup("nope".into()))
+        );
+        assert!(
+            matches!(m.finish(), Decision::Unchanged { .. }),
+            "an unknown group changes nothing"
+        );
+        m.begin(Arc::clone(&unavailable));
+        assert!(m.choose_binding_group("g").is_err());
+        m.begin(table());
+        m.choose_binding_group("pool").unwrap();
         assert_eq!(
             m.finish(),
             Decision::Send {
