@@ -772,7 +772,11 @@ fn policy_scripts_come_from_the_policy_scope_and_the_scriptlet_stanza() {
     assert_eq!(toml.config.policy, expected);
     let defaults = parse("", Format::Ecelerity).config.policy;
     assert_eq!(
-        (defaults.scripts.len(), defaults.instruction_budget, defaults.memory_limit),
+        (
+            defaults.scripts.len(),
+            defaults.instruction_budget,
+            defaults.memory_limit
+        ),
         (0, 1_000_000, 16 << 20)
     );
 }

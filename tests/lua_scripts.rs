@@ -63,7 +63,10 @@ fn testing(lua: &Lua, table: Shared) -> mlua::Result<Table> {
         "case",
         lua.create_function(|lua, (name, f): (String, Function)| {
             let cases: Table = lua.named_registry_value(CASES)?;
-            cases.push(lua.create_sequence_from([Value::String(lua.create_string(name)?), Value::Function(f)])?)
+            cases.push(lua.create_sequence_from([
+                Value::String(lua.create_string(name)?),
+                Value::Function(f),
+            ])?)
         })?,
     )?;
     let shared = Arc::clone(&table);
@@ -87,7 +90,8 @@ fn testing(lua: &Lua, table: Shared) -> mlua::Result<Table> {
     t.set(
         "fire",
         lua.create_function(|lua, (name, arg): (String, Value)| {
-            let hook = Hook::from_name(&name).ok_or_else(|| raise(lua, format!("no hook '{name}'")))?;
+            let hook =
+                Hook::from_name(&name).ok_or_else(|| raise(lua, format!("no hook '{name}'")))?;
             hooks::registered_hooks(lua, hook)?
                 .iter()
                 .map(|h| h.function.call::<Value>(arg.clone()))
@@ -119,7 +123,10 @@ fn testing(lua: &Lua, table: Shared) -> mlua::Result<Table> {
             if text.contains(&fragment) {
                 return Ok(());
             }
-            Err(raise(lua, format!("{text:?} does not contain {fragment:?}")))
+            Err(raise(
+                lua,
+                format!("{text:?} does not contain {fragment:?}"),
+            ))
         })?,
     )?;
     Ok(t)
@@ -142,14 +149,22 @@ fn binding(lua: &Lua, b: &Table) -> mlua::Result<BindingInfo> {
         "remote" => BindingState::Remote(b.get("owner")?),
         "unowned" => BindingState::Unowned,
         "unplumbed" => BindingState::Unplumbed,
-        other => return Err(raise(lua, format!("binding '{name}': unknown state '{other}'"))),
+        other => {
+            return Err(raise(
+                lua,
+                format!("binding '{name}': unknown state '{other}'"),
+            ));
+        }
     };
     let address: Option<String> = b.get("address")?;
     Ok(BindingInfo {
         name,
         group: b.get("group")?,
         address: address
-            .map(|a| a.parse().map_err(|_| raise(lua, format!("bad address {a:?}"))))
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| raise(lua, format!("bad address {a:?}")))
+            })
             .transpose()?,
         state,
     })
@@ -158,8 +173,13 @@ fn binding(lua: &Lua, b: &Table) -> mlua::Result<BindingInfo> {
 /// `t.set_binding` (module docs).
 fn set_binding(lua: &Lua, spec: &Table, table: Arc<BindingTable>) -> mlua::Result<Table> {
     let mut msg = Message::new(spec.get::<Option<String>>("sender")?.unwrap_or_default());
-    msg.recipient_domains = spec.get::<Option<Vec<String>>>("domains")?.unwrap_or_default();
-    for pair in spec.get::<Option<Vec<Vec<String>>>>("headers")?.unwrap_or_default() {
+    msg.recipient_domains = spec
+        .get::<Option<Vec<String>>>("domains")?
+        .unwrap_or_default();
+    for pair in spec
+        .get::<Option<Vec<Vec<String>>>>("headers")?
+        .unwrap_or_default()
+    {
         if let [name, value] = pair.as_slice() {
             msg.headers.push((name.clone(), value.clone()));
         }
@@ -187,7 +207,14 @@ fn set_binding(lua: &Lua, spec: &Table, table: Arc<BindingTable>) -> mlua::Resul
     out.set("node", node)?;
     out.set("reason", reason)?;
     out.set("group", msg.binding_group)?;
-    out.set("flow", if flow == Flow::Done { "done" } else { "continue" })?;
+    out.set(
+        "flow",
+        if flow == Flow::Done {
+            "done"
+        } else {
+            "continue"
+        },
+    )?;
     Ok(out)
 }
 
@@ -196,7 +223,8 @@ fn run(test: &Path) -> Vec<String> {
     let file = test.file_name().unwrap().to_string_lossy().to_string();
     let stem = file.trim_end_matches("_test.lua");
     let script = test.with_file_name(format!("{stem}.lua"));
-    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let harness = Arc::new(Harness {
         table: Arc::new(Mutex::new(Arc::new(BindingTable::default()))),
     });
@@ -274,7 +302,11 @@ fn every_shipped_script_has_a_test_and_passes_it() {
     assert!(!scripts.is_empty(), "no scripts in {}", lua_dir().display());
     for s in &scripts {
         let test = s.with_extension("").to_string_lossy().to_string() + "_test.lua";
-        assert!(Path::new(&test).exists(), "{} has no test ({test})", s.display());
+        assert!(
+            Path::new(&test).exists(),
+            "{} has no test ({test})",
+            s.display()
+        );
     }
     let failures: Vec<String> = tests.iter().flat_map(|t| run(t)).collect();
     assert!(failures.is_empty(), "failed:\n{}", failures.join("\n"));
