@@ -21,10 +21,15 @@
 #   9. examples/c/log_group.c (a paniclog line one node's logger appends,
 #      broadcast on the log_group and heard by the other node's hook and
 #      console), plain, under ASan + UBSan and valgrind, output checked;
-#  10. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#  10. examples/c/set_binding.c (a C set_binding hook and a Lua policy
+#      choosing bindings on one of two nodes whose DuraVIPs decide between
+#      sending here and moving the message; the errors of a broken script
+#      and of a choice outside a hook), plain, under ASan + UBSan and
+#      valgrind, output checked;
+#  11. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-9 use the debug build (fast for CI); step 10 the release build that
+# Steps 1-10 use the debug build (fast for CI); step 11 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/ (under CARGO_TARGET_DIR when set, where
 # cargo puts the library too).
@@ -172,12 +177,13 @@ run_three_ways() {
 }
 
 step "membership.c: two nodes in one process and a membership hook"
-# Eight loopback ports not in use (two each for membership.c, duravip.c, replication.c and log_group.c), derived from our pid so parallel runs differ
-# (a TCP connect that succeeds means the port is taken).
+# Ten loopback ports not in use (two each for membership.c, duravip.c,
+# replication.c, log_group.c and set_binding.c), derived from our pid so
+# parallel runs differ (a TCP connect that succeeds means the port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 8 ]; do
+while [ ${#ports[@]} -lt 10 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -409,6 +415,41 @@ if "$out/log_group" "${ports[6]}" >/dev/null 2>"$out/log_group-usage.err"; then
   die "log_group succeeded with one argument"
 fi
 grep -q '^usage: ' "$out/log_group-usage.err" || die "log_group: no usage message"
+
+step "set_binding.c: a C hook and a Lua policy choose bindings"
+set_binding_expected=$(
+  cat <<'OUT'
+policy loaded: route
+broken policy: configuration error: policy: broken.lua:2: 'end' expected (to close 'function' at line 1) near <eof>
+settled: p1 on s1, p2 on s2
+a@bulk.example: send from b1
+X-Group pool: send from p1
+on p2: move to s2 (p2)
+X-Group nowhere: unchanged: no binding was chosen
+choose outside a hook: invalid state: a binding can be chosen only during set_binding
+stopped
+OUT
+)
+
+# run_set_binding NAME CMD...: runs CMD with the last two ports and the
+# socket directory; requires exit 0, exactly the expected output, and no
+# console socket left behind.
+run_set_binding() {
+  local name=$1
+  shift
+  run_exact "$name" "$set_binding_expected" "$@" "${ports[8]}" "${ports[9]}" "$tmp"
+  for n in s1 s2; do
+    [ ! -e "$tmp/$n.sock" ] || die "$name: console socket of $n left behind after stop"
+  done
+  echo "$name: ok"
+}
+
+run_three_ways set_binding run_set_binding
+
+if "$out/set_binding" "${ports[8]}" >/dev/null 2>"$out/set_binding-usage.err"; then
+  die "set_binding succeeded with one argument"
+fi
+grep -q '^usage: ' "$out/set_binding-usage.err" || die "set_binding: no usage message"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix
