@@ -25,12 +25,17 @@ local function set_binding(msg)
   if binding and msg:binding(binding) then
     return ecc.DONE
   end
-  local candidates = { msg:header("X-Binding-Group")[1], sender_domain(msg), msg:binding_group() }
-  for i = 1, 3 do
-    local group = candidates[i]
-    if group and msg:binding_group(group) then
-      return ecc.CONTINUE
-    end
+  local group = msg:header("X-Binding-Group")[1]
+  if group and msg:binding_group(group) then
+    return ecc.CONTINUE
+  end
+  group = sender_domain(msg)
+  if group and msg:binding_group(group) then
+    return ecc.CONTINUE
+  end
+  group = msg:binding_group()
+  if group then
+    msg:binding_group(group)
   end
   return ecc.CONTINUE
 end

@@ -43,6 +43,7 @@ use crate::journal::Durability;
 use crate::journal::aggregator::{self, Aggregator};
 use crate::journal::server::LogServer;
 use crate::policy::hooks::{ControlDef, Flow, Hook};
+use crate::policy::published::Published;
 use crate::policy::set_binding::{self, Decision, Message};
 use crate::policy::{Bindings, Engine, Limits, PolicyHost, Script, adapters};
 use crate::shared::cache::ClusterCache;
@@ -234,8 +235,8 @@ struct Inner {
     policy_error: Mutex<Option<String>>,
     /// The binding table set_binding reads, following DuraVIP ownership.
     bindings: Arc<Bindings>,
-    /// set_binding's C and Rust hooks; copied out (an `Arc`) for each call.
-    set_binding_hooks: RwLock<Arc<[SharedSetBindingHook]>>,
+    /// set_binding's C and Rust hooks, read without a lock by every call.
+    set_binding_hooks: Published<Vec<SharedSetBindingHook>>,
 }
 
 /// One cluster node; see the module docs.
@@ -283,7 +284,7 @@ impl Node {
             ),
             policy_error: Mutex::new(None),
             bindings: Arc::new(Bindings::from_config(&config)),
-            set_binding_hooks: RwLock::new(Arc::new([])),
+            set_binding_hooks: Published::new(Vec::new()),
             config,
         });
         let node = Node { inner };
@@ -354,13 +355,14 @@ impl Node {
     /// (which all run before the scripts'). May be registered at any time.
     pub fn register_set_binding_hook(&self, order: HookOrder, hook: SetBindingHook) {
         let hook: SharedSetBindingHook = Arc::from(hook);
-        let mut hooks = self.inner.set_binding_hooks.write();
-        let mut chain: Vec<_> = hooks.iter().cloned().collect();
-        match order {
-            HookOrder::First => chain.insert(0, hook),
-            HookOrder::Last => chain.push(hook),
-        }
-        *hooks = chain.into();
+        self.inner.set_binding_hooks.update(|hooks| {
+            let mut chain = hooks.clone();
+            match order {
+                HookOrder::First => chain.insert(0, hook),
+                HookOrder::Last => chain.push(hook),
+            }
+            chain
+        });
     }
 
     /// Chooses the binding `msg` leaves from (the reference's
@@ -372,7 +374,7 @@ impl Node {
     pub fn set_binding(&self, msg: &mut Message) -> Decision {
         let inner = &*self.inner;
         msg.begin(inner.bindings.current());
-        let hooks = Arc::clone(&inner.set_binding_hooks.read());
+        let hooks = inner.set_binding_hooks.get();
         let flow = hooks
             .iter()
             .map(|hook| hook(msg))

@@ -8,7 +8,7 @@
 //! The engine tells [`Bindings::set_ownership`] after every change (and
 //! run-time DuraVIPs the host registered bring their binding names), which
 //! publishes a new table; set_binding calls, on the MTA's threads, read
-//! the current one with a lock held for an `Arc` clone, and keep it for
+//! the current one without a lock ([`super::published`]) and keep it for
 //! the call.
 //!
 //! Choosing from a group ([`BindingTable::choose_from_group`]) follows the
@@ -25,8 +25,7 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
+use super::published::Published;
 use crate::config::Config;
 use crate::core::hash::Seeded;
 use crate::io::vip::Ownership;
@@ -87,9 +86,12 @@ impl BindingInfo {
 /// A snapshot of every binding (module docs).
 #[derive(Clone, Default)]
 pub struct BindingTable {
-    bindings: HashMap<String, BindingInfo, Seeded>,
-    /// Each group's bindings, in configuration order.
-    groups: HashMap<String, Vec<String>, Seeded>,
+    bindings: Vec<BindingInfo>,
+    by_name: HashMap<String, usize, Seeded>,
+    /// Each group's bindings (indices into `bindings`, in configuration
+    /// order), sorted by group name: an MTA has a few groups, and a binary
+    /// search of a few short names is quicker than hashing one.
+    groups: Vec<(String, Vec<usize>)>,
 }
 
 impl fmt::Debug for BindingTable {
@@ -130,19 +132,31 @@ impl BindingTable {
     }
 
     fn insert(&mut self, b: BindingInfo) {
-        if let Some(old) = self.bindings.get(&b.name)
-            && let Some(group) = &old.group
-            && let Some(members) = self.groups.get_mut(group)
-        {
-            members.retain(|m| *m != b.name);
-        }
+        let index = match self.by_name.get(&b.name) {
+            Some(&i) => {
+                if let Some(group) = self.bindings[i].group.clone()
+                    && let Some(members) = self.members_mut(&group)
+                {
+                    members.retain(|m| *m != i);
+                }
+                i
+            }
+            None => {
+                self.bindings.push(b.clone());
+                self.by_name.insert(b.name.clone(), self.bindings.len() - 1);
+                self.bindings.len() - 1
+            }
+        };
         if let Some(group) = &b.group {
-            self.groups
-                .entry(group.clone())
-                .or_default()
-                .push(b.name.clone());
+            match self.members_mut(group) {
+                Some(members) => members.push(index),
+                None => {
+                    let at = self.groups.partition_point(|(g, _)| g < group);
+                    self.groups.insert(at, (group.clone(), vec![index]));
+                }
+            }
         }
-        self.bindings.insert(b.name.clone(), b);
+        self.bindings[index] = b;
     }
 
     /// This table with the DuraVIP owners of `ownership`: bindings it names
@@ -151,7 +165,7 @@ impl BindingTable {
     /// configuration lacks (run-time DuraVIPs) are added, in no group.
     pub fn with_ownership(&self, ownership: &Ownership) -> BindingTable {
         let mut next = self.clone();
-        for b in next.bindings.values_mut() {
+        for b in &mut next.bindings {
             if b.state != BindingState::Local {
                 b.state = BindingState::Unowned;
             }
@@ -164,8 +178,9 @@ impl BindingTable {
                 (None, false, _) => BindingState::Unowned,
             };
             for name in &a.names {
-                match next.bindings.get_mut(name) {
-                    Some(b) => {
+                match next.by_name.get(name) {
+                    Some(&i) => {
+                        let b = &mut next.bindings[i];
                         b.state = state.clone();
                         b.address.get_or_insert(a.ip);
                     }
@@ -181,52 +196,101 @@ impl BindingTable {
         next
     }
 
-    pub fn get(&self, name: &str) -> Option<&BindingInfo> {
-        self.bindings.get(name)
+    fn members(&self, group: &str) -> Option<&Vec<usize>> {
+        let at = self
+            .groups
+            .binary_search_by(|(g, _)| g.as_str().cmp(group))
+            .ok()?;
+        Some(&self.groups[at].1)
     }
 
-    /// Whether a group of that name exists.
-    pub fn has_group(&self, group: &str) -> bool {
-        self.groups.contains_key(group)
+    fn members_mut(&mut self, group: &str) -> Option<&mut Vec<usize>> {
+        let at = self
+            .groups
+            .binary_search_by(|(g, _)| g.as_str().cmp(group))
+            .ok()?;
+        Some(&mut self.groups[at].1)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&BindingInfo> {
+        self.by_name.get(name).map(|&i| &self.bindings[i])
+    }
+
+    /// A binding by its place in the table (see [`Choice`]).
+    pub fn at(&self, index: usize) -> Option<&BindingInfo> {
+        self.bindings.get(index)
+    }
+
+    /// Where `name` is in the table, for [`BindingTable::at`].
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
     }
 
     /// Every binding, by name.
     pub fn iter(&self) -> impl Iterator<Item = &BindingInfo> {
-        let mut all: Vec<&BindingInfo> = self.bindings.values().collect();
+        let mut all: Vec<&BindingInfo> = self.bindings.iter().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all.into_iter()
     }
 
-    /// A binding of `group` to send from (module docs), or why there is
-    /// none.
-    pub fn choose_from_group(&self, group: &str) -> Result<&BindingInfo, String> {
-        let members = self
-            .groups
-            .get(group)
-            .ok_or_else(|| format!("unknown binding group '{group}'"))?;
+    /// A binding of `group` to send from (module docs), with its place in
+    /// the table, or why there is none.
+    pub fn choose_from_group(&self, group: &str) -> Choice<'_> {
+        let Some(members) = self.members(group) else {
+            return Choice::UnknownGroup;
+        };
         let ranked = || {
             members
                 .iter()
-                .filter_map(|m| self.bindings.get(m))
-                .filter_map(|b| Some((b.rank()?, b)))
+                .filter_map(|&i| Some((self.bindings[i].rank()?, i)))
         };
-        let Some(best) = ranked().map(|(rank, _)| rank).min() else {
-            let why: Vec<String> = members
-                .iter()
-                .filter_map(|m| self.bindings.get(m)?.unavailable())
-                .collect();
-            return Err(format!(
-                "binding group '{group}' has no binding to send from: {}",
-                why.join("; ")
-            ));
-        };
-        let equals = ranked().filter(|(rank, _)| *rank == best).count();
-        let pick = random_below(equals);
-        ranked()
-            .filter(|(rank, _)| *rank == best)
-            .nth(pick)
-            .map(|(_, b)| b)
-            .ok_or_else(|| format!("binding group '{group}' changed while choosing"))
+        let (mut best, mut equals) = (None, 0);
+        for (rank, _) in ranked() {
+            match best {
+                Some(b) if rank > b => {}
+                Some(b) if rank == b => equals += 1,
+                _ => (best, equals) = (Some(rank), 1),
+            }
+        }
+        let chosen = best.and_then(|best| {
+            ranked()
+                .filter(|(rank, _)| *rank == best)
+                .nth(random_below(equals))
+        });
+        match chosen {
+            Some((_, i)) => Choice::Chosen(i, &self.bindings[i]),
+            None => {
+                let why: Vec<String> = members
+                    .iter()
+                    .filter_map(|&i| self.bindings[i].unavailable())
+                    .collect();
+                Choice::NoneAvailable(format!(
+                    "binding group '{group}' has no binding to send from: {}",
+                    why.join("; ")
+                ))
+            }
+        }
+    }
+}
+
+/// What [`BindingTable::choose_from_group`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Choice<'t> {
+    /// The binding, and its place in the table ([`BindingTable::at`]).
+    Chosen(usize, &'t BindingInfo),
+    UnknownGroup,
+    /// Why, binding by binding.
+    NoneAvailable(String),
+}
+
+impl<'t> Choice<'t> {
+    /// The chosen binding, or why there is none.
+    pub fn binding(self, group: &str) -> Result<&'t BindingInfo, String> {
+        match self {
+            Choice::Chosen(_, b) => Ok(b),
+            Choice::UnknownGroup => Err(format!("unknown binding group '{group}'")),
+            Choice::NoneAvailable(why) => Err(why),
+        }
     }
 }
 
@@ -258,32 +322,32 @@ fn random_below(n: usize) -> usize {
 pub struct Bindings {
     /// From the configuration.
     base: BindingTable,
-    current: RwLock<Arc<BindingTable>>,
+    current: Published<BindingTable>,
 }
 
 impl Bindings {
     pub fn from_config(config: &Config) -> Bindings {
         let base = BindingTable::from_config(config);
         Bindings {
-            current: RwLock::new(Arc::new(base.clone())),
+            current: Published::new(base.clone()),
             base,
         }
     }
 
-    /// The table now.
+    /// The table now (this thread's copy: see [`Published`]).
     pub fn current(&self) -> Arc<BindingTable> {
-        Arc::clone(&self.current.read())
+        self.current.get()
     }
 
     /// The DuraVIP engine's latest word on who owns what.
     pub fn set_ownership(&self, ownership: &Ownership) {
-        *self.current.write() = Arc::new(self.base.with_ownership(ownership));
+        self.current.set(self.base.with_ownership(ownership));
     }
 
     /// Back to the configuration's table: the node stopped, and owns
     /// nothing any more, nor knows who does.
     pub fn reset(&self) {
-        *self.current.write() = Arc::new(self.base.clone());
+        self.current.set(self.base.clone());
     }
 }
 
@@ -306,7 +370,7 @@ mod tests {
     fn choices(table: &BindingTable, group: &str) -> BTreeMap<String, usize> {
         let mut seen = BTreeMap::new();
         for _ in 0..400 {
-            let b = table.choose_from_group(group).unwrap();
+            let b = table.choose_from_group(group).binding(group).unwrap();
             *seen.entry(b.name.clone()).or_insert(0) += 1;
         }
         seen
@@ -334,14 +398,17 @@ mod tests {
             binding("local", "g", BindingState::Local),
             binding("unplumbed", "g", BindingState::Unplumbed),
         ]);
-        assert_eq!(table.choose_from_group("g").unwrap().name, "local");
+        assert_eq!(
+            table.choose_from_group("g").binding("g").unwrap().name,
+            "local"
+        );
 
         let table = BindingTable::new([
             binding("remote", "g", BindingState::Remote("n2".into())),
             binding("unowned", "g", BindingState::Unowned),
         ]);
         assert_eq!(
-            table.choose_from_group("g").unwrap().state,
+            table.choose_from_group("g").binding("g").unwrap().state,
             BindingState::Remote("n2".into())
         );
     }
@@ -352,12 +419,12 @@ mod tests {
         unplumbed.address = Some("10.1.1.2".parse().unwrap());
         let table = BindingTable::new([binding("b1", "g", BindingState::Unowned), unplumbed]);
         assert_eq!(
-            table.choose_from_group("g").unwrap_err(),
+            table.choose_from_group("g").binding("g").unwrap_err(),
             "binding group 'g' has no binding to send from: binding 'b1': no node holds its \
              DuraVIP; binding 'b2': its DuraVIP 10.1.1.2 is owned here but not plumbed"
         );
         assert_eq!(
-            table.choose_from_group("nope").unwrap_err(),
+            table.choose_from_group("nope").binding("nope").unwrap_err(),
             "unknown binding group 'nope'"
         );
     }

@@ -127,7 +127,9 @@ struct Shared {
     /// One reload at a time.
     reloading: Mutex<()>,
     states: AtomicUsize,
-    calls: AtomicU64,
+    /// Calls made in states that are gone; the live states count their own.
+    retired_calls: AtomicU64,
+    live_calls: Mutex<Vec<Weak<CallCount>>>,
     errors: AtomicU64,
     last_error: Mutex<Option<String>>,
     /// The error the log heard last (module docs, "Errors").
@@ -148,7 +150,14 @@ struct ThreadState {
     budget: Rc<Budget>,
     /// The hook chains, read from the state while its hooks do not change.
     chains: RefCell<Chains>,
+    calls: Arc<CallCount>,
 }
+
+/// One state's calls: written by its thread only, on a cache line of its
+/// own, so that threads calling at once do not share one counter's line.
+#[repr(align(64))]
+#[derive(Default)]
+struct CallCount(AtomicU64);
 
 #[derive(Default)]
 struct Chains {
@@ -160,6 +169,14 @@ impl Drop for ThreadState {
     fn drop(&mut self) {
         if let Some(shared) = self.engine.upgrade() {
             shared.states.fetch_sub(1, Ordering::Relaxed);
+            // Under the lock `status` counts under, so no call is counted
+            // twice or not at all.
+            let mut live = shared.live_calls.lock();
+            live.retain(|c| {
+                c.strong_count() > 0 && !std::ptr::eq(c.as_ptr(), Arc::as_ptr(&self.calls))
+            });
+            let calls = self.calls.0.load(Ordering::Relaxed);
+            shared.retired_calls.fetch_add(calls, Ordering::Relaxed);
         }
     }
 }
@@ -214,7 +231,8 @@ impl Engine {
                 controls: Mutex::new(BTreeMap::new()),
                 reloading: Mutex::new(()),
                 states: AtomicUsize::new(0),
-                calls: AtomicU64::new(0),
+                retired_calls: AtomicU64::new(0),
+                live_calls: Mutex::new(Vec::new()),
                 errors: AtomicU64::new(0),
                 last_error: Mutex::new(None),
                 last_logged: Mutex::new(String::new()),
@@ -276,8 +294,10 @@ impl Engine {
         let epoch = shared.generation.read().epoch + 1;
         let next = Generation { epoch, scripts };
         let defined = Rc::new(RefCell::new(Vec::new()));
-        // Dropped at once: threads build their own on their next call.
-        build(shared, &next, Some(&defined))?;
+        if !next.scripts.is_empty() {
+            // Dropped at once: threads build their own on their next call.
+            build(shared, &next, Some(&defined))?;
+        }
         let has_scripts = !next.scripts.is_empty();
         *shared.generation.write() = Arc::new(next);
         shared.has_scripts.store(has_scripts, Ordering::Release);
@@ -317,7 +337,15 @@ impl Engine {
                 .collect(),
             epoch: generation.epoch,
             states: shared.states.load(Ordering::Relaxed),
-            calls: shared.calls.load(Ordering::Relaxed),
+            calls: {
+                let live = shared.live_calls.lock();
+                shared.retired_calls.load(Ordering::Relaxed)
+                    + live
+                        .iter()
+                        .filter_map(Weak::upgrade)
+                        .map(|c| c.0.load(Ordering::Relaxed))
+                        .sum::<u64>()
+            },
             errors: shared.errors.load(Ordering::Relaxed),
             last_error: shared.last_error.lock().clone(),
             instruction_budget: shared.limits.instruction_budget,
@@ -347,7 +375,9 @@ impl Engine {
         state.budget.enter();
         let result = f(&state.lua);
         state.budget.leave();
-        shared.calls.fetch_add(1, Ordering::Relaxed);
+        // Only this thread writes its count: no read-modify-write needed.
+        let calls = &state.calls.0;
+        calls.store(calls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         result.map_err(|e| {
             let message = if is_memory_error(&e) {
                 self.after_memory_error(state);
@@ -573,7 +603,10 @@ fn build(
         }
     }
     shared.states.fetch_add(1, Ordering::Relaxed);
+    let calls = Arc::new(CallCount::default());
+    shared.live_calls.lock().push(Arc::downgrade(&calls));
     Ok(ThreadState {
+        calls,
         engine: Arc::downgrade(shared),
         engine_id: shared.id,
         epoch: generation.epoch,

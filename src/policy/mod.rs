@@ -16,6 +16,8 @@
 //! - [`bindings`]: the binding table set_binding reads, kept current with
 //!   DuraVIP ownership;
 //! - [`set_binding`]: the message, the choice and the decision;
+//! - [`published`]: values the hot path reads without locks (the binding
+//!   table, the set_binding hooks);
 //! - [`adapters`]: the node's hooks, served by the scripts' functions;
 //! - [`errors`]: errors as one line naming the script and line.
 
@@ -24,6 +26,7 @@ pub mod bindings;
 pub mod engine;
 pub mod errors;
 pub mod hooks;
+pub mod published;
 pub mod sandbox;
 pub mod set_binding;
 #[cfg(test)]

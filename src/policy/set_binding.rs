@@ -13,14 +13,16 @@
 //! or neither (no binding chosen, or none available), with the reason.
 //!
 //! Choosing is valid only during the call, as in the reference; in Lua the
-//! message is a userdata that exists only for the hook's call.
+//! message is a userdata that holds it only for the hook's call.
 
+use std::cell::RefCell;
 use std::fmt;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::{Function, IntoLuaMulti, Lua, UserData, UserDataMethods, Value};
 
-use super::bindings::{BindingState, BindingTable};
+use super::bindings::{BindingState, BindingTable, Choice};
 use super::engine::Engine;
 use super::hooks::{Flow, Hook};
 
@@ -43,8 +45,9 @@ pub struct Message {
 #[derive(Clone, Debug)]
 struct Call {
     table: Arc<BindingTable>,
-    /// The binding the host gave.
-    initial: Option<String>,
+    /// Where the chosen binding is in `table`; `None` while the binding
+    /// is the host's.
+    chosen: Option<usize>,
     /// Why the latest choice failed, until one succeeds.
     failed: Option<String>,
     /// A hook's error, for a decision that has nothing better to say.
@@ -110,11 +113,13 @@ impl Message {
     /// Chooses a binding by name, during set_binding.
     pub fn choose_binding(&mut self, name: &str) -> Result<(), ChooseError> {
         let call = self.call.as_mut().ok_or(ChooseError::NotInSetBinding)?;
-        let Some(info) = call.table.get(name) else {
+        let Some(index) = call.table.index_of(name) else {
             return Err(ChooseError::UnknownBinding(name.to_string()));
         };
-        self.binding_group = info.group.clone();
-        self.binding = Some(info.name.clone());
+        let info = call.table.at(index).ok_or(ChooseError::NotInSetBinding)?;
+        set_text(&mut self.binding, Some(&info.name));
+        set_text(&mut self.binding_group, info.group.as_deref());
+        call.chosen = Some(index);
         call.failed = None;
         Ok(())
     }
@@ -126,17 +131,16 @@ impl Message {
     /// a group named after the sender's domain, say).
     pub fn choose_binding_group(&mut self, group: &str) -> Result<&str, ChooseError> {
         let call = self.call.as_mut().ok_or(ChooseError::NotInSetBinding)?;
-        if !call.table.has_group(group) {
-            return Err(ChooseError::UnknownGroup(group.to_string()));
-        }
         match call.table.choose_from_group(group) {
-            Ok(info) => {
-                self.binding = Some(info.name.clone());
-                self.binding_group = Some(group.to_string());
+            Choice::Chosen(index, info) => {
+                set_text(&mut self.binding, Some(&info.name));
+                set_text(&mut self.binding_group, Some(group));
+                call.chosen = Some(index);
                 call.failed = None;
                 Ok(self.binding.as_deref().unwrap_or_default())
             }
-            Err(why) => {
+            Choice::UnknownGroup => Err(ChooseError::UnknownGroup(group.to_string())),
+            Choice::NoneAvailable(why) => {
                 call.failed = Some(why.clone());
                 Err(ChooseError::NoneAvailable(why))
             }
@@ -147,7 +151,7 @@ impl Message {
     pub fn begin(&mut self, table: Arc<BindingTable>) {
         self.call = Some(Call {
             table,
-            initial: self.binding.clone(),
+            chosen: None,
             failed: None,
             policy_error: None,
         });
@@ -178,8 +182,14 @@ impl Message {
                     .unwrap_or_else(|| "no binding was chosen".into()),
             };
         };
-        let Some(info) = call.table.get(&binding) else {
-            return if call.initial.as_deref() == Some(binding.as_str()) {
+        // The chosen binding by its place, unless a hook wrote another name
+        // into the message since.
+        let chosen = call
+            .chosen
+            .and_then(|i| call.table.at(i))
+            .filter(|info| info.name == binding);
+        let Some(info) = chosen.or_else(|| call.table.get(&binding)) else {
+            return if call.chosen.is_none() {
                 Decision::Unchanged {
                     reason: format!("binding '{binding}' is the host's, not one eccluster knows"),
                 }
@@ -202,6 +212,18 @@ impl Message {
     }
 }
 
+/// Sets `slot` to `text`, reusing the string it holds: a message's binding
+/// is chosen once per message, on the hot path.
+fn set_text(slot: &mut Option<String>, text: Option<&str>) {
+    match (slot.as_mut(), text) {
+        (Some(s), Some(t)) => {
+            s.clear();
+            s.push_str(t);
+        }
+        (_, t) => *slot = t.map(str::to_string),
+    }
+}
+
 /// Runs the Lua set_binding hooks of `engine` on this thread, with `msg`
 /// as their argument.
 pub fn run_lua_hooks(engine: &Engine, msg: &mut Message) -> Flow {
@@ -217,46 +239,104 @@ pub fn run_lua_hooks(engine: &Engine, msg: &mut Message) -> Flow {
     flow
 }
 
-/// Calls one set_binding hook with `msg`, which Lua sees as a userdata
-/// valid for the call only.
+/// Calls one set_binding hook with `msg`. Lua sees the message as a
+/// userdata that holds it only during the call: the state keeps one
+/// ([`MessageSlot`]), into which the message moves for the call and out
+/// of which it moves back after, so a call allocates nothing.
 pub fn call_with_message(lua: &Lua, hook: &Function, msg: &mut Message) -> mlua::Result<Flow> {
-    lua.scope(|scope| {
-        let ud = scope.create_userdata_ref_mut(msg)?;
-        let returned: Value = hook.call(ud)?;
-        Ok(Flow::from_returned(&returned))
-    })
+    let slot = match lua.app_data_ref::<MessageSlot>() {
+        Some(slot) => slot.clone(),
+        None => {
+            let slot = MessageSlot::new(lua)?;
+            lua.set_app_data(slot.clone());
+            slot
+        }
+    };
+    // A hook that places another message (re-entering set_binding on this
+    // thread) finds the state's slot taken and gets one of its own.
+    let slot = if slot.message.borrow().is_some() {
+        MessageSlot::new(lua)?
+    } else {
+        slot
+    };
+    *slot.message.borrow_mut() = Some(std::mem::take(msg));
+    let returned = hook.call::<Value>(&slot.userdata);
+    if let Some(back) = slot.message.borrow_mut().take() {
+        *msg = back;
+    }
+    Ok(Flow::from_returned(&returned?))
+}
+
+/// Where a message is while a set_binding hook runs: the userdata Lua
+/// sees as `msg`, and the cell that holds the message (app data of the
+/// state, so the cell is reached without borrowing the userdata).
+#[derive(Clone, Debug)]
+pub struct MessageSlot {
+    userdata: mlua::AnyUserData,
+    message: Rc<RefCell<Option<Message>>>,
+}
+
+impl MessageSlot {
+    fn new(lua: &Lua) -> mlua::Result<MessageSlot> {
+        let message = Rc::new(RefCell::new(None));
+        Ok(MessageSlot {
+            userdata: lua.create_userdata(LuaMessage(Rc::clone(&message)))?,
+            message,
+        })
+    }
 }
 
 /// `msg` in Lua: `msg:sender()`, `msg:recipient_domains()`,
 /// `msg:header(name)` (a list of the values), `msg:binding([name])` and
 /// `msg:binding_group([name])`. Choosing returns the chosen binding's name,
-/// or nil and the reason.
-impl UserData for Message {
+/// or nil and the reason. Outside its set_binding call (a script that kept
+/// it) every method is an error.
+struct LuaMessage(Rc<RefCell<Option<Message>>>);
+
+impl LuaMessage {
+    fn with<R>(&self, f: impl FnOnce(&mut Message) -> mlua::Result<R>) -> mlua::Result<R> {
+        let mut message = self.0.borrow_mut();
+        f(message.as_mut().ok_or_else(outside)?)
+    }
+}
+
+fn outside() -> mlua::Error {
+    mlua::Error::runtime("a message is valid only during its set_binding call")
+}
+
+impl UserData for LuaMessage {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("sender", |_, m, ()| Ok(m.sender.clone()));
+        methods.add_method("sender", |lua, m, ()| {
+            m.with(|m| lua.create_string(&m.sender))
+        });
         methods.add_method("recipient_domains", |lua, m, ()| {
-            lua.create_sequence_from(m.recipient_domains.iter().map(String::as_str))
+            m.with(|m| lua.create_sequence_from(m.recipient_domains.iter().map(String::as_str)))
         });
-        methods.add_method("header", |lua, m, name: String| {
-            lua.create_sequence_from(m.header(&name))
+        methods.add_method("header", |lua, m, name: mlua::LuaString| {
+            let name = name.to_str()?;
+            m.with(|m| lua.create_sequence_from(m.header(&name)))
         });
-        methods.add_method_mut("binding", |lua, m, name: Option<String>| {
-            let Some(name) = name else {
-                return (m.binding.as_deref(),).into_lua_multi(lua);
-            };
-            match m.choose_binding(&name) {
-                Ok(()) => (name,).into_lua_multi(lua),
-                Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
-            }
+        methods.add_method("binding", |lua, m, name: Option<mlua::LuaString>| {
+            m.with(|m| {
+                let Some(name) = name else {
+                    return (m.binding.as_deref(),).into_lua_multi(lua);
+                };
+                match m.choose_binding(&name.to_str()?) {
+                    Ok(()) => (m.binding.as_deref(),).into_lua_multi(lua),
+                    Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
+                }
+            })
         });
-        methods.add_method_mut("binding_group", |lua, m, group: Option<String>| {
-            let Some(group) = group else {
-                return (m.binding_group.as_deref(),).into_lua_multi(lua);
-            };
-            match m.choose_binding_group(&group) {
-                Ok(chosen) => (chosen.to_string(),).into_lua_multi(lua),
-                Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
-            }
+        methods.add_method("binding_group", |lua, m, group: Option<mlua::LuaString>| {
+            m.with(|m| {
+                let Some(group) = group else {
+                    return (m.binding_group.as_deref(),).into_lua_multi(lua);
+                };
+                match m.choose_binding_group(&group.to_str()?) {
+                    Ok(chosen) => (lua.create_string(chosen)?,).into_lua_multi(lua),
+                    Err(e) => (Value::Nil, e.to_string()).into_lua_multi(lua),
+                }
+            })
         });
     }
 }
