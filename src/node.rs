@@ -335,6 +335,12 @@ impl Node {
         self.inner.policy_reload()
     }
 
+    /// Why the configured policy scripts did not load, until a reload
+    /// succeeds; the node does not start meanwhile.
+    pub fn policy_error(&self) -> Option<String> {
+        self.inner.policy_error.lock().clone()
+    }
+
     /// What `policy show` reports.
     pub fn policy_status(&self) -> reports::PolicyStatus {
         self.inner.policy.status()
