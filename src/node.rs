@@ -346,11 +346,6 @@ impl Node {
         self.inner.policy.status()
     }
 
-    /// The policy engine, to run the scripts' functions on this thread.
-    pub fn policy(&self) -> &Engine {
-        &self.inner.policy
-    }
-
     /// The binding table now: every binding, its group and address, and
     /// whether messages leave from it here or move to its owner.
     pub fn bindings(&self) -> Arc<crate::policy::BindingTable> {

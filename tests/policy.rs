@@ -262,6 +262,13 @@ fn set_binding_sends_from_owned_bindings_and_moves_to_the_owner_of_others() {
                error('gained ' .. vip.ip .. ' ' .. table.concat(vip.names, ','))\nend)",
         )
         .unwrap();
+    nodes[1]
+        .policy_load(
+            "members",
+            "eccluster.register_hook('membership_update', function(change)\n\
+               error('view of ' .. table.concat(change.members, ',') .. ' ' .. #change.id)\nend)",
+        )
+        .unwrap();
     for n in &nodes {
         n.start().unwrap();
     }
@@ -308,6 +315,12 @@ fn set_binding_sends_from_owned_bindings_and_moves_to_the_owner_of_others() {
         },
         "the host's own binding is checked too"
     );
+    wait_until("the Lua membership hook ran on d2's engine thread", || {
+        nodes[1]
+            .console_exec("policy show")
+            .unwrap()
+            .contains("Last error: members.lua:2: view of d1,d2 16\n")
+    });
     wait_until("the Lua DuraVIP hook ran on d1's engine thread", || {
         d1.console_exec("policy show")
             .unwrap()

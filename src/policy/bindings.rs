@@ -283,17 +283,6 @@ pub enum Choice<'t> {
     NoneAvailable(String),
 }
 
-impl<'t> Choice<'t> {
-    /// The chosen binding, or why there is none.
-    pub fn binding(self, group: &str) -> Result<&'t BindingInfo, String> {
-        match self {
-            Choice::Chosen(_, b) => Ok(b),
-            Choice::UnknownGroup => Err(format!("unknown binding group '{group}'")),
-            Choice::NoneAvailable(why) => Err(why),
-        }
-    }
-}
-
 thread_local! {
     static RNG: Cell<u64> = Cell::new(
         std::collections::hash_map::RandomState::new().hash_one(std::thread::current().id()),
@@ -366,11 +355,20 @@ mod tests {
         }
     }
 
+    /// The binding chosen from `group`, or why there is none.
+    fn chosen<'t>(table: &'t BindingTable, group: &str) -> Result<&'t BindingInfo, String> {
+        match table.choose_from_group(group) {
+            Choice::Chosen(_, b) => Ok(b),
+            Choice::UnknownGroup => Err(format!("unknown binding group '{group}'")),
+            Choice::NoneAvailable(why) => Err(why),
+        }
+    }
+
     /// How often each binding of `group` is chosen in 400 tries.
     fn choices(table: &BindingTable, group: &str) -> BTreeMap<String, usize> {
         let mut seen = BTreeMap::new();
         for _ in 0..400 {
-            let b = table.choose_from_group(group).binding(group).unwrap();
+            let b = chosen(table, group).unwrap();
             *seen.entry(b.name.clone()).or_insert(0) += 1;
         }
         seen
@@ -398,17 +396,14 @@ mod tests {
             binding("local", "g", BindingState::Local),
             binding("unplumbed", "g", BindingState::Unplumbed),
         ]);
-        assert_eq!(
-            table.choose_from_group("g").binding("g").unwrap().name,
-            "local"
-        );
+        assert_eq!(chosen(&table, "g").unwrap().name, "local");
 
         let table = BindingTable::new([
             binding("remote", "g", BindingState::Remote("n2".into())),
             binding("unowned", "g", BindingState::Unowned),
         ]);
         assert_eq!(
-            table.choose_from_group("g").binding("g").unwrap().state,
+            chosen(&table, "g").unwrap().state,
             BindingState::Remote("n2".into())
         );
     }
@@ -419,12 +414,12 @@ mod tests {
         unplumbed.address = Some("10.1.1.2".parse().unwrap());
         let table = BindingTable::new([binding("b1", "g", BindingState::Unowned), unplumbed]);
         assert_eq!(
-            table.choose_from_group("g").binding("g").unwrap_err(),
+            chosen(&table, "g").unwrap_err(),
             "binding group 'g' has no binding to send from: binding 'b1': no node holds its \
              DuraVIP; binding 'b2': its DuraVIP 10.1.1.2 is owned here but not plumbed"
         );
         assert_eq!(
-            table.choose_from_group("nope").binding("nope").unwrap_err(),
+            chosen(&table, "nope").unwrap_err(),
             "unknown binding group 'nope'"
         );
     }

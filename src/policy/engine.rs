@@ -40,7 +40,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use mlua::{Function, HookTriggers, Lua, Table, VmState};
@@ -121,7 +121,7 @@ struct Shared {
     epoch: AtomicU64,
     /// Whether the generation has any script: without one, no call needs
     /// a state.
-    has_scripts: std::sync::atomic::AtomicBool,
+    has_scripts: AtomicBool,
     /// The commands registered with the host for the current scripts.
     controls: Mutex<BTreeMap<String, ControlDef>>,
     /// One reload at a time.
@@ -227,7 +227,7 @@ impl Engine {
                     scripts: Vec::new(),
                 })),
                 epoch: AtomicU64::new(0),
-                has_scripts: std::sync::atomic::AtomicBool::new(false),
+                has_scripts: AtomicBool::new(false),
                 controls: Mutex::new(BTreeMap::new()),
                 reloading: Mutex::new(()),
                 states: AtomicUsize::new(0),
@@ -238,10 +238,6 @@ impl Engine {
                 last_logged: Mutex::new(String::new()),
             }),
         }
-    }
-
-    pub fn limits(&self) -> Limits {
-        self.shared.limits
     }
 
     /// Whether any script is loaded.
