@@ -30,6 +30,9 @@
 // Size of the buffer a move hook may write its reason into, with its NUL.
 #define ECC_MOVE_REASON_MAX 1025
 
+// Size of each text field of `ecc_binding_decision`, with its NUL.
+#define ECC_DECISION_TEXT_MAX 256
+
 // The library's major version; the SONAME is `libeccluster.so.<major>`.
 #define ECC_VERSION_MAJOR 0
 
@@ -70,6 +73,9 @@ typedef enum {
   ECC_MOVE_FAILED = 12,
 } ecc_status;
 
+// The hook points a script can register for.
+typedef struct Hook Hook;
+
 // A replicated key/value cache (a `Replicate` scope of `type = "cache"`;
 // Sieve `ec_cluster_cache_get` / `ec_cluster_cache_set`). Thread-safe.
 typedef struct ecc_cache ecc_cache;
@@ -95,6 +101,11 @@ typedef struct ecc_gauge ecc_gauge;
 
 // A journal a logger appends to, opened by its destination. Thread-safe.
 typedef struct ecc_log ecc_log;
+
+// A message whose binding is being chosen: its envelope sender,
+// recipient domains, header fields and binding. Made by
+// `ecc_message_new`, freed by `ecc_message_free`; one thread at a time.
+typedef struct ecc_message ecc_message;
 
 // The audit series and gauge caches of a `Replicate "metrics"` (or
 // `"eccmgr_metrics"`) object. Thread-safe.
@@ -248,6 +259,33 @@ typedef void (*ecc_log_group_hook_fn)(void *userdata,
                                       const uint8_t *line,
                                       size_t line_len);
 
+// What a set_binding hook returns: `ECC_HOOK_CONTINUE` or `ECC_HOOK_DONE`.
+typedef uint32_t ecc_hook_flow;
+
+// A set_binding hook: called with the message, whose binding it may
+// choose (`ecc_message_choose_binding`, `ecc_message_choose_binding_group`);
+// returns `ECC_HOOK_CONTINUE` or `ECC_HOOK_DONE`. `msg` is the handle the
+// host passed to `ecc_node_set_binding`.
+//
+// Runs on the thread that calls `ecc_node_set_binding`, concurrently when
+// several threads do: keep `userdata` thread-safe.
+typedef ecc_hook_flow (*ecc_set_binding_hook_fn)(void *userdata, ecc_message *msg);
+
+// What `ecc_node_set_binding` decided (`ecc_binding_decision.kind`).
+typedef uint32_t ecc_decision_kind;
+
+// The answer of `ecc_node_set_binding`. Fields that do not apply to
+// `kind` are empty strings; `reason` is cut (at a character) to fit.
+typedef struct {
+  ecc_decision_kind kind;
+  // The binding to send from (SEND, MOVE).
+  char binding[ECC_DECISION_TEXT_MAX];
+  // The node to move the message to (MOVE).
+  char node[ECC_DECISION_TEXT_MAX];
+  // Why (UNCHANGED, UNAVAILABLE).
+  char reason[ECC_DECISION_TEXT_MAX];
+} ecc_binding_decision;
+
 // Whose count a read wants: `ECC_SCOPE_LOCAL` or `ECC_SCOPE_GLOBAL` (an
 // integer, so that an unknown value is reported, not undefined).
 typedef uint32_t ecc_scope;
@@ -347,6 +385,24 @@ typedef struct {
 // After them (`register_..._hook_last`).
 #define ECC_HOOK_LAST 1
 
+// Let the next hook run.
+#define ECC_HOOK_CONTINUE 0
+
+// Skip the hooks after this one (the reference's `VALIDATE_DONE`).
+#define ECC_HOOK_DONE 1
+
+// Send from `binding`, here.
+#define ECC_DECISION_SEND 0
+
+// `binding`'s DuraVIP is owned by `node`: move the message there.
+#define ECC_DECISION_MOVE 1
+
+// No policy chose a binding; keep the message's own (`reason` says why).
+#define ECC_DECISION_UNCHANGED 2
+
+// The chosen binding (or group) cannot be used now, anywhere (`reason`).
+#define ECC_DECISION_UNAVAILABLE 3
+
 // This node's own count.
 #define ECC_SCOPE_LOCAL 0
 
@@ -394,6 +450,8 @@ typedef struct {
 
 // `Global::Host`: the MX across every binding.
 #define ECC_SCOPE_LEVEL_GLOBAL_HOST 4
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -817,6 +875,153 @@ ecc_status ecc_node_register_duravip(const ecc_node *node,
 // # Safety
 // `node` is a live handle; `ip` a NUL-terminated string.
 ecc_status ecc_node_remove_duravip(const ecc_node *node, const char *ip);
+
+// A new message with an empty sender (the null sender `<>`), no
+// recipients, headers or binding.
+//
+// # Safety
+// `out` is a valid pointer.
+ecc_status ecc_message_new(ecc_message **out);
+
+// Frees a message; NULL is a no-op.
+//
+// # Safety
+// `msg` is NULL or a live handle that is not used again.
+void ecc_message_free(ecc_message *msg);
+
+// Sets the envelope sender (`MAIL FROM`, "" for `<>`).
+//
+// # Safety
+// `msg` is a live handle; `sender` a NUL-terminated string.
+ecc_status ecc_message_set_sender(ecc_message *msg, const char *sender);
+
+// Adds a recipient domain.
+//
+// # Safety
+// `msg` is a live handle; `domain` a NUL-terminated string.
+ecc_status ecc_message_add_recipient_domain(ecc_message *msg, const char *domain);
+
+// Adds a header field the policy may read (names match without case).
+//
+// # Safety
+// `msg` is a live handle; `name` and `value` NUL-terminated strings.
+ecc_status ecc_message_add_header(ecc_message *msg, const char *name, const char *value);
+
+// Sets the binding (and group) the message has now, the host's own
+// assignment: any names, NULL for none. (A hook chooses with
+// `ecc_message_choose_binding` instead, which checks the name.)
+//
+// # Safety
+// `msg` is a live handle; `binding` and `group` NULL or NUL-terminated.
+ecc_status ecc_message_set_binding(ecc_message *msg, const char *binding, const char *group);
+
+// The envelope sender.
+//
+// # Safety
+// `msg` is a live handle; `buf` writable for `len` bytes (or NULL with
+// `len` 0 to ask the size); `out_len` a valid pointer.
+ecc_status ecc_message_sender(const ecc_message *msg, char *buf, size_t len, size_t *out_len);
+
+// The `index`th recipient domain (from 0); `ECC_NOT_FOUND` past the last.
+//
+// # Safety
+// As `ecc_message_sender`.
+ecc_status ecc_message_recipient_domain(const ecc_message *msg,
+                                        size_t index,
+                                        char *buf,
+                                        size_t len,
+                                        size_t *out_len);
+
+// The `index`th value (from 0) of the header field `name`;
+// `ECC_NOT_FOUND` past the last.
+//
+// # Safety
+// As `ecc_message_sender`; `name` a NUL-terminated string.
+ecc_status ecc_message_header(const ecc_message *msg,
+                              const char *name,
+                              size_t index,
+                              char *buf,
+                              size_t len,
+                              size_t *out_len);
+
+// The message's binding: the host's, or the one a hook chose;
+// `ECC_NOT_FOUND` when it has none.
+//
+// # Safety
+// As `ecc_message_sender`.
+ecc_status ecc_message_binding(const ecc_message *msg, char *buf, size_t len, size_t *out_len);
+
+// The message's binding group; `ECC_NOT_FOUND` when it has none.
+//
+// # Safety
+// As `ecc_message_sender`.
+ecc_status ecc_message_binding_group(const ecc_message *msg,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *out_len);
+
+// Chooses the binding `name` (in a set_binding hook only:
+// `ECC_INVALID_STATE` elsewhere). `ECC_NOT_FOUND` for a binding the node
+// does not know; the message keeps its binding.
+//
+// # Safety
+// `msg` is a live handle; `name` a NUL-terminated string.
+ecc_status ecc_message_choose_binding(ecc_message *msg, const char *name);
+
+// Chooses a binding of `group` (in a set_binding hook only): one whose
+// DuraVIP this node holds first, then one of its own non-DuraVIP
+// bindings, then one another node holds (the message moves there),
+// randomly among equals; copies its name into `buf`. `ECC_NOT_FOUND`
+// when the group is unknown or has no binding available now
+// (`ecc_last_error()` says why, binding by binding).
+//
+// # Safety
+// `msg` is a live handle; `group` a NUL-terminated string; `buf`, `len`
+// and `out_len` as for `ecc_message_sender`.
+ecc_status ecc_message_choose_binding_group(ecc_message *msg,
+                                            const char *group,
+                                            char *buf,
+                                            size_t len,
+                                            size_t *out_len);
+
+// Registers a set_binding hook, first or last among the C hooks (which
+// run before the policy scripts' hooks). May be called at any time.
+//
+// # Safety
+// `node` is a live handle; `hook` a valid function; `userdata` usable on
+// every thread that calls `ecc_node_set_binding`, until the node is freed.
+ecc_status ecc_node_register_set_binding_hook(ecc_node *node,
+                                              ecc_hook_order order,
+                                              ecc_set_binding_hook_fn hook,
+                                              void *userdata);
+
+// Chooses the binding `msg` leaves from: runs the C hooks, then the
+// policy scripts' `set_binding` hooks, on this thread, until one is done,
+// and writes the decision to `out`: send from a binding here, move the
+// message to the node owning the binding's DuraVIP, or neither, with the
+// reason. Afterwards the message holds the chosen binding. May be called
+// from any thread, concurrently (with different messages).
+//
+// # Safety
+// `node` and `msg` are live handles; `out` a valid pointer.
+ecc_status ecc_node_set_binding(const ecc_node *node, ecc_message *msg, ecc_binding_decision *out);
+
+// Loads a policy script from `source` under `name`, replacing the script
+// of that name or adding it last. The scripts are tried in a fresh Lua
+// state first: on an error nothing changes and `ECC_CONFIG_ERROR` comes
+// with the script and line in `ecc_last_error()`. Threads pick the new
+// scripts up on their next call into the policy.
+//
+// # Safety
+// `node` is a live handle; `name` and `source` NUL-terminated strings.
+ecc_status ecc_node_policy_load(const ecc_node *node, const char *name, const char *source);
+
+// Reads the configured policy scripts again and loads them, as
+// `ecc_node_policy_load` does one.
+//
+// # Safety
+// `node` is a live handle.
+ecc_status ecc_node_policy_reload(const ecc_node *node);
 
 // Opens the replicated gauge table `name` (a `Replicate` scope of type
 // `outbound_domains` or `outbound_binding_domains`); `ECC_NOT_FOUND` when

@@ -29,10 +29,15 @@
 #      ecc_node_move_message and seen by the receiver's move hook; a
 #      duplicate, a generated id and every error), plain, under ASan +
 #      UBSan and valgrind, output checked;
-#  12. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#  12. examples/c/set_binding.c (a C set_binding hook and a Lua policy
+#      choosing bindings on one of two nodes whose DuraVIPs decide between
+#      sending here and moving the message; the errors of a broken script
+#      and of a choice outside a hook), plain, under ASan + UBSan and
+#      valgrind, output checked;
+#  13. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-11 use the debug build (fast for CI); step 12 the release build that
+# Steps 1-12 use the debug build (fast for CI); step 13 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/ (under CARGO_TARGET_DIR when set, where
 # cargo puts the library too).
@@ -180,13 +185,14 @@ run_three_ways() {
 }
 
 step "membership.c: two nodes in one process and a membership hook"
-# Twelve loopback ports not in use (two each for membership.c, duravip.c,
-# replication.c, log_group.c, events.c and moves.c), derived from our pid so
-# parallel runs differ (a TCP connect that succeeds means the port is taken).
+# Fourteen loopback ports not in use (two each for membership.c, duravip.c,
+# replication.c, log_group.c, events.c, moves.c and set_binding.c), derived
+# from our pid so parallel runs differ (a TCP connect that succeeds means the
+# port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 12 ]; do
+while [ ${#ports[@]} -lt 14 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -510,6 +516,41 @@ if "$out/moves" "${ports[10]}" >/dev/null 2>"$out/moves-usage.err"; then
   die "moves succeeded with one argument"
 fi
 grep -q '^usage: ' "$out/moves-usage.err" || die "moves: no usage message"
+
+step "set_binding.c: a C hook and a Lua policy choose bindings"
+set_binding_expected=$(
+  cat <<'OUT'
+policy loaded: route
+broken policy: configuration error: policy: broken.lua:2: 'end' expected (to close 'function' at line 1) near <eof>
+settled: p1 on s1, p2 on s2
+a@bulk.example: send from b1
+X-Group pool: send from p1
+on p2: move to s2 (p2)
+X-Group nowhere: unchanged: no binding was chosen
+choose outside a hook: invalid state: a binding can be chosen only during set_binding
+stopped
+OUT
+)
+
+# run_set_binding NAME CMD...: runs CMD with ports 12 and 13 and the
+# socket directory; requires exit 0, exactly the expected output, and no
+# console socket left behind.
+run_set_binding() {
+  local name=$1
+  shift
+  run_exact "$name" "$set_binding_expected" "$@" "${ports[12]}" "${ports[13]}" "$tmp"
+  for n in s1 s2; do
+    [ ! -e "$tmp/$n.sock" ] || die "$name: console socket of $n left behind after stop"
+  done
+  echo "$name: ok"
+}
+
+run_three_ways set_binding run_set_binding
+
+if "$out/set_binding" "${ports[12]}" >/dev/null 2>"$out/set_binding-usage.err"; then
+  die "set_binding succeeded with one argument"
+fi
+grep -q '^usage: ' "$out/set_binding-usage.err" || die "set_binding: no usage message"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix

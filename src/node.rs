@@ -45,6 +45,11 @@ use crate::io::vip::{Maintenance, VipEvent, VipHook, VipSetup};
 use crate::journal::Durability;
 use crate::journal::aggregator::{self, Aggregator};
 use crate::journal::server::LogServer;
+use crate::policy::api::NodeRef;
+use crate::policy::hooks::{ControlDef, Flow, Hook};
+use crate::policy::published::Published;
+use crate::policy::set_binding::{self, Decision, Message};
+use crate::policy::{Bindings, Engine, Limits, PolicyHost, Script, adapters};
 use crate::shared::cache::ClusterCache;
 use crate::shared::cidr::CidrCounts;
 use crate::shared::gauge::GaugeTable;
@@ -133,6 +138,12 @@ impl std::error::Error for NodeError {}
 /// Hooks are shared (`Arc`) so a chain can be copied out of the lock and run
 /// without holding it: a hook may then call back into its node.
 type SharedHook = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A set_binding hook (a C callback or Rust code): chooses the message's
+/// binding, or leaves it, and says whether the hooks after it run. Runs
+/// on the thread that calls [`Node::set_binding`].
+pub type SetBindingHook = Box<dyn Fn(&mut Message) -> Flow + Send + Sync>;
+type SharedSetBindingHook = Arc<dyn Fn(&mut Message) -> Flow + Send + Sync>;
 
 #[derive(Default)]
 struct Hooks {
@@ -254,8 +265,20 @@ struct Inner {
     /// A manager's answers to its last broadcasts: command, then node to answer.
     responses: Mutex<Vec<(String, Answers)>>,
     running: Mutex<Option<Running>>,
-    /// Readers run commands concurrently; Lua-defined commands (later) register under the write lock.
+    /// Commands are looked up under the read lock and run without it, so
+    /// that one may (re)define commands: a policy script loading.
     console: RwLock<Console<Inner>>,
+    /// The built-in commands, which a policy script may not replace.
+    builtin_commands: Vec<String>,
+    /// The policy scripts, with a Lua state per thread that calls in.
+    policy: Engine,
+    /// Why the configured policy scripts did not load: the node does not
+    /// start until a reload succeeds.
+    policy_error: Mutex<Option<String>>,
+    /// The binding table set_binding reads, following DuraVIP ownership.
+    bindings: Arc<Bindings>,
+    /// set_binding's C and Rust hooks, read without a lock by every call.
+    set_binding_hooks: Published<Vec<SharedSetBindingHook>>,
 }
 
 /// One cluster node; see the module docs.
@@ -273,38 +296,147 @@ impl fmt::Debug for Node {
 }
 
 impl Node {
-    /// A stopped node with the built-in console commands.
+    /// A stopped node with the built-in console commands and the
+    /// configured policy scripts. Scripts that fail to load are reported by
+    /// [`Node::start`] (and `policy show`); the node then has none.
     pub fn new(config: Config) -> Node {
         let shared_objects =
             replication::shared_objects(&config.cluster.replicate, &cache_origin(&config));
         let mut console = Console::default();
         register_builtin_commands(&mut console, config.cluster.node_type == NodeType::Manager);
+        let builtin_commands = console.names().collect();
         let events = Arc::new(EventHub::default());
         let plumbed = Arc::default();
         let log_group = Arc::new(LogGroup::new(config.cluster.log_group.clone()));
         let (view_hooks, vip_hooks) = internal_hooks(&events, &plumbed, &log_group);
-        Node {
-            inner: Arc::new(Inner {
-                hooks: RwLock::default(),
-                view_hooks,
-                vip_hooks,
-                outbound: outbound_of(&config, &shared_objects),
-                log_writers: LogWriters::default(),
-                log_group,
-                events,
-                plumbed,
-                moves: Arc::new(Moves::new(
-                    config.cluster.mmove_dir.clone(),
-                    config.cluster.unconditional_rebind,
-                )),
-                log_outlet: Arc::default(),
-                shared_objects,
-                responses: Mutex::new(Vec::new()),
-                running: Mutex::new(None),
-                console: RwLock::new(console),
-                config,
-            }),
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            hooks: RwLock::default(),
+            view_hooks,
+            vip_hooks,
+            outbound: outbound_of(&config, &shared_objects),
+            log_writers: LogWriters::default(),
+            log_group,
+            events,
+            plumbed,
+            moves: Arc::new(Moves::new(
+                config.cluster.mmove_dir.clone(),
+                config.cluster.unconditional_rebind,
+            )),
+            log_outlet: Arc::default(),
+            shared_objects,
+            responses: Mutex::new(Vec::new()),
+            running: Mutex::new(None),
+            console: RwLock::new(console),
+            builtin_commands,
+            policy: Engine::new(
+                Limits::from_config(&config.policy),
+                Arc::new(NodePolicy {
+                    inner: weak.clone(),
+                }),
+            ),
+            policy_error: Mutex::new(None),
+            bindings: Arc::new(Bindings::from_config(&config)),
+            set_binding_hooks: Published::new(Vec::new()),
+            config,
+        });
+        let node = Node { inner };
+        node.install_policy_hooks();
+        if let Err(e) = node.policy_reload() {
+            *node.inner.policy_error.lock() = Some(e);
         }
+        node
+    }
+
+    /// The node's own hooks that run the scripts' functions (see
+    /// [`crate::policy::adapters`]); registered last at creation, so a host
+    /// hook registered first runs before the scripts' and one registered
+    /// last after them.
+    fn install_policy_hooks(&self) {
+        let engine = &self.inner.policy;
+        for (hook, register) in [
+            (
+                Hook::ClusterNodename,
+                Node::register_nodename_hook as fn(&Node, _, _) -> _,
+            ),
+            (Hook::ClusterSubcluster, Node::register_subcluster_hook),
+        ] {
+            if let Err(e) = register(
+                self,
+                HookOrder::Last,
+                adapters::identity(engine.clone(), hook),
+            ) {
+                unreachable!("a new node is stopped, so identity hooks register: {e}");
+            }
+        }
+        self.register_membership_hook(adapters::membership(engine.clone()));
+        self.register_duravip_hook(adapters::duravip(engine.clone()));
+    }
+
+    /// Loads a policy script from `source`, replacing the script of that
+    /// name or adding it last (errors call it `NAME.lua`). The new set is
+    /// tried in a fresh Lua state first: on an error (with the script and
+    /// line) nothing changes. Each thread picks the new scripts up on its
+    /// next call.
+    pub fn policy_load(&self, name: &str, source: &str) -> Result<(), String> {
+        self.inner.policy.load_script(name, source)
+    }
+
+    /// Reads the configured policy scripts again and loads them all, as
+    /// [`Node::policy_load`] does one.
+    pub fn policy_reload(&self) -> Result<(), String> {
+        self.inner.policy_reload()
+    }
+
+    /// Why the configured policy scripts did not load, until a reload
+    /// succeeds; the node does not start meanwhile.
+    pub fn policy_error(&self) -> Option<String> {
+        self.inner.policy_error.lock().clone()
+    }
+
+    /// What `policy show` reports.
+    pub fn policy_status(&self) -> reports::PolicyStatus {
+        self.inner.policy.status()
+    }
+
+    /// The binding table now: every binding, its group and address, and
+    /// whether messages leave from it here or move to its owner.
+    pub fn bindings(&self) -> Arc<crate::policy::BindingTable> {
+        self.inner.bindings.current()
+    }
+
+    /// Adds a set_binding hook, first or last among the C and Rust hooks
+    /// (which all run before the scripts'). May be registered at any time.
+    pub fn register_set_binding_hook(&self, order: HookOrder, hook: SetBindingHook) {
+        let hook: SharedSetBindingHook = Arc::from(hook);
+        self.inner.set_binding_hooks.update(|hooks| {
+            let mut chain = hooks.clone();
+            match order {
+                HookOrder::First => chain.insert(0, hook),
+                HookOrder::Last => chain.push(hook),
+            }
+            chain
+        });
+    }
+
+    /// Chooses the binding `msg` leaves from (the reference's
+    /// `validate_set_binding`): the C and Rust hooks run, then the scripts'
+    /// `set_binding` hooks, until one says it is done; the decision comes
+    /// from the binding the message has then (see
+    /// [`crate::policy::set_binding`]). Runs the hooks on this thread; any
+    /// thread may call it.
+    pub fn set_binding(&self, msg: &mut Message) -> Decision {
+        let inner = &*self.inner;
+        msg.begin(inner.bindings.current());
+        let hooks = inner.set_binding_hooks.get();
+        let flow = hooks
+            .iter()
+            .map(|hook| hook(msg))
+            .find(|flow| *flow == Flow::Done)
+            .unwrap_or(Flow::Continue);
+        if flow == Flow::Continue {
+            set_binding::run_lua_hooks(&inner.policy, msg);
+        }
+        msg.finish()
     }
 
     /// A replicated gauge table configured by a `Replicate` scope
@@ -460,10 +592,15 @@ impl Node {
     }
 
     /// Fixes the identity and starts the runtime (the console socket).
+    /// Refused while the configured policy scripts have not loaded (see
+    /// [`Node::policy_reload`]).
     pub fn start(&self) -> Result<(), NodeError> {
         const ALREADY: NodeError = NodeError::InvalidState("the node is already running");
         if self.is_running() {
             return Err(ALREADY);
+        }
+        if let Some(e) = self.inner.policy_error.lock().clone() {
+            return Err(NodeError::Config(format!("policy: {e}")));
         }
         // Outside the lock: the hooks run here and may call back into this node.
         let identity = self.inner.resolve_identity()?;
@@ -609,6 +746,14 @@ impl Node {
             r.stop();
         }
         self.inner.moves.stop();
+        // It owns no DuraVIP now, nor hears who does.
+        self.inner.bindings.reset();
+    }
+
+    /// A handle that does not keep the node alive: what a Lua state's
+    /// functions hold (see [`PolicyHost::install`]).
+    pub fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
     }
 
     /// The console socket path while running.
@@ -747,6 +892,75 @@ fn internal_hooks(
         Arc::new(RwLock::new(vec![view])),
         Arc::new(RwLock::new(vec![vip])),
     )
+}
+
+/// A [`Node`] that may be gone (see [`Node::downgrade`]).
+#[derive(Clone, Debug)]
+pub struct WeakNode(Weak<Inner>);
+
+impl WeakNode {
+    pub fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
+/// The node as its policy engine's host.
+struct NodePolicy {
+    inner: Weak<Inner>,
+}
+
+impl PolicyHost for NodePolicy {
+    fn install(&self, lua: &mlua::Lua, ecc: &mlua::Table, msys: &mlua::Table) -> mlua::Result<()> {
+        // Weak: a state lives as long as its thread, the engine's own
+        // included, and must not keep the node alive.
+        let node = NodeRef::Weak(WeakNode(self.inner.clone()));
+        crate::policy::api::install(lua, ecc, node.clone())?;
+        for pair in
+            crate::policy::msys::install_msys(lua, node)?.pairs::<mlua::Value, mlua::Value>()
+        {
+            let (name, namespace) = pair?;
+            msys.set(name, namespace)?;
+        }
+        Ok(())
+    }
+
+    fn may_define_control(&self, words: &str) -> Result<(), String> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Ok(());
+        };
+        if inner.builtin_commands.iter().any(|b| b == words) {
+            return Err(format!(
+                "'{words}' is a built-in console command; a policy script may not replace it"
+            ));
+        }
+        Ok(())
+    }
+
+    fn register_control(&self, def: &ControlDef) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let words = def.words.clone();
+        let registered = inner.console.write().register(
+            &def.words,
+            &def.usage,
+            &def.help,
+            move |inner: &Inner, args, _, _| inner.policy.call_control(&words, args),
+        );
+        if let Err(e) = registered {
+            eprintln!("eccluster: policy command '{}': {e}", def.words);
+        }
+    }
+
+    fn unregister_control(&self, words: &str) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.console.write().unregister(words);
+        }
+    }
+
+    fn log(&self, line: &str) {
+        eprintln!("eccluster: {line}");
+    }
 }
 
 impl Drop for Inner {
@@ -963,6 +1177,12 @@ impl Inner {
                 broadcast_interval_ms: u64::from(cluster.view_broadcast_interval) * 1000,
             },
             hooks: Arc::clone(&self.vip_hooks),
+            ownership: Some({
+                let bindings = Arc::clone(&self.bindings);
+                Arc::new(move |ownership: &crate::io::vip::Ownership| {
+                    bindings.set_ownership(ownership);
+                })
+            }),
         }))
     }
 
@@ -976,7 +1196,25 @@ impl Inner {
     }
 
     fn exec(&self, line: &str, caller: &Caller) -> Result<String, String> {
-        self.console.read().exec(self, line, caller)
+        let prepared = self.console.read().prepare(line)?;
+        prepared.run(self, caller)
+    }
+
+    /// Reads the configured scripts and loads them (see
+    /// [`Node::policy_reload`]); success clears an earlier failure.
+    fn policy_reload(&self) -> Result<(), String> {
+        let mut scripts = Vec::new();
+        for s in &self.config.policy.scripts {
+            let source = std::fs::read_to_string(&s.path)
+                .map_err(|e| format!("{}: cannot read: {e}", s.path.display()))?;
+            scripts.push(Script {
+                name: s.name.clone(),
+                source,
+            });
+        }
+        self.policy.set_scripts(scripts)?;
+        *self.policy_error.lock() = None;
+        Ok(())
     }
 
     fn identity(&self) -> Result<Identity, NodeError> {
@@ -1056,7 +1294,7 @@ type Builtin = (
 );
 
 fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
-    let node_commands: [Builtin; 18] = [
+    let node_commands: [Builtin; 20] = [
         (
             "cluster show mmove",
             "",
@@ -1068,6 +1306,22 @@ fn register_builtin_commands(console: &mut Console<Inner>, manager: bool) {
             "<node> <file> [<mail from> [<recipient> ...]]",
             "Move the message in <file> (read by this node) to <node>, and wait until its host accepted it (at most 30 s).",
             mmove_send,
+        ),
+        (
+            "policy show",
+            "",
+            "Show the policy scripts, the reload epoch, Lua states, calls, errors and the last error.",
+            |inner, _, mode, _| Ok(reports::policy_show(&inner.policy.status(), mode)),
+        ),
+        (
+            "policy reload",
+            "",
+            "Read the configured policy scripts again; if one fails, the running ones stay and the error is shown.",
+            |inner, _, mode, _| {
+                inner.policy_reload()?;
+                let text = format!("policy reloaded: epoch {}", inner.policy.status().epoch);
+                Ok(reports::value("policy", &text, mode))
+            },
         ),
         (
             "cluster show logs",

@@ -359,6 +359,28 @@ fn check_config_reports_a_misspelling_with_its_place() {
 }
 
 #[test]
+fn check_config_loads_the_policy_scripts() {
+    let dir = TempDir::new("check-policy");
+    let script = dir.write("route.lua", "-- fine\n");
+    let conf = format!(
+        "scriptlet \"scriptlet\" {{ script \"route\" {{ source = \"{}\" }} }}\n",
+        script.display()
+    );
+    let path = dir.write("policy.conf", &conf);
+    let out = ok_stdout(
+        "check-config",
+        &run(&["check-config", path.to_str().unwrap()]),
+    );
+    assert!(out.contains("# policy scripts load: route\n"), "{out}");
+
+    std::fs::write(&script, "local x = \n").unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("policy: route.lua:2:"), "{err}");
+}
+
+#[test]
 fn demo_runs_a_cluster_and_shows_failover() {
     let out = run(&["demo"]);
     let text = ok_stdout("demo", &out);

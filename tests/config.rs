@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Mutex;
 
-use eccluster::config::model::{Metric, QuorumMode, ReplicationType};
+use eccluster::config::model::{Metric, PolicyConfig, PolicyScript, QuorumMode, ReplicationType};
 use eccluster::config::{ConfigError, ConfigErrors, Format, LoadedConfig};
 use eccluster::core::identity::Origin;
 use eccluster::{HookOrder, Node, NodeError};
@@ -758,6 +758,103 @@ fn unknown_option_in_our_scope_is_always_an_error() {
     assert!(
         e.message.contains("heartbeats_per_sec"),
         "lists the valid names: {e}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Policy scripts
+// ---------------------------------------------------------------------------
+
+fn policy_script(name: &str, path: &str) -> PolicyScript {
+    PolicyScript {
+        name: name.into(),
+        path: path.into(),
+    }
+}
+
+#[test]
+fn policy_scripts_come_from_the_policy_scope_and_the_scriptlet_stanza() {
+    let conf = parse(
+        "policy {\n  scripts = ( \"lua/set_binding.lua\" )\n  instruction_budget = 5000\n  memory_limit = \"8M\"\n}\n\
+         scriptlet \"scriptlet\" {\n\
+           script \"routes\" { source = \"policy.recipient_domain_groups\" }\n\
+           script \"abs\" { source = \"/etc/ecelerity/x.lua\" }\n\
+         }\n",
+        Format::Ecelerity,
+    );
+    let expected = PolicyConfig {
+        scripts: vec![
+            policy_script("set_binding", "lua/set_binding.lua"),
+            policy_script("routes", "policy/recipient_domain_groups.lua"),
+            policy_script("abs", "/etc/ecelerity/x.lua"),
+        ],
+        instruction_budget: 5000,
+        memory_limit: 8 << 20,
+    };
+    assert_eq!(conf.config.policy, expected);
+    assert_round_trip(&conf);
+    let toml = parse(
+        "[policy]\nscripts = [\"lua/set_binding.lua\"]\ninstruction_budget = 5000\nmemory_limit = 8388608\n\
+         [scriptlet.scriptlet.script.routes]\nsource = \"policy/recipient_domain_groups\"\n\
+         [scriptlet.scriptlet.script.abs]\nsource = \"/etc/ecelerity/x.lua\"\n",
+        Format::Toml,
+    );
+    assert_eq!(toml.config.policy, expected);
+    let defaults = parse("", Format::Ecelerity).config.policy;
+    assert_eq!(
+        (
+            defaults.scripts.len(),
+            defaults.instruction_budget,
+            defaults.memory_limit
+        ),
+        (0, 1_000_000, 16 << 20)
+    );
+}
+
+#[test]
+fn policy_mistakes_are_errors_naming_the_option() {
+    let cases = [
+        (
+            "policy { instruction_budgets = 5000 }",
+            "policy.instruction_budgets",
+            "unknown option in policy",
+        ),
+        (
+            "policy { memory_limit = \"lots\" }",
+            "policy.memory_limit",
+            "expected a size in bytes",
+        ),
+        (
+            "policy { memory_limit = \"16K\" }",
+            "policy.memory_limit",
+            "must be at least \"256K\"",
+        ),
+        (
+            "policy { instruction_budget = 10 }",
+            "policy.instruction_budget",
+            "must be at least 1000",
+        ),
+        (
+            "scriptlet \"scriptlet\" { script \"x\" { } }",
+            "scriptlet \"scriptlet\".script \"x\".source",
+            "a script needs a source",
+        ),
+        (
+            "policy { scripts = ( \"a/p.lua\" \"b/p.lua\" ) }",
+            "policy",
+            "two policy scripts are named 'p'",
+        ),
+    ];
+    for (text, option, message) in cases {
+        let errors = parse_err(text, Format::Ecelerity);
+        let e = single(&errors);
+        assert_eq!(e.option.as_deref(), Some(option), "{text}: {e}");
+        assert!(e.message.contains(message), "{text}: {e}");
+    }
+    let errors = parse_err("policy { instruction_budgets = 5000 }", Format::Ecelerity);
+    assert_eq!(
+        single(&errors).suggestion.as_deref(),
+        Some("instruction_budget")
     );
 }
 

@@ -55,7 +55,7 @@ impl Format {
 
 /// Scope keywords whose instances carry a name (`Binding "foo" { }`); used
 /// to walk an override path such as `cluster Replicate inbound_cidr max_delay`.
-const NAMED_SCOPES: [&str; 7] = [
+const NAMED_SCOPES: [&str; 9] = [
     "Replicate",
     "Topology",
     "Binding",
@@ -63,6 +63,8 @@ const NAMED_SCOPES: [&str; 7] = [
     "Listen",
     "Manager",
     "Node",
+    "scriptlet",
+    "script",
 ];
 
 /// A configuration together with where it came from.

@@ -22,6 +22,29 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     /// The manager's `Logs` scope (eccluster.conf); present only when configured.
     pub manager_logs: Option<ManagerLogs>,
+    /// Ours: the Lua policy scripts and their limits (`policy { }`, plus the
+    /// reference's `scriptlet "scriptlet" { script "NAME" { source } }`).
+    pub policy: PolicyConfig,
+}
+
+/// Ours: the `policy { }` scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// In load order: `policy { scripts }` first, then the `scriptlet` scripts.
+    pub scripts: Vec<PolicyScript>,
+    /// Lua VM instructions one call into a policy may run.
+    pub instruction_budget: u32,
+    /// Bytes one Lua state (one per host thread) may allocate.
+    pub memory_limit: u64,
+}
+
+/// One policy script: its name (a `scriptlet` script's name, or the file's
+/// stem) and where it is read from (relative paths from the working
+/// directory, as every path option).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyScript {
+    pub name: String,
+    pub path: PathBuf,
 }
 
 /// The `cluster { }` scope.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::model::*;
 use super::reader::{Ctx, Effective, Mode, OptionValue, ScopeReader, Strictness};
-use super::tree::{Scalar, Span, Table};
+use super::tree::{Scalar, ScalarKind, Span, Table};
 use crate::core::wire::NodeType;
 
 /// The reference's default published journals (`cluster { logs = [...] }`).
@@ -54,6 +54,7 @@ pub fn build(top: &Table, ctx: &mut Ctx) -> (Option<Config>, Vec<Effective>) {
     let bindings = bindings(&mut r, ctx);
     let listeners = listeners(&mut r, ctx, &bindings);
     let manager_logs = manager_logs(&mut r, ctx);
+    let policy = policy(&mut r, ctx);
     let items = r.finish(ctx);
 
     if !ctx.errors.is_empty() {
@@ -67,6 +68,7 @@ pub fn build(top: &Table, ctx: &mut Ctx) -> (Option<Config>, Vec<Effective>) {
         bindings,
         listeners,
         manager_logs,
+        policy,
     };
     (Some(config), items)
 }
@@ -171,6 +173,37 @@ macro_rules! word_option {
             }
         }
     };
+}
+
+/// A size in bytes: a whole number, optionally with a `K`, `M` or `G`
+/// suffix (powers of 1024).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl OptionValue for ByteSize {
+    const EXPECTED: &'static str = "a size in bytes, optionally with a K, M or G suffix (\"16M\")";
+    fn parse(s: &Scalar) -> Option<Self> {
+        if matches!(s.kind, ScalarKind::Float | ScalarKind::Boolean) {
+            return None;
+        }
+        let text = s.text.trim();
+        let (digits, shift) = match text.as_bytes().last()? {
+            b'k' | b'K' => (&text[..text.len() - 1], 10),
+            b'm' | b'M' => (&text[..text.len() - 1], 20),
+            b'g' | b'G' => (&text[..text.len() - 1], 30),
+            _ => (text, 0),
+        };
+        let n: u64 = digits.trim_end().parse().ok()?;
+        n.checked_mul(1 << shift).map(ByteSize)
+    }
+    fn render(&self) -> String {
+        for (suffix, shift) in [("G", 30), ("M", 20), ("K", 10)] {
+            if self.0 != 0 && self.0.is_multiple_of(1 << shift) {
+                return format!("\"{}{suffix}\"", self.0 >> shift);
+            }
+        }
+        self.0.to_string()
+    }
 }
 
 word_option!(QuorumMode, "\"none\" or \"majority\"", [
@@ -344,7 +377,7 @@ fn replication(name: &str, span: Span, r: &mut ScopeReader, ctx: &mut Ctx) -> Op
     let path = format!("cluster.Replicate \"{name}\"");
     let from_name = ReplicationType::parse(&Scalar {
         text: name.to_string(),
-        kind: super::tree::ScalarKind::Quoted,
+        kind: ScalarKind::Quoted,
         span,
     });
     // `class` is the reference's older spelling of `type`.
@@ -372,7 +405,7 @@ fn replication(name: &str, span: Span, r: &mut ScopeReader, ctx: &mut Ctx) -> Op
                 .filter_map(|w| {
                     let m = Metric::parse(&Scalar {
                         text: w.to_string(),
-                        kind: super::tree::ScalarKind::Quoted,
+                        kind: ScalarKind::Quoted,
                         span,
                     });
                     if m.is_none() {
@@ -862,4 +895,114 @@ fn manager_logs(r: &mut ScopeReader, ctx: &mut Ctx) -> Option<ManagerLogs> {
         control_cache,
         managers,
     })
+}
+
+/// Ours: `policy { scripts instruction_budget memory_limit }`, and the
+/// reference's `scriptlet "scriptlet" { script "NAME" { source = "dir.file" } }`
+/// (a module of the host's, so its other options are the host's): both
+/// give scripts, policy's first.
+fn policy(r: &mut ScopeReader, ctx: &mut Ctx) -> PolicyConfig {
+    let empty = empty_scope();
+    let mut s = r
+        .scope(ctx, "policy", Strictness::Ours)
+        .unwrap_or_else(|| ScopeReader::new("policy".into(), &empty, Strictness::Ours));
+    let span = s.span_of("scripts").unwrap_or_default();
+    let mut scripts: Vec<(PolicyScript, Span)> = s
+        .list(ctx, "scripts", &[])
+        .into_iter()
+        .filter_map(|path| {
+            let name = script_name_of(&path)
+                .map_err(|e| ctx.error(span, "policy.scripts", e))
+                .ok()?;
+            let path = PathBuf::from(path);
+            Some((PolicyScript { name, path }, span))
+        })
+        .collect();
+    let instruction_budget = s.get_checked(ctx, "instruction_budget", 1_000_000u32, at_least(1000));
+    let memory_limit = s
+        .get_checked(ctx, "memory_limit", ByteSize(16 << 20), |v: &ByteSize| {
+            if v.0 >= 256 << 10 {
+                Ok(())
+            } else {
+                Err(format!("must be at least \"256K\", found {}", v.0))
+            }
+        })
+        .0;
+    let items = s.finish(ctx);
+    r.push_scope("policy", None, items);
+
+    for (instance, _, mut scriptlet) in r.named_scopes(ctx, "scriptlet", Strictness::HostOwned) {
+        let mut listed = Vec::new();
+        for (name, span, mut script) in scriptlet.named_scopes(ctx, "script", Strictness::HostOwned)
+        {
+            let path = format!("scriptlet \"{instance}\".script \"{name}\".source");
+            match script.maybe::<String>(ctx, "source") {
+                Some(source) => match script_source_path(&source) {
+                    Ok(file) => scripts.push((
+                        PolicyScript {
+                            name: name.clone(),
+                            path: file,
+                        },
+                        span,
+                    )),
+                    Err(e) => ctx.error(span, &path, e),
+                },
+                None => ctx.error(span, &path, "a script needs a source = \"dir.file\""),
+            }
+            listed.push(Effective::Scope {
+                keyword: "script",
+                name: Some(name),
+                items: script.finish(ctx),
+                default: false,
+            });
+        }
+        listed.extend(scriptlet.finish(ctx));
+        r.push_scope("scriptlet", Some(instance), listed);
+    }
+    for (i, (script, span)) in scripts.iter().enumerate() {
+        if let Some((_, first)) = scripts[..i].iter().find(|(s, _)| s.name == script.name) {
+            ctx.error(
+                *span,
+                "policy",
+                format!(
+                    "two policy scripts are named '{}' (first at line {}, col {}); script names must differ",
+                    script.name, first.line, first.col
+                ),
+            );
+        }
+    }
+    PolicyConfig {
+        scripts: scripts.into_iter().map(|(s, _)| s).collect(),
+        instruction_budget,
+        memory_limit,
+    }
+}
+
+/// A script's name from its file: the file name without `.lua`.
+fn script_name_of(path: &str) -> Result<String, String> {
+    let file = std::path::Path::new(path)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
+    let name = file.strip_suffix(".lua").unwrap_or(file);
+    if name.is_empty() {
+        return Err(format!(
+            "\"{path}\" is not a script file such as \"lua/set_binding.lua\""
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// The file of a `scriptlet` script's `source`: as the reference, the
+/// `.lua` extension is left out and `.` separates directories as `/` does
+/// (`"policy.set_binding"` is `policy/set_binding.lua`). A source that
+/// already ends in `.lua` is a path as it is.
+fn script_source_path(source: &str) -> Result<PathBuf, String> {
+    if source.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if source.ends_with(".lua") {
+        return Ok(PathBuf::from(source));
+    }
+    Ok(PathBuf::from(format!("{}.lua", source.replace('.', "/"))))
 }

@@ -22,6 +22,7 @@ mod config;
 mod events;
 mod mmove;
 mod node;
+mod policy;
 mod shared;
 mod status;
 
@@ -30,5 +31,6 @@ pub use config::*;
 pub use events::*;
 pub use mmove::*;
 pub use node::*;
+pub use policy::*;
 pub use shared::*;
 pub use status::*;

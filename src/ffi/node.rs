@@ -246,11 +246,26 @@ fn c_identity_hook(
 }
 
 /// The live node and the non-NULL function of a hook registration.
-fn node_and_hook<'a, F>(node: *mut ecc_node, hook: Option<F>) -> Result<(&'a Node, F), ecc_status> {
+pub(super) fn node_and_hook<'a, F>(
+    node: *mut ecc_node,
+    hook: Option<F>,
+) -> Result<(&'a Node, F), ecc_status> {
     // SAFETY: the exported registration functions pass their caller's live handle.
     let node = unsafe { ecc_node::borrow(node, "node")? };
     let hook = hook.ok_or_else(|| fail(ecc_status::ECC_NULL_ARGUMENT, "hook is NULL"))?;
     Ok((node, hook))
+}
+
+/// `ECC_HOOK_FIRST` or `ECC_HOOK_LAST`.
+pub(super) fn hook_order(order: ecc_hook_order) -> Result<HookOrder, ecc_status> {
+    match order {
+        ECC_HOOK_FIRST => Ok(HookOrder::First),
+        ECC_HOOK_LAST => Ok(HookOrder::Last),
+        other => Err(fail(
+            ecc_status::ECC_INVALID_ARGUMENT,
+            format!("unknown hook order {other}"),
+        )),
+    }
 }
 
 fn register(
@@ -265,15 +280,9 @@ fn register(
             Ok(pair) => pair,
             Err(s) => return s,
         };
-        let order = match order {
-            ECC_HOOK_FIRST => HookOrder::First,
-            ECC_HOOK_LAST => HookOrder::Last,
-            other => {
-                return fail(
-                    ecc_status::ECC_INVALID_ARGUMENT,
-                    format!("unknown hook order {other}"),
-                );
-            }
+        let order = match hook_order(order) {
+            Ok(o) => o,
+            Err(s) => return s,
         };
         match add(node, order, c_identity_hook(hook, userdata)) {
             Ok(()) => ecc_status::ECC_OK,

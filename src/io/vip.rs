@@ -25,6 +25,13 @@
 //! on that period, changed or not (the reference's speculative view
 //! announcement, for views that drift).
 //!
+//! **Ownership.** After every change the driver tells the ownership hook,
+//! if there is one, who owns each claimed address and which of this node's
+//! are plumbed (an address maintenance finds missing is not, until it is
+//! plumbed again): the node's binding table, which decides whether a
+//! message is sent from a binding here or moved to the binding's owner,
+//! follows it.
+//!
 //! **Targeted announcements** (`arp_all_hosts = false`): instead of
 //! broadcasting, gratuitous ARP is unicast to the hosts of interest, the
 //! cluster peers and the default gateways, by the MACs the kernel's
@@ -61,6 +68,28 @@ pub enum VipEvent {
 /// A hook on DuraVIP gained / lost; runs on the engine thread.
 pub type VipHook = Arc<dyn Fn(&VipEvent) + Send + Sync>;
 
+/// Every claimed address and who holds it (module docs, "Ownership").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ownership {
+    pub addresses: Vec<AddressOwner>,
+}
+
+/// One claimed address in an [`Ownership`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressOwner {
+    pub ip: IpAddr,
+    /// The binding names on it.
+    pub names: Vec<String>,
+    /// The node that owns it, by name.
+    pub owner: Option<String>,
+    pub owned_here: bool,
+    /// Owned here and on the interface now.
+    pub plumbed_here: bool,
+}
+
+/// Hears the [`Ownership`] after every change; runs on the engine thread.
+pub type OwnershipHook = Arc<dyn Fn(&Ownership) + Send + Sync>;
+
 /// What the runtime needs to run DuraVIP.
 #[allow(missing_debug_implementations)] // holds the plumber and closures
 pub struct VipSetup {
@@ -75,6 +104,7 @@ pub struct VipSetup {
     pub targeted_arp: bool,
     pub maintenance: Maintenance,
     pub hooks: Arc<RwLock<Vec<VipHook>>>,
+    pub ownership: Option<OwnershipHook>,
 }
 
 /// The periodic work's timing (module docs).
@@ -110,7 +140,12 @@ pub struct VipDriver {
     debug: bool,
     /// Whether the core's state changed since [`VipDriver::take_changed`].
     changed: bool,
+    /// Whether it changed since the ownership hook last heard.
+    ownership_stale: bool,
+    /// The addresses this node has on its interfaces now.
+    plumbed: BTreeSet<IpAddr>,
     hooks: Arc<RwLock<Vec<VipHook>>>,
+    ownership: Option<OwnershipHook>,
     /// Gained / lost events not yet given to the hooks.
     pending_hooks: Vec<VipEvent>,
     log: Arc<dyn Fn(&str) + Send + Sync>,
@@ -136,6 +171,7 @@ impl VipDriver {
             targeted_arp,
             maintenance,
             hooks,
+            ownership,
         } = setup;
         purge(plumber.as_mut(), &*log);
         log(&format!("DuraVIP plumbing: {}", plumber.describe()));
@@ -154,7 +190,10 @@ impl VipDriver {
             missing_since: BTreeMap::new(),
             debug: false,
             changed: true,
+            ownership_stale: true,
+            plumbed: BTreeSet::new(),
             hooks,
+            ownership,
             pending_hooks: Vec::new(),
             log,
             generation,
@@ -197,14 +236,14 @@ impl VipDriver {
             // split brain does not leave stale ARP caches behind.
             a.view_changed(now_ms);
         }
-        self.changed = true;
+        self.touch();
         let outputs = self.dv.set_view(now_ms, &members, has_quorum);
         self.apply(now_ms, outputs)
     }
 
     /// The host registered or changed one of its DuraVIPs.
     pub fn set_claim(&mut self, now_ms: u64, claim: Claim) -> Vec<DuraVipTable> {
-        self.changed = true;
+        self.touch();
         let outputs = self.dv.set_claim(now_ms, claim);
         self.apply(now_ms, outputs)
     }
@@ -218,13 +257,13 @@ impl VipDriver {
         node: &str,
     ) -> Result<Vec<DuraVipTable>, MoveError> {
         let outputs = self.dv.move_to(now_ms, ip, node)?;
-        self.changed = true;
+        self.touch();
         Ok(self.apply(now_ms, outputs))
     }
 
     /// The host removed one of its DuraVIPs.
     pub fn remove_claim(&mut self, now_ms: u64, ip: std::net::IpAddr) -> Vec<DuraVipTable> {
-        self.changed = true;
+        self.touch();
         let outputs = self.dv.remove_claim(now_ms, ip);
         self.apply(now_ms, outputs)
     }
@@ -239,7 +278,7 @@ impl VipDriver {
                 join(&table.table.owned)
             ));
         }
-        self.changed = true;
+        self.touch();
         let given_up = self.given_up_by(from, &table);
         let outputs = self
             .dv
@@ -305,6 +344,12 @@ impl VipDriver {
         std::mem::take(&mut self.changed)
     }
 
+    /// Marks the state changed, for the console and the ownership hook.
+    fn touch(&mut self) {
+        self.changed = true;
+        self.ownership_stale = true;
+    }
+
     /// This node's table, for a peer whose link just came up.
     pub fn table(&self) -> DuraVipTable {
         DuraVipTable {
@@ -339,7 +384,7 @@ impl VipDriver {
     fn apply(&mut self, now_ms: u64, outputs: Vec<Output>) -> Vec<DuraVipTable> {
         let mut tables = Vec::new();
         if !outputs.is_empty() {
-            self.changed = true;
+            self.touch();
         }
         for output in outputs {
             match output {
@@ -418,6 +463,7 @@ impl VipDriver {
         match self.plumber.add(&iface, claim.ip, prefix) {
             Ok(()) => {
                 (self.log)(&format!("gained DuraVIP {}/{prefix} on {iface}", claim.ip));
+                self.plumbed.insert(claim.ip);
                 if let Some(a) = &mut self.announcer {
                     a.acquired(claim.ip, &iface, now_ms);
                 }
@@ -432,6 +478,7 @@ impl VipDriver {
             a.released(claim.ip);
         }
         self.missing_since.remove(&claim.ip);
+        self.plumbed.remove(&claim.ip);
         if let Some((iface, prefix)) = topology_for(&self.topology, claim.ip) {
             match self.plumber.remove(&iface, claim.ip, prefix) {
                 Ok(()) => (self.log)(&format!("released DuraVIP {} from {iface}", claim.ip)),
@@ -485,6 +532,14 @@ impl VipDriver {
             if !plumbed {
                 missing.push((iface, ip, prefix));
             }
+            if plumbed != self.plumbed.contains(&ip) {
+                if plumbed {
+                    self.plumbed.insert(ip);
+                } else {
+                    self.plumbed.remove(&ip);
+                }
+                self.touch();
+            }
         }
         self.missing_since
             .retain(|ip, _| missing.iter().any(|(_, m, _)| m == ip));
@@ -505,6 +560,8 @@ impl VipDriver {
                         "maintenance: plumbed missing DuraVIP {ip}/{prefix} on {iface} again"
                     ));
                     self.missing_since.remove(&ip);
+                    self.plumbed.insert(ip);
+                    self.touch();
                     if let Some(a) = &mut self.announcer {
                         a.acquired(ip, &iface, now_ms);
                     }
@@ -552,12 +609,36 @@ impl VipDriver {
     /// engine calls it after publishing the console's snapshot, so a hook
     /// that asks `cluster duravip show` sees its own address owned.
     pub fn run_hooks(&mut self) {
+        if let Some(hook) = &self.ownership
+            && std::mem::take(&mut self.ownership_stale)
+        {
+            hook(&self.ownership());
+        }
         let events = std::mem::take(&mut self.pending_hooks);
         let hooks = self.hooks.read();
         for event in &events {
             for hook in hooks.iter() {
                 hook(event);
             }
+        }
+    }
+}
+
+impl VipDriver {
+    /// Who owns what, for the ownership hook.
+    fn ownership(&self) -> Ownership {
+        Ownership {
+            addresses: self
+                .dv
+                .owners()
+                .map(|o| AddressOwner {
+                    ip: o.ip,
+                    names: o.names.to_vec(),
+                    owner: o.owner.map(str::to_string),
+                    owned_here: o.owned_here,
+                    plumbed_here: o.owned_here && self.plumbed.contains(&o.ip),
+                })
+                .collect(),
         }
     }
 }
@@ -612,6 +693,7 @@ mod tests {
         plumber: Arc<Mutex<DryRunPlumber>>,
         plumbed: DryRunLog,
         events: Arc<Mutex<Vec<VipEvent>>>,
+        owners: Arc<Mutex<Vec<Ownership>>>,
         log: Arc<Mutex<Vec<String>>>,
     }
 
@@ -642,6 +724,10 @@ mod tests {
         let events = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&events);
         let hook: VipHook = Arc::new(move |e: &VipEvent| seen.lock().push(e.clone()));
+        let owners = Arc::new(Mutex::new(Vec::new()));
+        let heard = Arc::clone(&owners);
+        let ownership_hook: OwnershipHook =
+            Arc::new(move |o: &Ownership| heard.lock().push(o.clone()));
         let log = Arc::new(Mutex::new(Vec::new()));
         let lines = Arc::clone(&log);
         let setup = VipSetup {
@@ -671,6 +757,7 @@ mod tests {
                 broadcast_interval_ms: BROADCAST_MS,
             },
             hooks: Arc::new(RwLock::new(vec![hook])),
+            ownership: Some(ownership_hook),
         };
         let (mut driver, _) = VipDriver::start(
             setup,
@@ -693,6 +780,7 @@ mod tests {
             plumber,
             plumbed,
             events,
+            owners,
             log,
         }
     }
@@ -740,6 +828,42 @@ mod tests {
             ]
         );
         assert!(matches!(&r.events.lock()[3], VipEvent::Lost(c) if c.ip == ip("10.1.1.3")));
+    }
+
+    /// Whether the ownership hook last heard 10.1.1.1 owned and plumbed here.
+    fn last_heard_plumbed(r: &Rig) -> bool {
+        let owners = r.owners.lock();
+        let last = owners.last().expect("the ownership hook was called");
+        let a = last
+            .addresses
+            .iter()
+            .find(|a| a.ip == ip("10.1.1.1"))
+            .expect("10.1.1.1 is listed");
+        assert_eq!(
+            (a.names.as_slice(), a.owner.as_deref(), a.owned_here),
+            (&["out1".to_string()][..], Some("n1"), true)
+        );
+        a.plumbed_here
+    }
+
+    #[test]
+    fn the_ownership_hook_hears_owners_and_what_is_plumbed() {
+        let mut r = rig();
+        assert!(last_heard_plumbed(&r));
+        let heard = r.owners.lock().len();
+        r.driver.run_hooks();
+        assert_eq!(
+            r.owners.lock().len(),
+            heard,
+            "nothing changed, nothing said"
+        );
+        r.plumber.lock().forget("ecc-test0", ip("10.1.1.1"));
+        r.driver.tick(CHECK_MS + MATURE_MS);
+        r.driver.run_hooks();
+        assert!(!last_heard_plumbed(&r), "missing from the interface");
+        r.driver.tick(CHECK_MS + MATURE_MS + DOWN_MS);
+        r.driver.run_hooks();
+        assert!(last_heard_plumbed(&r), "plumbed again");
     }
 
     #[test]

@@ -247,7 +247,8 @@ fn cmd_check_config(args: &[String]) -> Result<(), String> {
     for ignored in &loaded.ignored {
         println!("# not used by eccluster: {ignored}");
     }
-    match Node::new(loaded.config).identity() {
+    let node = Node::new(loaded.config);
+    match node.identity() {
         Ok(id) => println!(
             "# identity here: nodename {:?} (from {}), subcluster {:?} (from {}), nodeaddr {} (from {})",
             id.nodename,
@@ -258,6 +259,19 @@ fn cmd_check_config(args: &[String]) -> Result<(), String> {
             id.nodeaddr_origin
         ),
         Err(e) => println!("# identity here: {e}"),
+    }
+    // The node loaded the policy scripts; one that fails would stop it.
+    if let Some(e) = node.policy_error() {
+        return Err(format!("policy: {e}"));
+    }
+    let scripts: Vec<String> = node
+        .policy_status()
+        .scripts
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    if !scripts.is_empty() {
+        println!("# policy scripts load: {}", scripts.join(", "));
     }
     Ok(())
 }

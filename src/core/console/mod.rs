@@ -110,6 +110,39 @@ pub fn xml_escape(s: &str) -> String {
     out
 }
 
+/// A command line ready to run (see [`Console::prepare`]).
+pub enum Prepared<C> {
+    /// Its answer is known already (`help`).
+    Answer(String),
+    Run {
+        handler: Handler<C>,
+        args: Vec<String>,
+        mode: Mode,
+    },
+}
+
+impl<C> Prepared<C> {
+    pub fn run(self, ctx: &C, caller: &Caller) -> Result<String, String> {
+        match self {
+            Prepared::Answer(text) => Ok(text),
+            Prepared::Run {
+                handler,
+                args,
+                mode,
+            } => handler(ctx, &args, mode, caller),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Prepared<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prepared::Answer(_) => f.write_str("Answer"),
+            Prepared::Run { args, .. } => f.debug_struct("Run").field("args", args).finish(),
+        }
+    }
+}
+
 /// The command registry.
 pub struct Console<C> {
     commands: Vec<Command<C>>,
@@ -164,6 +197,13 @@ impl<C> Console<C> {
 
     /// Runs one command line for `caller`.
     pub fn exec(&self, ctx: &C, line: &str, caller: &Caller) -> Result<String, String> {
+        self.prepare(line)?.run(ctx, caller)
+    }
+
+    /// Finds what a command line runs, to run it later: a caller holding
+    /// the registry behind a lock can let go of it first, so that a
+    /// command may register commands (a policy script loading).
+    pub fn prepare(&self, line: &str) -> Result<Prepared<C>, String> {
         let mut words = tokenize(line)?;
         let mut mode = Mode::Text;
         if words.first().is_some_and(|w| w.eq_ignore_ascii_case("xml")) {
@@ -173,17 +213,38 @@ impl<C> Console<C> {
         let lower: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
         match lower.first().map(String::as_str) {
             None => Err("empty command; try 'help'".into()),
-            Some("help") => self.help(&lower[1..], mode),
+            Some("help") => self.help(&lower[1..], mode).map(Prepared::Answer),
             _ if lower.last().is_some_and(|w| w == "help")
                 && self.has_group(&lower[..lower.len() - 1]) =>
             {
                 self.help(&lower[..lower.len() - 1], mode)
+                    .map(Prepared::Answer)
             }
             _ => {
                 let cmd = self.find(&lower).ok_or_else(|| self.unknown(&words))?;
-                (cmd.handler)(ctx, &words[cmd.words.len()..], mode, caller)
+                Ok(Prepared::Run {
+                    handler: Arc::clone(&cmd.handler),
+                    args: words.split_off(cmd.words.len()),
+                    mode,
+                })
             }
         }
+    }
+
+    /// Removes the command named by `words`; whether there was one.
+    pub fn unregister(&mut self, words: &str) -> bool {
+        let Ok(words) = tokenize(words) else {
+            return false;
+        };
+        let words: Vec<String> = words.iter().map(|w| w.to_ascii_lowercase()).collect();
+        let before = self.commands.len();
+        self.commands.retain(|c| c.words != words);
+        self.commands.len() != before
+    }
+
+    /// The names of the registered commands (`cluster nodename`).
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.commands.iter().map(|c| c.words.join(" "))
     }
 
     /// The longest registered command whose words start `words`.
@@ -364,6 +425,18 @@ mod tests {
             "{e}"
         );
         assert!(c.exec(&0, "", &Caller::Local).is_err());
+    }
+
+    #[test]
+    fn commands_can_be_unregistered() {
+        let mut c = console();
+        assert!(c.unregister("ECHO"));
+        assert!(!c.unregister("echo"));
+        assert!(c.exec(&0, "echo a", &Caller::Local).is_err());
+        assert_eq!(
+            c.names().collect::<Vec<_>>(),
+            ["cluster info", "cluster nodename"]
+        );
     }
 
     #[test]

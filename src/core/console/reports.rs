@@ -97,6 +97,70 @@ pub fn version(version: &str, mode: Mode) -> String {
     }
 }
 
+/// What `policy show` reports about the policy engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyStatus {
+    /// Script names and source sizes, in load order.
+    pub scripts: Vec<(String, usize)>,
+    /// Counts reloads: states of an older epoch are replaced on their
+    /// thread's next call.
+    pub epoch: u64,
+    /// Live Lua states (one per thread that called in).
+    pub states: usize,
+    pub calls: u64,
+    pub errors: u64,
+    /// With its script and line, or the limit it hit.
+    pub last_error: Option<String>,
+    pub instruction_budget: u32,
+    pub memory_limit: usize,
+}
+
+/// `policy show`.
+pub fn policy_show(p: &PolicyStatus, mode: Mode) -> String {
+    let mut out = String::new();
+    match mode {
+        Mode::Text => {
+            out.push_str(&format!(
+                "Policy scripts: {} (epoch {})\n",
+                p.scripts.len(),
+                p.epoch
+            ));
+            for (name, bytes) in &p.scripts {
+                out.push_str(&format!("  {name} ({bytes} bytes)\n"));
+            }
+            out.push_str(&format!(
+                "Limits: {} instructions per call, {} bytes per Lua state\n\
+                 Lua states: {}\n\
+                 Calls: {}, errors: {}\n\
+                 Last error: {}\n",
+                p.instruction_budget,
+                p.memory_limit,
+                p.states,
+                p.calls,
+                p.errors,
+                p.last_error.as_deref().unwrap_or("none")
+            ));
+        }
+        Mode::Xml => {
+            out.push_str(&format!(
+                "<policy epoch=\"{}\" states=\"{}\" calls=\"{}\" errors=\"{}\" instruction_budget=\"{}\" memory_limit=\"{}\">\n",
+                p.epoch, p.states, p.calls, p.errors, p.instruction_budget, p.memory_limit
+            ));
+            for (name, bytes) in &p.scripts {
+                out.push_str(&format!(
+                    "  <script name=\"{}\" bytes=\"{bytes}\"/>\n",
+                    xml_escape(name)
+                ));
+            }
+            if let Some(e) = &p.last_error {
+                out.push_str(&format!("  <last_error>{}</last_error>\n", xml_escape(e)));
+            }
+            out.push_str("</policy>\n");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +185,33 @@ mod tests {
                         Cluster Group: ec_cluster (labrat-4 is leader)\n\
                         Logger Group: none\n";
         assert_eq!(info(&view(), None, Mode::Text), expected);
+    }
+
+    #[test]
+    fn policy_show_lists_scripts_counts_and_the_last_error() {
+        let p = PolicyStatus {
+            scripts: vec![("set_binding".into(), 1200)],
+            epoch: 2,
+            states: 3,
+            calls: 40,
+            errors: 1,
+            last_error: Some("set_binding.lua:7: <oops>".into()),
+            instruction_budget: 1_000_000,
+            memory_limit: 16 << 20,
+        };
+        assert_eq!(
+            policy_show(&p, Mode::Text),
+            "Policy scripts: 1 (epoch 2)\n  set_binding (1200 bytes)\n\
+             Limits: 1000000 instructions per call, 16777216 bytes per Lua state\n\
+             Lua states: 3\nCalls: 40, errors: 1\n\
+             Last error: set_binding.lua:7: <oops>\n"
+        );
+        let xml = policy_show(&p, Mode::Xml);
+        assert!(
+            xml.contains("<script name=\"set_binding\" bytes=\"1200\"/>")
+                && xml.contains("<last_error>set_binding.lua:7: &lt;oops&gt;</last_error>"),
+            "{xml}"
+        );
     }
 
     #[test]

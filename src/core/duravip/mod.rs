@@ -219,6 +219,20 @@ pub struct IpState {
     pub moving_to: Option<String>,
 }
 
+/// One claimed IP as [`DuraVip::owners`] lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpOwner<'a> {
+    pub ip: IpAddr,
+    /// The binding names on it, as the candidates' claims give them.
+    pub names: &'a [String],
+    /// The candidate that owns it, by name (the first by name in a split
+    /// brain).
+    pub owner: Option<&'a str>,
+    /// Whether this node owns it (also in a split brain where `owner`
+    /// names the other side).
+    pub owned_here: bool,
+}
+
 /// Why [`DuraVip::move_to`] refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MoveError {
@@ -912,6 +926,21 @@ impl DuraVip {
             .iter()
             .filter(|(_, e)| e.is_claimed())
             .map(|(ip, e)| (*ip, e.owner.as_deref()))
+    }
+
+    /// Every IP any member claims, with its binding names and its owner:
+    /// what choosing a sending binding needs (send here, or move the
+    /// message to the owner).
+    pub fn owners(&self) -> impl Iterator<Item = IpOwner<'_>> {
+        self.index
+            .iter()
+            .filter(|(_, e)| e.is_claimed())
+            .map(|(ip, e)| IpOwner {
+                ip: *ip,
+                names: &e.analysis.names,
+                owner: e.owner.as_deref(),
+                owned_here: self.owned.contains_key(ip),
+            })
     }
 
     /// How many IPs each view member owns now.

@@ -71,10 +71,12 @@ use std::sync::Arc;
 use mlua::{Lua, Table};
 use parking_lot::RwLock;
 
-use crate::node::Node;
+use crate::node::{Node, WeakNode};
 
 /// What a function needing a node raises without one.
 pub(crate) const NO_NODE: &str = "no node: call eccluster.start(config) first";
+/// What it raises once an embedded engine's node is gone.
+const GONE: &str = "the node is gone";
 
 /// A node started later, or stopped again: the module's `eccluster.start`
 /// fills it. Shared by every Lua state that installed the API with it.
@@ -110,6 +112,9 @@ pub enum NodeRef {
     Fixed(Node),
     /// Whatever node the slot holds at each call (the module).
     Slot(Arc<NodeSlot>),
+    /// A node the state must not keep alive (the embedded engine's states,
+    /// which live as long as their threads).
+    Weak(WeakNode),
 }
 
 impl NodeRef {
@@ -118,6 +123,7 @@ impl NodeRef {
         match self {
             NodeRef::Fixed(node) => Ok(node.clone()),
             NodeRef::Slot(slot) => slot.get().ok_or_else(|| NO_NODE.to_string()),
+            NodeRef::Weak(weak) => weak.upgrade().ok_or_else(|| GONE.to_string()),
         }
     }
 
@@ -126,6 +132,7 @@ impl NodeRef {
         match self {
             NodeRef::Fixed(node) => Some(node.clone()),
             NodeRef::Slot(slot) => slot.get(),
+            NodeRef::Weak(weak) => weak.upgrade(),
         }
     }
 }
