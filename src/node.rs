@@ -74,6 +74,10 @@ const PANICLOG: &str = "paniclog";
 /// before start).
 pub type IdentityHook = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// A host's console command: given the words after its name, the answer
+/// or an error (see [`Node::register_console_command`]).
+pub type CommandHandler = Box<dyn Fn(&[String]) -> Result<String, String> + Send + Sync>;
+
 /// Where a hook goes in the chain, as the reference's
 /// `register_..._hook_first/last`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -768,6 +772,35 @@ impl Node {
     /// Runs one console command, as if typed at the console.
     pub fn console_exec(&self, line: &str) -> Result<String, String> {
         self.inner.exec(line, &Caller::Local)
+    }
+
+    /// Adds a console command of the host's (or replaces one the host or
+    /// a script added): `words` name it (`"mta send"`), `usage` and
+    /// `help` are what `help` shows, and `handler` gets the words after
+    /// the name and returns the answer or an error. It runs on the
+    /// thread of whoever runs the command (the console socket's, a
+    /// peer's link for `broadcast`, or the caller of `console_exec`).
+    /// A built-in command cannot be replaced.
+    pub fn register_console_command(
+        &self,
+        words: &str,
+        usage: &str,
+        help: &str,
+        handler: CommandHandler,
+    ) -> Result<(), NodeError> {
+        let words = words.to_lowercase();
+        if self.inner.builtin_commands.contains(&words) {
+            return Err(NodeError::InvalidArgument(format!(
+                "'{words}' is a built-in console command; it cannot be replaced"
+            )));
+        }
+        self.inner
+            .console
+            .write()
+            .register(&words, usage, help, move |_: &Inner, args, _, _| {
+                handler(args)
+            })
+            .map_err(NodeError::InvalidArgument)
     }
 
     /// A new event queue (see [`crate::io::events`]) that hears every

@@ -435,6 +435,24 @@ fn demo_runs_a_cluster_and_shows_failover() {
         pulled.contains("demo2: delivered message 1\ndemo2: delivered message 2\n"),
         "{text}"
     );
+    // demo1's MTA routes messages through the Lua policy: two leave from
+    // its own bindings, one moves to demo2, which spools it and runs
+    // set_binding again, and the move is counted.
+    let routed = text
+        .split_once("== set_binding: ")
+        .map(|(_, after)| after)
+        .unwrap_or_default();
+    let routed = routed.split_once("== inbound").map_or(routed, |(r, _)| r);
+    assert_eq!(routed.matches("\nsend from out").count(), 2, "{text}");
+    assert!(routed.contains(" is on demo2: moved there as "), "{text}");
+    assert!(
+        routed.contains("from demo1; set_binding here: send from out"),
+        "{text}"
+    );
+    assert!(
+        routed.contains("demo2\n\t[out: sent 1, accepted 1, duplicates 0, rejected 0"),
+        "{text}"
+    );
 }
 
 #[test]

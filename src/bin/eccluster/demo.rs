@@ -1,9 +1,10 @@
 //! `eccluster demo`: a three-node cluster and a manager as real processes,
 //! showing membership, a manager's broadcast, DuraVIP ownership, inbound
 //! connections counted on each node adding up cluster-wide, the manager
-//! pulling each node's mainlog journal into its files, and failure
-//! detection, DuraVIP failover and the dead node's connections leaving the
-//! counts when the leader is killed.
+//! pulling each node's mainlog journal into its files, messages routed
+//! through a Lua set_binding policy (one moved to the node that owns its
+//! binding), and failure detection, DuraVIP failover and the dead node's
+//! connections leaving the counts when the leader is killed.
 //!
 //! By default every node runs on loopback and DuraVIP runs dry (nothing is
 //! plumbed: three nodes sharing one host's interfaces could not each own
@@ -44,6 +45,12 @@ const INBOUND: [(&str, [u8; 4], usize); 4] = [
     ("demo2", [127, 0, 2, 2], 1),
     ("demo3", [127, 0, 1, 3], 1),
 ];
+
+/// The binding group of the outN bindings.
+const GROUP: &str = "pool";
+/// The MTA nodes' policy script: the default one shipped in lua/.
+const POLICY: &str = "set_binding.lua";
+const POLICY_SOURCE: &str = include_str!("../../../lua/set_binding.lua");
 
 /// The cluster port in `--netns` mode, where every node has its own ports.
 const NETNS_PORT: u16 = 4802;
@@ -193,9 +200,14 @@ log_idle_interval = 1
             dir.join("aggregated").display()
         ));
     } else {
+        // The MTA's policy: the shipped set_binding.lua (run_in writes it).
+        text.push_str(&format!(
+            "\n[policy]\nscripts = [\"{}\"]\n",
+            dir.join(POLICY).display()
+        ));
         for n in 1..=VIPS {
             text.push_str(&format!(
-                "\n[binding.out{n}]\nbind_address = \"{}\"\nenable_duravip = true\n",
+                "\n[binding_group.{GROUP}.binding.out{n}]\nbind_address = \"{}\"\nenable_duravip = true\n",
                 vip(n)
             ));
             if n == PREFERRED.0 {
@@ -209,6 +221,76 @@ log_idle_interval = 1
 /// Where node `name` keeps its mainlog journal.
 fn mainlog(dir: &Path, name: &str) -> PathBuf {
     dir.join(name).join("mainlog.cluster")
+}
+
+/// Where the MTA node `name` spools the messages moved to it.
+fn spool(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name).join("spool")
+}
+
+/// demo1's MTA places three messages through its Lua set_binding policy
+/// (`mta send`, the stand-in MTA's command): two leave from bindings
+/// demo1 holds; one names a binding demo2 holds, so it moves there, and
+/// demo2 runs set_binding again as it takes it (`unconditional_rebind`).
+fn route_messages(
+    dir: &Path,
+    mtas: &[Proc],
+    table: &[(String, Option<String>)],
+) -> Result<(), String> {
+    let held_by = |node: &str| {
+        let ip = table
+            .iter()
+            .find(|(_, owner)| owner.as_deref() == Some(node))
+            .map(|(ip, _)| ip.clone())
+            .ok_or(format!("{node} holds no DuraVIP"))?;
+        let n = (1..=VIPS)
+            .find(|n| vip(*n) == ip)
+            .ok_or("an unknown DuraVIP")?;
+        Ok::<String, String>(format!("out{n}"))
+    };
+    let (mine, theirs) = (held_by(NODES[0])?, held_by(NODES[1])?);
+    println!(
+        "\n== set_binding: demo1's MTA places messages through lua/{POLICY} (X-Binding names a \
+         binding, X-Binding-Group a group); {mine} is demo1's, {theirs} demo2's =="
+    );
+    show(&mtas[0], "policy show")?;
+    let file = dir.join("message.eml");
+    std::fs::write(
+        &file,
+        "From: sender@example.com\r\nTo: rcpt@example.net\r\nSubject: demo\r\n\r\nHello.\r\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let send = |header: String| {
+        format!(
+            "mta send {} sender@example.com rcpt@example.net '{header}'",
+            file.display()
+        )
+    };
+    show(&mtas[0], &send(format!("X-Binding: {mine}")))?;
+    show(&mtas[0], &send(format!("X-Binding-Group: {GROUP}")))?;
+    let log_seen = std::fs::metadata(&mtas[1].log).map_or(0, |m| m.len() as usize);
+    show(&mtas[0], &send(format!("X-Binding: {theirs}")))?;
+    let mut took = String::new();
+    wait_for(
+        "demo2's spool to take the moved message",
+        Duration::from_secs(5),
+        || {
+            let log = std::fs::read_to_string(&mtas[1].log).unwrap_or_default();
+            took = log
+                .get(log_seen..)
+                .and_then(|new| new.lines().find(|l| l.contains("spool: took")))
+                .unwrap_or_default()
+                .to_string();
+            !took.is_empty()
+        },
+    )?;
+    println!(
+        "\n== demo2's MTA spooled it ({}) ==",
+        spool(dir, "demo2").display()
+    );
+    println!("{took}");
+    show(&mtas[0], "cluster show mmove")?;
+    Ok(())
 }
 
 /// Lines each MTA node logs in the demo.
@@ -566,6 +648,9 @@ fn start(exe: &Path, dir: &Path, net: &Net, name: &'static str) -> Result<Proc, 
     if let Some(addr) = net.inbound(name).filter(|_| name != MANAGER) {
         command.arg("--count-inbound").arg(addr.to_string());
     }
+    if name != MANAGER {
+        command.arg("--accept-moves").arg(spool(dir, name));
+    }
     let child = command
         .stdout(Stdio::piped())
         .stderr(log_file)
@@ -594,6 +679,7 @@ fn start(exe: &Path, dir: &Path, net: &Net, name: &'static str) -> Result<Proc, 
 fn run_in(dir: &Path, net: &Net) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     seal::generate_key_file(&dir.join("cluster.key")).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(POLICY), POLICY_SOURCE).map_err(|e| e.to_string())?;
     let lab = match net {
         Net::Loopback(_) => {
             println!(
@@ -673,6 +759,8 @@ fn run_in(dir: &Path, net: &Net) -> Result<(), String> {
         println!();
         print_network(lab)?;
     }
+
+    route_messages(dir, mtas, &table)?;
 
     // Held open until the end: the counts are of open connections.
     let _connections = inbound_connections(net, mtas)?;
