@@ -34,10 +34,15 @@
 #      sending here and moving the message; the errors of a broken script
 #      and of a choice outside a hook), plain, under ASan + UBSan and
 #      valgrind, output checked;
-#  13. installed into a temporary prefix (scripts/install.sh), minimal.c and
+#  13. examples/c/mta_sim.c (three simulated MTAs with spools: a Lua policy
+#      on each chooses bindings, m1 sends or moves each injected message to
+#      the owner of its binding's DuraVIP, the receivers rebind; a deferred
+#      move retried until accepted, each message in exactly one spool),
+#      plain, under ASan + UBSan and valgrind, output checked;
+#  14. installed into a temporary prefix (scripts/install.sh), minimal.c and
 #      duravip.c compiled with `pkg-config --cflags --libs eccluster`, to
 #      prove the .pc file works.
-# Steps 1-12 use the debug build (fast for CI); step 13 the release build that
+# Steps 1-13 use the debug build (fast for CI); step 14 the release build that
 # install.sh makes.
 # Outputs go to target/c-examples/ (under CARGO_TARGET_DIR when set, where
 # cargo puts the library too).
@@ -185,14 +190,15 @@ run_three_ways() {
 }
 
 step "membership.c: two nodes in one process and a membership hook"
-# Fourteen loopback ports not in use (two each for membership.c, duravip.c,
-# replication.c, log_group.c, events.c, moves.c and set_binding.c), derived
+# Seventeen loopback ports not in use (two each for membership.c, duravip.c,
+# replication.c, log_group.c, events.c, moves.c and set_binding.c, three for
+# mta_sim.c), derived
 # from our pid so parallel runs differ (a TCP connect that succeeds means the
 # port is taken).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports=()
 p=$((20000 + ($$ % 5000) * 2))
-while [ ${#ports[@]} -lt 14 ]; do
+while [ ${#ports[@]} -lt 17 ]; do
   p=$((p + 1))
   [ "$p" -lt 32000 ] || p=20000
   if port_free "$p"; then ports+=("$p"); fi
@@ -551,6 +557,62 @@ if "$out/set_binding" "${ports[12]}" >/dev/null 2>"$out/set_binding-usage.err"; 
   die "set_binding succeeded with one argument"
 fi
 grep -q '^usage: ' "$out/set_binding-usage.err" || die "set_binding: no usage message"
+
+step "mta_sim.c: three simulated MTAs sending and moving messages"
+mta_sim_expected=$(
+  cat <<'OUT'
+policy pick loaded on m1, m2, m3
+settled: out1 on m1, out2 on m2, out3 on m3
+injected 6 messages into m1
+msg-1, no X-Binding: send from out1 in pool on m1
+msg-2, X-Binding out2: move to m2 (out2), accepted after 1 attempt, in m2's spool: yes
+msg-3, X-Binding out3: move to m3 (out3), accepted after 2 attempts, in m3's spool: yes
+msg-4, no X-Binding: send from out1 in pool on m1
+msg-5, X-Binding out1: send from out1 in pool on m1
+msg-6, X-Binding out3: move to m3 (out3), accepted after 1 attempt, in m3's spool: yes
+m1 spool: 3 messages
+  msg-1: injected here, sends from out1, bytes intact
+  msg-4: injected here, sends from out1, bytes intact
+  msg-5: injected here, sends from out1, bytes intact
+m2 spool: 1 message
+  msg-2: moved from m1, rebound to out2, bytes intact
+m3 spool: 2 messages
+  msg-3: moved from m1, rebound to out3, bytes intact
+  msg-6: moved from m1, rebound to out3, bytes intact
+in exactly one spool: 6 of 6 messages
+m3 deferred 1 move(s)
+m1 cluster show mmove:
+m2
+	[out: sent 1, accepted 1, duplicates 0, rejected 0, deferred 0, retries 0, failed 0, in flight 0]
+	[in: received 0, accepted 0, duplicates 0, rejected 0, deferred 0, in flight 0]
+m3
+	[out: sent 2, accepted 2, duplicates 0, rejected 0, deferred 1, retries 1, failed 0, in flight 0]
+	[in: received 0, accepted 0, duplicates 0, rejected 0, deferred 0, in flight 0]
+stopped
+OUT
+)
+
+# run_mta_sim NAME CMD...: runs CMD with ports 14 to 16 and a fresh
+# directory; requires exit 0, exactly the expected output, and no console
+# socket left behind.
+run_mta_sim() {
+  local name=$1
+  shift
+  local dir=$tmp/mta-sim-$name
+  mkdir -p "$dir"
+  run_exact "$name" "$mta_sim_expected" "$@" "${ports[14]}" "${ports[15]}" "${ports[16]}" "$dir"
+  for n in m1 m2 m3; do
+    [ ! -e "$dir/$n.sock" ] || die "$name: console socket of $n left behind after stop"
+  done
+  echo "$name: ok"
+}
+
+run_three_ways mta_sim run_mta_sim
+
+if "$out/mta_sim" "${ports[14]}" "${ports[15]}" >/dev/null 2>"$out/mta_sim-usage.err"; then
+  die "mta_sim succeeded with two arguments"
+fi
+grep -q '^usage: ' "$out/mta_sim-usage.err" || die "mta_sim: no usage message"
 
 step "install into a temporary prefix and build with pkg-config"
 prefix=$tmp/prefix

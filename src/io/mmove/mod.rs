@@ -105,9 +105,11 @@ impl Moves {
     }
 
     /// Lets go of the id store (and its directory's lock) once the hooks
-    /// running now are done; moves arriving meanwhile are deferred.
+    /// running now are done; moves arriving meanwhile are deferred. Then
+    /// waits for the hooks' threads to end (see `workers`).
     pub fn stop(&self) {
         *self.ids.lock() = None;
+        self.workers.stop();
     }
 
     /// Every peer's counts, by name.
