@@ -42,6 +42,7 @@
 
 #![deny(unsafe_code)]
 
+mod host;
 mod start;
 #[cfg(feature = "testing")]
 mod testing;
@@ -63,6 +64,7 @@ fn open(lua: &Lua) -> mlua::Result<Table> {
     let ecc = lua.create_table()?;
     install(lua, &ecc, Arc::clone(&NODE))?;
     start::register(lua, &ecc, &NODE)?;
+    host::register(lua, &ecc, &NODE)?;
     let msys = install_msys(lua, Arc::clone(&NODE))?;
     preload_msys(lua, &msys)?;
     #[cfg(feature = "testing")]
