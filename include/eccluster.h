@@ -370,6 +370,12 @@ typedef struct {
 // again. Field: `dropped` (integer).
 #define ECC_EVENT_OVERFLOW 5
 
+// A console command waiting for the answer of a Lua host (one the
+// `require "eccluster"` module's `register_control` defined): that
+// host's queues answer it; others skip it. Fields: `words` (string),
+// `args` (strings).
+#define ECC_EVENT_CONSOLE 6
+
 // The host has spooled the message durably; the sender may forget it.
 #define ECC_MOVE_ACCEPT 0
 

@@ -272,7 +272,7 @@ struct Inner {
     /// Commands are looked up under the read lock and run without it, so
     /// that one may (re)define commands: a policy script loading.
     console: RwLock<Console<Inner>>,
-    /// The built-in commands, which a policy script may not replace.
+    /// The built-in commands, which scripts and hosts may not replace.
     builtin_commands: Vec<String>,
     /// The policy scripts, with a Lua state per thread that calls in.
     policy: Engine,
@@ -429,16 +429,27 @@ impl Node {
     /// [`crate::policy::set_binding`]). Runs the hooks on this thread; any
     /// thread may call it.
     pub fn set_binding(&self, msg: &mut Message) -> Decision {
+        self.set_binding_then(msg, |_| {})
+    }
+
+    /// [`Node::set_binding`], with `last` run after the scripts' hooks
+    /// unless one of the hooks said it is done: the hooks of a Lua host
+    /// (the `require "eccluster"` module's `set_binding` hooks), which
+    /// live in the host's state, not in the node.
+    pub fn set_binding_then(&self, msg: &mut Message, last: impl FnOnce(&mut Message)) -> Decision {
         let inner = &*self.inner;
         msg.begin(inner.bindings.current());
         let hooks = inner.set_binding_hooks.get();
-        let flow = hooks
+        let mut flow = hooks
             .iter()
             .map(|hook| hook(msg))
             .find(|flow| *flow == Flow::Done)
             .unwrap_or(Flow::Continue);
         if flow == Flow::Continue {
-            set_binding::run_lua_hooks(&inner.policy, msg);
+            flow = set_binding::run_lua_hooks(&inner.policy, msg);
+        }
+        if flow == Flow::Continue {
+            last(msg);
         }
         msg.finish()
     }
@@ -788,19 +799,58 @@ impl Node {
         help: &str,
         handler: CommandHandler,
     ) -> Result<(), NodeError> {
-        let words = words.to_lowercase();
-        if self.inner.builtin_commands.contains(&words) {
-            return Err(NodeError::InvalidArgument(format!(
-                "'{words}' is a built-in console command; it cannot be replaced"
-            )));
-        }
+        self.inner
+            .may_define_command(words)
+            .map_err(NodeError::InvalidArgument)?;
         self.inner
             .console
             .write()
-            .register(&words, usage, help, move |_: &Inner, args, _, _| {
+            .register(words, usage, help, move |_: &Inner, args, _, _| {
                 handler(args)
             })
             .map_err(NodeError::InvalidArgument)
+    }
+
+    /// Adds a console command answered by the host's event loop (the
+    /// `require "eccluster"` module's `register_control`): running it
+    /// queues an [`events::Event::Console`] on the node's event queues and
+    /// waits, at most `timeout`, for the host that claims it to answer.
+    /// Without a queue, or without an answer in time, the command fails
+    /// saying so. Refuses a built-in command's words; may be added at any
+    /// time, and replaces an earlier command of the same words.
+    pub fn register_queued_command(
+        &self,
+        def: &ControlDef,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let inner = &*self.inner;
+        inner.may_define_command(&def.words)?;
+        let words = def.words.clone();
+        inner.console.write().register(
+            &def.words,
+            &def.usage,
+            &def.help,
+            move |inner: &Inner, args, _, _| {
+                let (request, answer) = events::ConsoleRequest::new(&words, args);
+                if inner
+                    .events
+                    .publish(|| events::Event::Console(request.clone()))
+                    == 0
+                {
+                    return Err(format!(
+                        "'{words}' is answered by the host's event loop, and no event queue listens"
+                    ));
+                }
+                answer.recv_timeout(timeout).unwrap_or_else(|_| {
+                    request.withdraw();
+                    Err(format!(
+                        "the host's event loop did not answer '{words}' within {} s: \
+                         it must dispatch its event queue",
+                        timeout.as_secs_f64()
+                    ))
+                })
+            },
+        )
     }
 
     /// A new event queue (see [`crate::io::events`]) that hears every
@@ -958,15 +1008,10 @@ impl PolicyHost for NodePolicy {
     }
 
     fn may_define_control(&self, words: &str) -> Result<(), String> {
-        let Some(inner) = self.inner.upgrade() else {
-            return Ok(());
-        };
-        if inner.builtin_commands.iter().any(|b| b == words) {
-            return Err(format!(
-                "'{words}' is a built-in console command; a policy script may not replace it"
-            ));
+        match self.inner.upgrade() {
+            Some(inner) => inner.may_define_command(words),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn register_control(&self, def: &ControlDef) {
@@ -1226,6 +1271,16 @@ impl Inner {
             .as_ref()
             .map(|r| (Arc::clone(&r.runtime), r.identity.clone()))
             .ok_or_else(|| "the node is not running".to_string())
+    }
+
+    /// Refuses a script's command that would replace a built-in one.
+    fn may_define_command(&self, words: &str) -> Result<(), String> {
+        if self.builtin_commands.iter().any(|b| b == words) {
+            return Err(format!(
+                "'{words}' is a built-in console command and cannot be replaced"
+            ));
+        }
+        Ok(())
     }
 
     fn exec(&self, line: &str, caller: &Caller) -> Result<String, String> {

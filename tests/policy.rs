@@ -182,7 +182,7 @@ fn scripts_may_not_replace_built_in_commands_and_errors_show() {
         .unwrap_err();
     assert_eq!(
         e,
-        "evil.lua:1: 'cluster info' is a built-in console command; a policy script may not replace it"
+        "evil.lua:1: 'cluster info' is a built-in console command and cannot be replaced"
     );
     n.policy_load(
         "cmd",

@@ -52,6 +52,11 @@ pub const ECC_EVENT_LOG_LINE: ecc_event_kind = 4;
 /// Events were lost here because the queue was full; read the state
 /// again. Field: `dropped` (integer).
 pub const ECC_EVENT_OVERFLOW: ecc_event_kind = 5;
+/// A console command waiting for the answer of a Lua host (one the
+/// `require "eccluster"` module's `register_control` defined): that
+/// host's queues answer it; others skip it. Fields: `words` (string),
+/// `args` (strings).
+pub const ECC_EVENT_CONSOLE: ecc_event_kind = 6;
 
 fn kind_code(event: &Event) -> ecc_event_kind {
     match event {
@@ -60,6 +65,7 @@ fn kind_code(event: &Event) -> ecc_event_kind {
         Event::DuraVipLost(_) => ECC_EVENT_DURAVIP_LOST,
         Event::LogLine(_) => ECC_EVENT_LOG_LINE,
         Event::Overflow { .. } => ECC_EVENT_OVERFLOW,
+        Event::Console(_) => ECC_EVENT_CONSOLE,
     }
 }
 

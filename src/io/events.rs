@@ -40,6 +40,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -86,6 +87,67 @@ pub enum Event {
     LogLine(GroupLine),
     /// `dropped` events were lost here because the queue was full.
     Overflow { dropped: u64 },
+    /// A console command the host's loop answers (see
+    /// [`crate::Node::register_queued_command`]).
+    Console(ConsoleRequest),
+}
+
+/// What a console command queued for the host carries: its words, its
+/// arguments, and where the answer goes. Every queue gets a copy; the
+/// first host that [claims](ConsoleRequest::claim) it answers, once.
+#[derive(Clone, Debug)]
+pub struct ConsoleRequest {
+    pub words: String,
+    pub args: Vec<String>,
+    reply: Arc<Mutex<Option<AnswerSender>>>,
+}
+
+/// What a console command answers: its text, or its error.
+type AnswerSender = SyncSender<Result<String, String>>;
+
+impl PartialEq for ConsoleRequest {
+    fn eq(&self, other: &ConsoleRequest) -> bool {
+        Arc::ptr_eq(&self.reply, &other.reply)
+    }
+}
+
+impl Eq for ConsoleRequest {}
+
+/// The right to answer a [`ConsoleRequest`], held by the one host that
+/// claimed it.
+#[derive(Debug)]
+pub struct ConsoleReply(AnswerSender);
+
+impl ConsoleReply {
+    /// Sends the answer (or the command's error) to the waiting console;
+    /// lost if it stopped waiting meanwhile.
+    pub fn send(self, answer: Result<String, String>) {
+        let _ = self.0.send(answer);
+    }
+}
+
+impl ConsoleRequest {
+    /// A request, and where its answer will come.
+    pub fn new(words: &str, args: &[String]) -> (ConsoleRequest, Receiver<Result<String, String>>) {
+        let (send, receive) = std::sync::mpsc::sync_channel(1);
+        let request = ConsoleRequest {
+            words: words.to_string(),
+            args: args.to_vec(),
+            reply: Arc::new(Mutex::new(Some(send))),
+        };
+        (request, receive)
+    }
+
+    /// Takes the right to answer, unless another host took it or the
+    /// console gave up ([`ConsoleRequest::withdraw`]).
+    pub fn claim(&self) -> Option<ConsoleReply> {
+        self.reply.lock().take().map(ConsoleReply)
+    }
+
+    /// The console stopped waiting: nobody runs the command after this.
+    pub fn withdraw(&self) {
+        self.reply.lock().take();
+    }
 }
 
 /// One field of an event, as the Lua and C APIs read it.
@@ -107,6 +169,7 @@ impl Event {
             Event::DuraVipLost(_) => "duravip_lost",
             Event::LogLine(_) => "log_line",
             Event::Overflow { .. } => "overflow",
+            Event::Console(_) => "console",
         }
     }
 
@@ -159,6 +222,13 @@ impl Event {
                 ("line", Field::Bytes(Cow::Borrowed(&line.line))),
             ],
             Event::Overflow { dropped } => vec![("dropped", Field::Integer(*dropped))],
+            Event::Console(request) => vec![
+                (
+                    "words",
+                    Field::Bytes(Cow::Borrowed(request.words.as_bytes())),
+                ),
+                ("args", Field::Strings(&request.args)),
+            ],
         }
     }
 
@@ -330,8 +400,8 @@ impl EventHub {
     }
 
     /// Gives the event `make` builds to every live queue; `make` runs only
-    /// when one listens.
-    pub fn publish(&self, make: impl FnOnce() -> Event) {
+    /// when one listens. Returns how many queues it reached.
+    pub fn publish(&self, make: impl FnOnce() -> Event) -> usize {
         let mut queues = self.queues.lock();
         let live: Vec<Arc<EventQueue>> = queues.iter().filter_map(Weak::upgrade).collect();
         if live.len() != queues.len() {
@@ -339,12 +409,13 @@ impl EventHub {
         }
         drop(queues);
         if live.is_empty() {
-            return;
+            return 0;
         }
         let event = make();
         for queue in &live {
             queue.push(event.clone());
         }
+        live.len()
     }
 }
 

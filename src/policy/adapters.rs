@@ -2,12 +2,16 @@
 //! its own per hook point (identity, membership, DuraVIP), and when it
 //! fires, on whatever thread, these run the Lua functions registered for
 //! it in that thread's state. Errors are the engine's to count and log.
+//!
+//! The tables the hooks get ([`view_change_table`], [`vip_table`]) are
+//! also what the `require "eccluster"` module's hooks get when its host
+//! dispatches the same news from an event queue.
 
-use mlua::Value;
+use mlua::{Lua, Table, Value};
 
 use super::engine::Engine;
 use super::hooks::{Flow, Hook};
-use crate::core::duravip::Service;
+use crate::core::duravip::{Claim, Service};
 use crate::io::vip::VipEvent;
 use crate::node::{IdentityHook, ViewChange};
 
@@ -31,21 +35,53 @@ pub fn identity(engine: Engine, hook: Hook) -> IdentityHook {
     })
 }
 
-/// `membership_update`: `fn(change)` with `change.number`, `change.id` (16
+/// A `membership_update` hook's argument: `change.number`, `change.id` (16
 /// hex digits) and `change.members`.
+pub fn view_change_table(
+    lua: &Lua,
+    number: u64,
+    id: u64,
+    members: &[String],
+) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("number", number)?;
+    t.raw_set("id", format!("{id:016x}"))?;
+    t.raw_set(
+        "members",
+        lua.create_sequence_from(members.iter().map(String::as_str))?,
+    )?;
+    Ok(t)
+}
+
+/// A `duravip_gained` / `duravip_lost` hook's argument: `vip.ip`,
+/// `vip.names` and `vip.ports`.
+pub fn vip_table(lua: &Lua, claim: &Claim) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("ip", claim.ip.to_string())?;
+    t.raw_set(
+        "names",
+        lua.create_sequence_from(claim.names.iter().map(String::as_str))?,
+    )?;
+    let ports = claim.services.iter().filter_map(|s| match s {
+        Service::Listener(port) => Some(*port),
+        Service::Binding => None,
+    });
+    t.raw_set("ports", lua.create_sequence_from(ports)?)?;
+    Ok(t)
+}
+
+/// `membership_update`: `fn(change)`, see [`view_change_table`].
 pub fn membership(engine: Engine) -> Box<dyn Fn(&ViewChange) + Send + Sync> {
     Box::new(move |change: &ViewChange| {
         engine.run_hook(
             Hook::MembershipUpdate,
             |lua, f| {
-                let t = lua.create_table()?;
-                t.raw_set("number", change.number)?;
-                t.raw_set("id", format!("{:016x}", change.id))?;
-                t.raw_set(
-                    "members",
-                    lua.create_sequence_from(change.members.iter().map(String::as_str))?,
-                )?;
-                f.call::<Value>(t)?;
+                f.call::<Value>(view_change_table(
+                    lua,
+                    change.number,
+                    change.id,
+                    &change.members,
+                )?)?;
                 Ok(Flow::Continue)
             },
             |_| {},
@@ -53,8 +89,7 @@ pub fn membership(engine: Engine) -> Box<dyn Fn(&ViewChange) + Send + Sync> {
     })
 }
 
-/// `duravip_gained` / `duravip_lost`: `fn(vip)` with `vip.ip`, `vip.names`
-/// and `vip.ports`.
+/// `duravip_gained` / `duravip_lost`: `fn(vip)`, see [`vip_table`].
 pub fn duravip(engine: Engine) -> Box<dyn Fn(&VipEvent) + Send + Sync> {
     Box::new(move |event: &VipEvent| {
         let (hook, claim) = match event {
@@ -64,18 +99,7 @@ pub fn duravip(engine: Engine) -> Box<dyn Fn(&VipEvent) + Send + Sync> {
         engine.run_hook(
             hook,
             |lua, f| {
-                let t = lua.create_table()?;
-                t.raw_set("ip", claim.ip.to_string())?;
-                t.raw_set(
-                    "names",
-                    lua.create_sequence_from(claim.names.iter().map(String::as_str))?,
-                )?;
-                let ports = claim.services.iter().filter_map(|s| match s {
-                    Service::Listener(port) => Some(*port),
-                    Service::Binding => None,
-                });
-                t.raw_set("ports", lua.create_sequence_from(ports)?)?;
-                f.call::<Value>(t)?;
+                f.call::<Value>(vip_table(lua, claim)?)?;
                 Ok(Flow::Continue)
             },
             |_| {},

@@ -286,6 +286,28 @@ impl MessageSlot {
     }
 }
 
+/// A message as a Lua userdata of its own, with the methods a set_binding
+/// hook's `msg` has, for a host that builds messages in Lua (the
+/// `require "eccluster"` module's `eccluster.message{...}`). Outside a
+/// set_binding call it reads the message, and choosing says it cannot.
+pub fn message_userdata(lua: &Lua, msg: Message) -> mlua::Result<mlua::AnyUserData> {
+    lua.create_userdata(LuaMessage(Rc::new(RefCell::new(Some(msg)))))
+}
+
+/// Runs `f` with the message of a [`message_userdata`] taken out of it
+/// (so that a hook reaching the same userdata meanwhile finds it outside
+/// its call rather than borrowed), and puts it back after.
+pub fn with_message_userdata<R>(
+    userdata: &mlua::AnyUserData,
+    f: impl FnOnce(&mut Message) -> R,
+) -> mlua::Result<R> {
+    let cell = Rc::clone(&userdata.borrow::<LuaMessage>()?.0);
+    let mut msg = cell.borrow_mut().take().ok_or_else(outside)?;
+    let result = f(&mut msg);
+    *cell.borrow_mut() = Some(msg);
+    Ok(result)
+}
+
 /// `msg` in Lua: `msg:sender()`, `msg:recipient_domains()`,
 /// `msg:header(name)` (a list of the values), `msg:binding([name])` and
 /// `msg:binding_group([name])`. Choosing returns the chosen binding's name,

@@ -32,6 +32,11 @@
 //! policy engine, and cargo cannot build mlua both ways in one build
 //! (DESIGN.md §1). The engine itself is the main crate, linked in.
 //!
+//! The host's state also gets the embedded engine's `register_hook`,
+//! `register_control`, and `message`/`set_binding`; they run only on the
+//! host's thread, inside `start`, `set_binding` and the host's
+//! `q:dispatch()` (see `host.rs` for which runs where).
+//!
 //! Errors: every function raises a plain string error with the caller's
 //! position; wrap a call in `pcall` to handle one. A panic never crosses
 //! into Lua.
@@ -42,6 +47,7 @@
 
 #![deny(unsafe_code)]
 
+mod host;
 mod start;
 #[cfg(feature = "testing")]
 mod testing;
@@ -63,6 +69,7 @@ fn open(lua: &Lua) -> mlua::Result<Table> {
     let ecc = lua.create_table()?;
     install(lua, &ecc, Arc::clone(&NODE))?;
     start::register(lua, &ecc, &NODE)?;
+    host::register(lua, &ecc, &NODE)?;
     let msys = install_msys(lua, Arc::clone(&NODE))?;
     preload_msys(lua, &msys)?;
     #[cfg(feature = "testing")]

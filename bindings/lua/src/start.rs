@@ -70,7 +70,8 @@ pub(crate) fn register(lua: &Lua, ecc: &Table, slot: &Arc<NodeSlot>) -> mlua::Re
             }
             let loaded = load(&config).map_err(|e| format!("start: {e}"))?;
             let node = Node::new(loaded.config);
-            node.start().map_err(|e| format!("start: {e}"))?;
+            crate::host::prepare(&node).map_err(|e| format!("start: {e}"))?;
+            crate::host::start(lua, &node).map_err(|e| format!("start: {e}"))?;
             if let Err(node) = s.fill(node.clone()) {
                 // Another state started one meanwhile.
                 node.stop();

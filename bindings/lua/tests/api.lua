@@ -175,7 +175,7 @@ fails("no replicated object 'outbound_domain'; configured: ", ecc.gauge, "outbou
 fails("'inbound_cidr' is a cidrtree, not a gauge table: open it with eccluster.cidr", ecc.gauge, "inbound_cidr")
 fails("bad argument #2 to 'count' (scope 'global': expected 'cluster' or 'local')", domains.count, domains, "k", "global")
 fails("calling 'inc' on bad self (eccluster.gauge expected, got nil)", domains.inc)
-fails("bad argument #1 to 'dispatch' (table expected, got nil)", q.dispatch, q)
+fails("bad argument #1 to 'dispatch' (table or nil expected, got number)", q.dispatch, q, 1)
 local err = fails("bad argument", function()
   inbound:inc("not an address")
 end)

@@ -182,6 +182,31 @@ fn api_lua_drives_a_node_started_from_lua_beside_a_peer() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// tests/hooks.lua: register_hook, register_control answered by the
+/// script's loop, and set_binding, on a node the script renames from
+/// "draft" to "lua1" with a cluster_nodename hook, beside a peer.
+#[test]
+fn hooks_lua_runs_hooks_commands_and_set_binding_from_its_loop() {
+    let dir = scratch("hooks");
+    let ports = [("lua1", free_port()), ("peer1", free_port())];
+    let lua_config = dir.join("lua1.toml");
+    let text = config(&dir, "lua1", &ports).replace("nodename = \"lua1\"", "nodename = \"draft\"")
+        + "[binding_group.pool.binding.p1]\nbind_address = \"10.1.0.1\"\n";
+    std::fs::write(&lua_config, text).unwrap();
+    let peer = Node::new(
+        LoadedConfig::parse(&config(&dir, "peer1", &ports), Format::Toml)
+            .unwrap()
+            .config,
+    );
+    peer.start().unwrap();
+    let out = lua(&dir, "tests/hooks.lua", &[lua_config.to_str().unwrap()]);
+    peer.stop();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "tests/hooks.lua failed:\n{stderr}");
+    assert!(stderr.contains("hooks.lua: ok"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A script that starts a node and ends without `ecc.stop()`: closing
 /// its Lua state stops the node (its console socket is gone).
 #[test]

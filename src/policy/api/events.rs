@@ -18,10 +18,20 @@
 //! `q:next()` takes one event (nil when none is pending); `q:dispatch`
 //! takes every pending one and calls the handler for its kind (kinds
 //! without one are taken and skipped), returning how many it took;
+//! `q:dispatch()` with no handlers calls the state's hooks instead (those
+//! `register_hook` registered for `membership_update`, `duravip_gained`
+//! and `duravip_lost`, with the arguments the embedded engine's hooks
+//! get);
 //! `q:wait([seconds])` blocks until one is pending (true) or the time is up
 //! (false), for scripts without a loop; `q:dropped()` counts the events
 //! lost to a full queue. Integers are Lua integers (`view_id`, a 64-bit
 //! hash, may read negative).
+//!
+//! A `"console"` event (`words`, `args`) is a console command that
+//! `register_control` defined in a host's state (the module's, see
+//! [`crate::Node::register_queued_command`]): taking it, by `next` or
+//! `dispatch`, runs the command in this state, if this state defines it,
+//! and sends what it prints back to the console.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +41,10 @@ use mlua::{Function, Lua, Table, Value};
 use super::NodeRef;
 use super::errors::function;
 use super::object::{LuaObject, Object, method, new_object, register as register_type};
-use crate::io::events::{Event, EventQueue, Field};
+use crate::io::events::{ConsoleRequest, Event, EventQueue, Field};
 use crate::node::NodeError;
+use crate::policy::adapters::{view_change_table, vip_table};
+use crate::policy::hooks::{self, Hook};
 
 struct Queue(Arc<EventQueue>);
 
@@ -46,14 +58,27 @@ impl LuaObject for Queue {
 /// `dispatch`, in Lua so that a handler's error reaches the caller as the
 /// handler raised it. `is_queue` and `next_event` are its upvalues.
 const DISPATCH: &str = r#"
-local is_queue, next_event = ...
+local is_queue, next_event, next_for_hooks = ...
 local error, pairs, type = error, pairs, type
 return function(self, handlers)
   if not is_queue(self) then
     error("calling 'dispatch' on bad self (eccluster.events expected, got " .. type(self) .. ")", 2)
   end
+  if handlers == nil then
+    local taken = 0
+    while true do
+      local hooks, arg = next_for_hooks(self)
+      if hooks == nil then
+        return taken
+      end
+      taken = taken + 1
+      for i = 1, #hooks do
+        hooks[i](arg)
+      end
+    end
+  end
   if type(handlers) ~= "table" then
-    error("bad argument #1 to 'dispatch' (table expected, got " .. type(handlers) .. ")", 2)
+    error("bad argument #1 to 'dispatch' (table or nil expected, got " .. type(handlers) .. ")", 2)
   end
   for kind, handler in pairs(handlers) do
     if type(handler) ~= "function" then
@@ -97,21 +122,71 @@ fn event_table(lua: &Lua, event: &Event) -> mlua::Result<Table> {
     Ok(t)
 }
 
+/// The next event, with a console request answered on the way.
+fn take(lua: &Lua, q: &Queue) -> mlua::Result<Option<Event>> {
+    let event = q.0.next();
+    if let Some(Event::Console(request)) = &event {
+        answer_console(lua, request)?;
+    }
+    Ok(event)
+}
+
+/// Runs the command `request` names if this state defines it, unless
+/// another host claimed it first (each queue has a copy) or the console
+/// stopped waiting.
+fn answer_console(lua: &Lua, request: &ConsoleRequest) -> mlua::Result<()> {
+    let defined = hooks::registered_controls(lua)?
+        .iter()
+        .any(|def| def.words == request.words);
+    if let Some(reply) = defined.then(|| request.claim()).flatten() {
+        reply.send(hooks::call_control(lua, &request.words, &request.args));
+    }
+    Ok(())
+}
+
+/// The hooks for `event` in this state and their argument; for kinds no
+/// hook hears, none and the event's table.
+fn hooks_for(lua: &Lua, event: &Event) -> mlua::Result<(Table, Table)> {
+    let (hook, arg) = match event {
+        Event::Membership {
+            view_number,
+            view_id,
+            members,
+        } => (
+            Hook::MembershipUpdate,
+            view_change_table(lua, *view_number, *view_id, members)?,
+        ),
+        Event::DuraVipGained(claim) => (Hook::DuravipGained, vip_table(lua, claim)?),
+        Event::DuraVipLost(claim) => (Hook::DuravipLost, vip_table(lua, claim)?),
+        other => return Ok((lua.create_table()?, event_table(lua, other)?)),
+    };
+    let functions = hooks::registered_hooks(lua, hook)?
+        .into_iter()
+        .map(|h| h.function);
+    Ok((lua.create_sequence_from(functions)?, arg))
+}
+
 /// Adds `events` to `ecc`.
 pub(super) fn register(lua: &Lua, ecc: &Table, node: &NodeRef) -> mlua::Result<()> {
     let (_, next_event) = method(lua, "next", |lua, q: &Queue, _| {
-        q.0.next()
-            .map(|e| event_table(lua, &e))
-            .transpose()
+        take(lua, q)
+            .and_then(|e| e.map(|e| event_table(lua, &e)).transpose())
             .map_err(|e| format!("next: {e}"))
+    })?;
+    let (_, next_for_hooks) = method(lua, "dispatch", |lua, q: &Queue, _| {
+        take(lua, q)
+            .and_then(|e| e.map(|e| hooks_for(lua, &e)).transpose())
+            .map(|found| found.map_or((None, None), |(f, a)| (Some(f), Some(a))))
+            .map_err(|e| format!("dispatch: {e}"))
     })?;
     let is_queue = lua.create_function(|_, v: Value| {
         Ok(matches!(&v, Value::UserData(ud) if ud.is::<Object<Queue>>()))
     })?;
-    let dispatch: Function = lua
-        .load(DISPATCH)
-        .set_name("=eccluster.dispatch")
-        .call((is_queue, next_event.clone()))?;
+    let dispatch: Function = lua.load(DISPATCH).set_name("=eccluster.dispatch").call((
+        is_queue,
+        next_event.clone(),
+        next_for_hooks,
+    ))?;
     register_type::<Queue>(
         lua,
         [

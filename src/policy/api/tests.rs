@@ -162,7 +162,7 @@ fn duravips_and_their_events() {
         assert(q:dispatch {} == 0)
         assert(q:wait(0.01) == false)
         -- Bad arguments; a handler's own error reaches the caller as it is.
-        fails("bad argument #1 to 'dispatch' (table expected, got nil)", q.dispatch, q)
+        fails("bad argument #1 to 'dispatch' (table or nil expected, got number)", q.dispatch, q, 1)
         fails("handler for 'membership': function expected, got string", q.dispatch, q,
           { membership = "print" })
         fails("calling 'dispatch' on bad self (eccluster.events expected, got number)", q.dispatch, 1, {})
@@ -182,6 +182,78 @@ fn duravips_and_their_events() {
         assert(not ok and err:match("test%.lua:%d+: host says no"), err)
         "#,
     );
+}
+
+/// A host's loop: `q:dispatch()` without handlers calls the state's
+/// hooks, and answers the console commands the node queued for it.
+#[test]
+fn dispatch_without_handlers_runs_hooks_and_answers_queued_commands() {
+    let f = Fixture::new("hostloop");
+    let ecc: Table = f.lua.globals().get("ecc").unwrap();
+    crate::policy::hooks::install(&f.lua, &ecc).unwrap();
+    f.run(
+        r#"
+        q = ecc.events()
+        gained = {}
+        ecc.register_hook("duravip_gained", function(vip) gained[#gained + 1] = vip.ip end)
+        ecc.register_hook("duravip_gained", function(vip) gained[#gained + 1] = vip.ports[1] end)
+        ecc.register_control("host hello", function(cc) print("hello", cc.argv[1]) end)
+        "#,
+    );
+    let claim = Claim {
+        ip: "10.98.0.9".parse().unwrap(),
+        names: vec!["lua-out".into()],
+        services: vec![Service::Listener(25)],
+        preference: None,
+    };
+    f.node.register_duravip(claim).unwrap();
+    f.run(
+        r#"
+        assert(q:wait(10), "no event within 10 s")
+        assert(q:dispatch() == 1)
+        assert(gained[1] == "10.98.0.9" and gained[2] == 25, tostring(gained[1]))
+        "#,
+    );
+    let def = |words: &str| crate::policy::ControlDef {
+        words: words.into(),
+        usage: String::new(),
+        help: "A test.".into(),
+    };
+    let timeout = std::time::Duration::from_secs(30);
+    let e = f
+        .node
+        .register_queued_command(&def("cluster info"), timeout)
+        .unwrap_err();
+    assert!(e.contains("built-in"), "{e}");
+    f.node
+        .register_queued_command(&def("host hello"), timeout)
+        .unwrap();
+    let console = {
+        let node = f.node.clone();
+        std::thread::spawn(move || node.console_exec("host hello world"))
+    };
+    f.run(
+        r#"
+        assert(q:wait(10), "no console request within 10 s")
+        local e
+        while e == nil or e.kind ~= "console" do e = q:next() end
+        assert(e.words == "host hello" and e.args[1] == "world", e.words)
+        "#,
+    );
+    assert_eq!(console.join().unwrap().unwrap(), "hello\tworld\n");
+    // Nobody dispatches: the console says so.
+    let short = std::time::Duration::from_millis(50);
+    f.node
+        .register_queued_command(&def("host hello"), short)
+        .unwrap();
+    let e = f.node.console_exec("host hello").unwrap_err();
+    assert!(
+        e.contains("the host's event loop did not answer 'host hello'"),
+        "{e}"
+    );
+    f.run("q = nil; collectgarbage()");
+    let e = f.node.console_exec("host hello").unwrap_err();
+    assert!(e.contains("no event queue listens"), "{e}");
 }
 
 #[test]
