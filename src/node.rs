@@ -229,8 +229,8 @@ pub struct DuraVipStatus {
     pub owner: Option<String>,
     /// This node owns it.
     pub owned: bool,
-    /// This node has it plumbed on an interface (its gained hook ran, and
-    /// no lost hook since).
+    /// This node owns it and has it on an interface now (one maintenance
+    /// found missing is not, until it is plumbed again).
     pub plumbed: bool,
 }
 
@@ -258,7 +258,8 @@ struct Inner {
     log_group: Arc<LogGroup>,
     /// The event queues of hosts with their own event loop.
     events: Arc<EventHub>,
-    /// The DuraVIPs this node has plumbed, as its gained and lost hooks say.
+    /// The DuraVIPs this node has on its interfaces, as the DuraVIP driver's
+    /// ownership reports say (what `duravips()` calls plumbed).
     plumbed: Arc<RwLock<BTreeSet<IpAddr>>>,
     /// Message moves: the host's hook, the id store, the counts.
     moves: Arc<Moves>,
@@ -312,7 +313,7 @@ impl Node {
         let events = Arc::new(EventHub::default());
         let plumbed = Arc::default();
         let log_group = Arc::new(LogGroup::new(config.cluster.log_group.clone()));
-        let (view_hooks, vip_hooks) = internal_hooks(&events, &plumbed, &log_group);
+        let (view_hooks, vip_hooks) = internal_hooks(&events, &log_group);
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
             hooks: RwLock::default(),
             view_hooks,
@@ -935,10 +936,9 @@ impl Node {
 type HookChain<H> = Arc<RwLock<Vec<H>>>;
 
 /// The node's own hooks, registered before any of the host's: they feed
-/// the event queues and keep the set of plumbed DuraVIPs.
+/// the event queues.
 fn internal_hooks(
     hub: &Arc<EventHub>,
-    plumbed: &Arc<RwLock<BTreeSet<IpAddr>>>,
     log_group: &LogGroup,
 ) -> (HookChain<ViewHook>, HookChain<VipHook>) {
     let view: ViewHook = {
@@ -955,12 +955,7 @@ fn internal_hooks(
     };
     let vip: VipHook = {
         let hub = Arc::clone(hub);
-        let plumbed = Arc::clone(plumbed);
         Arc::new(move |event: &VipEvent| {
-            match event {
-                VipEvent::Gained(c) => plumbed.write().insert(c.ip),
-                VipEvent::Lost(c) => plumbed.write().remove(&c.ip),
-            };
             hub.publish(|| match event {
                 VipEvent::Gained(c) => events::Event::DuraVipGained(c.clone()),
                 VipEvent::Lost(c) => events::Event::DuraVipLost(c.clone()),
@@ -1257,8 +1252,15 @@ impl Inner {
             hooks: Arc::clone(&self.vip_hooks),
             ownership: Some({
                 let bindings = Arc::clone(&self.bindings);
+                let plumbed = Arc::clone(&self.plumbed);
                 Arc::new(move |ownership: &crate::io::vip::Ownership| {
                     bindings.set_ownership(ownership);
+                    *plumbed.write() = ownership
+                        .addresses
+                        .iter()
+                        .filter(|a| a.plumbed_here)
+                        .map(|a| a.ip)
+                        .collect();
                 })
             }),
         }))
