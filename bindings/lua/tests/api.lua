@@ -36,6 +36,8 @@ ecc.start(config)
 fails("start: a node already runs in this process; call eccluster.stop() first", ecc.start, config)
 
 local q = ecc.events()
+-- Now tests/lua.rs starts the peer: q hears the view its joining makes.
+assert(io.open(dir .. "/queue-ready", "w")):close()
 local nap = ecc.events(1)
 -- A pause: waiting on a queue nobody cares about.
 local function sleep(seconds)

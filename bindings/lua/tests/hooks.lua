@@ -1,14 +1,15 @@
 -- The module's hooks, console commands and set_binding, run by the real
 -- interpreter:
 --
---   LUA_CPATH='/path/to/?.so' lua5.4 tests/hooks.lua CONFIG
+--   LUA_CPATH='/path/to/?.so' lua5.4 tests/hooks.lua CONFIG READY
 --
--- with eccluster.so built with `--features testing`. tests/lua.rs runs a
--- peer node ("peer1") and writes CONFIG for this one, named "draft" there:
--- a cluster_nodename hook names it "lua1" as it starts. Any failed check
--- raises, and the interpreter exits non-zero.
+-- with eccluster.so built with `--features testing`. tests/lua.rs writes
+-- CONFIG for this node, named "draft" there (a cluster_nodename hook names
+-- it "lua1" as it starts), and starts a peer node ("peer1") once this
+-- script has created the file READY, after making its event queue. Any
+-- failed check raises, and the interpreter exits non-zero.
 
-local config = assert(arg[1])
+local config, ready = assert(arg[1]), assert(arg[2])
 local ecc = require("eccluster")
 
 local function fails(text, f, ...)
@@ -48,6 +49,7 @@ assert(ecc.nodename() == "lua1" and ecc.subcluster() == "default-east", ecc.subc
 local q = ecc.events()
 local views = {}
 ecc.register_hook("membership_update", function(change) views[#views + 1] = change end)
+assert(io.open(ready, "w")):close() -- the peer starts now: q hears it join
 local function loop_until(what, done)
   local deadline = os.time() + 15
   while not done() do

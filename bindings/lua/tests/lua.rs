@@ -70,6 +70,22 @@ fn lua(dir: &Path, script: &str, args: &[&str]) -> Output {
 }
 
 /// A loopback port free for TCP and UDP now, never handed out twice.
+/// Starts `peer` once the script has made its event queue (it creates
+/// `ready`), so that the queue hears the view the peer's joining makes: a
+/// peer already up could form it first, before any queue listened.
+fn start_when_ready(peer: Node, ready: PathBuf) -> std::thread::JoinHandle<Node> {
+    std::thread::spawn(move || {
+        for _ in 0..3000 {
+            if ready.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        peer.start().unwrap();
+        peer
+    })
+}
+
 fn free_port() -> u16 {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     loop {
@@ -130,7 +146,7 @@ fn api_lua_drives_a_node_started_from_lua_beside_a_peer() {
     let heard: Arc<Mutex<Vec<GroupLine>>> = Arc::default();
     let sink = Arc::clone(&heard);
     peer.register_log_group_hook(Box::new(move |line| sink.lock().push(line.clone())));
-    peer.start().unwrap();
+    let starting = start_when_ready(peer.clone(), dir.join("queue-ready"));
     let domains = peer.shared_gauge("outbound_domains").unwrap();
     domains.add(b"aol.com", 2);
     peer.shared_cidr("inbound_cidr")
@@ -162,6 +178,7 @@ fn api_lua_drives_a_node_started_from_lua_beside_a_peer() {
         "tests/api.lua",
         &[dir.to_str().unwrap(), lua_config.to_str().unwrap(), &port],
     );
+    let peer = starting.join().unwrap();
     done.store(true, Ordering::SeqCst);
     let answered = answer.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -198,9 +215,14 @@ fn hooks_lua_runs_hooks_commands_and_set_binding_from_its_loop() {
             .unwrap()
             .config,
     );
-    peer.start().unwrap();
-    let out = lua(&dir, "tests/hooks.lua", &[lua_config.to_str().unwrap()]);
-    peer.stop();
+    let ready = dir.join("queue-ready");
+    let starting = start_when_ready(peer, ready.clone());
+    let out = lua(
+        &dir,
+        "tests/hooks.lua",
+        &[lua_config.to_str().unwrap(), ready.to_str().unwrap()],
+    );
+    starting.join().unwrap().stop();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "tests/hooks.lua failed:\n{stderr}");
     assert!(stderr.contains("hooks.lua: ok"), "{stderr}");
