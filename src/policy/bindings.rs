@@ -92,6 +92,10 @@ pub struct BindingTable {
     /// order), sorted by group name: an MTA has a few groups, and a binary
     /// search of a few short names is quicker than hashing one.
     groups: Vec<(String, Vec<usize>)>,
+    /// Each group's bindings of the best rank (module docs), in the order
+    /// of `groups`: worked out when the table is made, since states change
+    /// once per DuraVIP move and groups are chosen from once per message.
+    best: Vec<Vec<usize>>,
 }
 
 impl fmt::Debug for BindingTable {
@@ -108,7 +112,29 @@ impl BindingTable {
         for b in bindings {
             table.insert(b);
         }
+        table.rank_groups();
         table
+    }
+
+    /// Fills `best` from the bindings' states.
+    fn rank_groups(&mut self) {
+        let bindings = &self.bindings;
+        self.best = self
+            .groups
+            .iter()
+            .map(|(_, members)| {
+                let ranked = || {
+                    members
+                        .iter()
+                        .filter_map(|&i| Some((bindings[i].rank()?, i)))
+                };
+                let best = ranked().map(|(rank, _)| rank).min();
+                ranked()
+                    .filter(|(rank, _)| Some(*rank) == best)
+                    .map(|(_, i)| i)
+                    .collect()
+            })
+            .collect();
     }
 
     /// The configuration's bindings, before any DuraVIP has an owner. A
@@ -193,22 +219,19 @@ impl BindingTable {
                 }
             }
         }
+        next.rank_groups();
         next
     }
 
-    fn members(&self, group: &str) -> Option<&Vec<usize>> {
-        let at = self
-            .groups
+    /// Where `group` is in `groups` (and `best`).
+    fn group_at(&self, group: &str) -> Option<usize> {
+        self.groups
             .binary_search_by(|(g, _)| g.as_str().cmp(group))
-            .ok()?;
-        Some(&self.groups[at].1)
+            .ok()
     }
 
     fn members_mut(&mut self, group: &str) -> Option<&mut Vec<usize>> {
-        let at = self
-            .groups
-            .binary_search_by(|(g, _)| g.as_str().cmp(group))
-            .ok()?;
+        let at = self.group_at(group)?;
         Some(&mut self.groups[at].1)
     }
 
@@ -236,31 +259,16 @@ impl BindingTable {
     /// A binding of `group` to send from (module docs), with its place in
     /// the table, or why there is none.
     pub fn choose_from_group(&self, group: &str) -> Choice<'_> {
-        let Some(members) = self.members(group) else {
+        let Some(at) = self.group_at(group) else {
             return Choice::UnknownGroup;
         };
-        let ranked = || {
-            members
-                .iter()
-                .filter_map(|&i| Some((self.bindings[i].rank()?, i)))
-        };
-        let (mut best, mut equals) = (None, 0);
-        for (rank, _) in ranked() {
-            match best {
-                Some(b) if rank > b => {}
-                Some(b) if rank == b => equals += 1,
-                _ => (best, equals) = (Some(rank), 1),
-            }
-        }
-        let chosen = best.and_then(|best| {
-            ranked()
-                .filter(|(rank, _)| *rank == best)
-                .nth(random_below(equals))
-        });
+        let best = &self.best[at];
+        let chosen = (!best.is_empty()).then(|| best[random_below(best.len())]);
         match chosen {
-            Some((_, i)) => Choice::Chosen(i, &self.bindings[i]),
+            Some(i) => Choice::Chosen(i, &self.bindings[i]),
             None => {
-                let why: Vec<String> = members
+                let why: Vec<String> = self.groups[at]
+                    .1
                     .iter()
                     .filter_map(|&i| self.bindings[i].unavailable())
                     .collect();
