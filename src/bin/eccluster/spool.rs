@@ -62,11 +62,8 @@ pub fn accept_moves(node: &Node, dir: &Path) -> Result<(), String> {
     log.read_to_string(&mut text)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     // A line cut short by a crash was never acknowledged.
-    let whole = text.rfind('\n').map_or(0, |i| i + 1);
-    if whole < text.len() {
-        log.set_len(whole as u64)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    let whole = eccluster::io::mmove::cut_torn_line(&log, text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let taken: HashSet<String> = text[..whole].lines().map(str::to_string).collect();
     let spool = Arc::new(Spool {
         node: node.downgrade(),

@@ -18,6 +18,8 @@ mod sender;
 mod store;
 mod workers;
 
+pub use store::cut_torn_line;
+
 pub(crate) use sender::{Transport, send};
 
 use std::collections::{BTreeMap, HashMap};

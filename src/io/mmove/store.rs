@@ -99,12 +99,8 @@ impl Ids {
             .map_err(|e| at(&path, "cannot read", e))?;
         // A crash may leave the last line unfinished: it never answered
         // anyone, so it is cut.
-        let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        if whole < text.len() {
-            file.set_len(whole as u64)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| at(&path, "cannot cut its torn last line", e))?;
-        }
+        let whole = cut_torn_line(&file, &text)
+            .map_err(|e| at(&path, "cannot cut its torn last line", e))?;
         let mut store = IdStore::new(keep_seconds, keep_ids);
         let mut in_file = 0;
         for (n, line) in text[..whole].split(|b| *b == b'\n').enumerate() {
@@ -251,6 +247,19 @@ impl State {
         disk.in_file = records.len();
         Ok(())
     }
+}
+
+/// Cuts an unfinished last line a crash left in a log of lines (`text` is
+/// what `file` holds), durably; returns the length of the whole lines.
+/// The id store's file and a host's spool log (`eccluster node
+/// --accept-moves`) are such logs.
+pub fn cut_torn_line(file: &File, text: &[u8]) -> std::io::Result<usize> {
+    let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if whole < text.len() {
+        file.set_len(whole as u64)?;
+        file.sync_data()?;
+    }
+    Ok(whole)
 }
 
 #[cfg(test)]
